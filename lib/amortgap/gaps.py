@@ -1,0 +1,165 @@
+"""The decomposition of the inference gap, per datapoint (Cremer, Li & Duvenaud 2018):
+
+    log p(x) - L[q]  =  (log p(x) - L[q*])  +  (L[q*] - L[q])
+    inference gap       approximation gap       amortization gap
+
+q is the encoder's output, q* the best member of the family for that datapoint (found by
+:func:`amortgap.local.optimal_q`), and log p(x) the best of the available estimates: IWAE with q* as
+proposal and AIS started from q* (``log_px_from`` picks which, or the larger; AIS by default, since
+IWAE with a light-tailed proposal can overshoot when its effective sample size is small). Both ELBOs use common random numbers, so their difference, the
+amortization gap, has a small paired standard error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Iterator, Literal
+
+import pandas as pd
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .bounds import MAX_PAIRS, AISConfig, ais, elbo_from_weights, iwae, log_weights_chunked
+from .families import DiagonalGaussian, Family
+from .local import QStarConfig, optimal_q
+from .models import LatentVariableModel
+
+COLUMNS = [
+    "log_px", "elbo_optimal", "elbo_amortized",
+    "approximation_gap", "amortization_gap", "inference_gap",
+    "elbo_optimal_se", "elbo_amortized_se", "amortization_gap_se",
+    "log_px_iwae", "iwae_ess", "log_px_ais", "ais_acceptance",
+    "qstar_steps", "qstar_converged",
+    "elbo_samples", "iwae_samples", "ais_chains", "ais_steps", "ais_leapfrog_steps",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DecomposeConfig:
+    """How hard to work for each number. ``iwae_samples=0`` or ``ais=None`` drops that estimate of
+    log p(x); ``log_px_from`` names the one reported as ``log_px`` (``"max"``: the larger, as in
+    Cremer et al.); ``batch_size`` datapoints form one vectorized problem."""
+
+    elbo_samples: int = 1000
+    iwae_samples: int = 5000
+    ais: AISConfig | None = field(default_factory=AISConfig)
+    qstar: QStarConfig = field(default_factory=QStarConfig)
+    qstar_init: str = "encoder"
+    log_px_from: Literal["ais", "iwae", "max"] = "ais"
+    batch_size: int = 500
+    max_pairs: int = MAX_PAIRS
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.elbo_samples < 2:
+            raise ValueError(f"elbo_samples must be at least 2 (for a standard error), not {self.elbo_samples}")
+        if self.iwae_samples < 0:
+            raise ValueError(f"iwae_samples must be >= 0, not {self.iwae_samples}")
+        needs = {"ais": self.ais is not None, "iwae": self.iwae_samples > 0,
+                 "max": self.ais is not None and self.iwae_samples > 0}
+        if self.log_px_from not in needs:
+            raise ValueError(f"log_px_from must be 'ais', 'iwae' or 'max', not {self.log_px_from!r}")
+        if not needs[self.log_px_from]:
+            raise ValueError(f"log_px_from={self.log_px_from!r} needs that estimator switched on")
+        if self.batch_size < 1 or self.max_pairs < 1:
+            raise ValueError("batch_size and max_pairs must be positive")
+        if self.qstar_init not in ("encoder", "prior"):
+            raise ValueError(f"qstar_init must be 'encoder' or 'prior', not {self.qstar_init!r}")
+
+
+def decompose(
+    model: LatentVariableModel,
+    x: Tensor,
+    config: DecomposeConfig | None = None,
+    family: Family = DiagonalGaussian(),
+    progress: bool = False,
+) -> pd.DataFrame:
+    """One row per datapoint of x [N, D] with log p(x), L[q*], L[q], the three gaps (nats), their
+    standard errors and what each estimate cost. Deterministic for a given ``config.seed``; the
+    caller's random state is left untouched. ``config.*`` is stored in ``DataFrame.attrs``."""
+    config = config or DecomposeConfig()
+    if x.dim() != 2 or x.shape[0] == 0:
+        raise ValueError(f"x must be a non-empty [N, D] tensor, not of shape {tuple(x.shape)}")
+    batches = range(0, x.shape[0], config.batch_size)
+    with _seeded(config.seed, x.device):
+        seeds = torch.randint(2**62, (len(batches),)).tolist()
+    rows = []
+    for start, seed in zip(tqdm(batches, desc="decompose", disable=not progress), seeds):
+        with _seeded(seed, x.device):
+            rows.append(_decompose_batch(model, x[start : start + config.batch_size], config, family, progress))
+    table = pd.concat(rows, ignore_index=True)[COLUMNS]
+    table.index.name = "datapoint"
+    table.attrs["config"] = asdict(config)
+    return table
+
+
+def _decompose_batch(
+    model: LatentVariableModel, x: Tensor, config: DecomposeConfig, family: Family, progress: bool
+) -> pd.DataFrame:
+    S = config.elbo_samples
+    with torch.no_grad():
+        q = model.encode(x)
+    qstar = optimal_q(model, x, family, config.qstar, config.qstar_init, progress)
+    crn_seed = int(torch.randint(2**62, ()))
+    with _seeded(crn_seed, x.device):
+        lw_amortized = log_weights_chunked(model, x, q, S, config.max_pairs)
+    with _seeded(crn_seed, x.device):
+        lw_optimal = log_weights_chunked(model, x, qstar.q, S, config.max_pairs)
+    amortized, optimal = elbo_from_weights(lw_amortized), elbo_from_weights(lw_optimal)
+
+    nan = torch.full_like(optimal.value, math.nan)
+    log_px_iwae, ess = nan, nan
+    if config.iwae_samples:
+        estimate = iwae(model, x, qstar.q, config.iwae_samples, config.max_pairs)
+        log_px_iwae, ess = estimate.value, estimate.ess
+    log_px_ais, acceptance = nan, nan
+    if config.ais is not None:
+        result = ais(model, x, qstar.q, config.ais, progress)
+        log_px_ais, acceptance = result.log_px, result.acceptance
+    log_px = {"ais": log_px_ais, "iwae": log_px_iwae, "max": torch.fmax(log_px_iwae, log_px_ais)}[
+        config.log_px_from
+    ]
+
+    ais_cfg = config.ais or AISConfig()
+    columns = {
+        "log_px": log_px,
+        "elbo_optimal": optimal.value,
+        "elbo_amortized": amortized.value,
+        "approximation_gap": log_px - optimal.value,
+        "amortization_gap": optimal.value - amortized.value,
+        "inference_gap": log_px - amortized.value,
+        "elbo_optimal_se": optimal.stderr,
+        "elbo_amortized_se": amortized.stderr,
+        "amortization_gap_se": (lw_optimal - lw_amortized).std(0) / math.sqrt(S),
+        "log_px_iwae": log_px_iwae,
+        "iwae_ess": ess,
+        "log_px_ais": log_px_ais,
+        "ais_acceptance": acceptance,
+        "qstar_steps": qstar.steps,
+        "qstar_converged": qstar.converged,
+    }
+    table = pd.DataFrame({k: v.detach().cpu().numpy() for k, v in columns.items()})
+    table["elbo_samples"] = S
+    table["iwae_samples"] = config.iwae_samples
+    table["ais_chains"] = ais_cfg.chains if config.ais else 0
+    table["ais_steps"] = ais_cfg.steps if config.ais else 0
+    table["ais_leapfrog_steps"] = ais_cfg.leapfrog_steps if config.ais else 0
+    return table
+
+
+def summarize(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard error of the mean over datapoints of the six headline columns."""
+    cols = COLUMNS[:6]
+    return pd.DataFrame({"mean": table[cols].mean(), "sem": table[cols].sem()})
+
+
+@contextlib.contextmanager
+def _seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """Run the block with the global RNGs seeded, restoring the caller's RNG state afterwards."""
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield

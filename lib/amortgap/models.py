@@ -1,0 +1,185 @@
+"""Latent-variable models: the model protocol, the Bernoulli VAE, and safe checkpoints.
+
+The gap code needs only the :class:`LatentVariableModel` protocol: ``encode(x)`` gives q(z|x) and
+``log_joint(x, z)`` gives log p(x, z). The decoder is a separate module so it can be frozen.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import zipfile
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution
+
+from .families import diagonal_gaussian
+
+CHECKPOINT_FORMAT = "amortgap.vae/1"
+ACTIVATIONS = {"elu": nn.ELU, "relu": nn.ReLU, "tanh": nn.Tanh, "softplus": nn.Softplus}
+LOG_2PI = math.log(2 * math.pi)
+
+
+@runtime_checkable
+class LatentVariableModel(Protocol):
+    """What :func:`amortgap.gaps.decompose` needs from a model."""
+
+    latent_dim: int
+
+    def encode(self, x: Tensor) -> Distribution:
+        """q(z|x) for x [B, D]: batch shape [B], event shape [latent_dim]."""
+
+    def log_joint(self, x: Tensor, z: Tensor) -> Tensor:
+        """log p(x, z) for x [B, D] and z [S, B, d]: shape [S, B]."""
+
+
+def standard_normal_log_prob(z: Tensor) -> Tensor:
+    """log N(z; 0, I) summed over the last dimension: [..., d] -> [...]."""
+    return -0.5 * (z.pow(2).sum(-1) + z.shape[-1] * LOG_2PI)
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """Architecture of a Bernoulli VAE (Cremer et al. 2018's default: 784-200-200-(2x50), ELU)."""
+
+    data_dim: int = 784
+    latent_dim: int = 50
+    encoder_hidden: tuple[int, ...] = (200, 200)
+    decoder_hidden: tuple[int, ...] = (200, 200)
+    activation: str = "elu"
+
+    def __post_init__(self) -> None:
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, not {self.activation!r}")
+        for name in ("data_dim", "latent_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive, not {getattr(self, name)}")
+        for name in ("encoder_hidden", "decoder_hidden"):
+            widths = tuple(int(w) for w in getattr(self, name))
+            if any(w < 1 for w in widths):
+                raise ValueError(f"{name} widths must be positive, not {widths}")
+            object.__setattr__(self, name, widths)
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+def mlp(sizes: list[int], activation: str) -> nn.Sequential:
+    """Linear layers of the given sizes with ``activation`` between them (none after the last)."""
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        if i > 0:
+            layers.append(ACTIVATIONS[activation]())
+        layers.append(nn.Linear(n_in, n_out))
+    return nn.Sequential(*layers)
+
+
+class VAE(nn.Module):
+    """Bernoulli-likelihood VAE with a diagonal-Gaussian encoder and a N(0, I) prior."""
+
+    def __init__(self, config: VAEConfig = VAEConfig()) -> None:
+        super().__init__()
+        self.config = config
+        self.latent_dim = config.latent_dim
+        c = config
+        self.encoder = mlp([c.data_dim, *c.encoder_hidden, 2 * c.latent_dim], c.activation)
+        self.decoder = mlp([c.latent_dim, *c.decoder_hidden, c.data_dim], c.activation)
+
+    def encode(self, x: Tensor) -> Distribution:
+        """q(z|x) = N(mu(x), diag(sigma(x)^2)) for x [B, D]."""
+        loc, log_scale = self.encoder(x).chunk(2, dim=-1)
+        return diagonal_gaussian(loc, log_scale)
+
+    def log_prior(self, z: Tensor) -> Tensor:
+        """log p(z), [..., d] -> [...]."""
+        return standard_normal_log_prob(z)
+
+    def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
+        """log p(x|z) for x [B, D] and z [S, B, d]: shape [S, B]."""
+        logits = self.decoder(z)
+        return -nn.functional.binary_cross_entropy_with_logits(
+            logits, x.expand_as(logits), reduction="none"
+        ).sum(-1)
+
+    def log_joint(self, x: Tensor, z: Tensor) -> Tensor:
+        return self.log_likelihood(x, z) + self.log_prior(z)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """Simulate (x [n, D], z [n, d]) from the model; z is an exact posterior sample for x."""
+        device = next(self.parameters()).device
+        z = torch.randn(n, self.latent_dim, generator=generator, device=device)
+        probs = torch.sigmoid(self.decoder(z))
+        return torch.bernoulli(probs, generator=generator), z
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, corrupt, unsafe, or of another architecture."""
+
+
+def save(model: VAE, path: str | os.PathLike) -> None:
+    """Write the architecture and weights atomically (temp file, then rename)."""
+    atomic_save({"format": CHECKPOINT_FORMAT, "config": model.config.to_dict(),
+                 "state_dict": model.state_dict()}, path)
+
+
+def atomic_save(obj: dict, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temp file beside ``path``, then rename: a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """``torch.load(weights_only=True)``: tensors and plain values only, never code."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as err:
+        raise CheckpointError(
+            f"{path} is not a loadable amortgap checkpoint: it is corrupt, or it holds objects that "
+            f"only arbitrary code could rebuild, which amortgap refuses to run ({type(err).__name__})"
+        ) from err
+    if not isinstance(obj, dict) or "format" not in obj:
+        raise CheckpointError(f"{path} is not an amortgap checkpoint (no format tag)")
+    return obj
+
+
+def load(
+    path: str | os.PathLike,
+    config: VAEConfig | None = None,
+    map_location: str | torch.device = "cpu",
+) -> VAE:
+    """Rebuild a VAE from :func:`save`'s file. If ``config`` is given, the checkpoint must match it."""
+    obj = safe_load(path, map_location)
+    if obj["format"] != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} has format {obj['format']!r}, expected {CHECKPOINT_FORMAT!r}")
+    known = {f.name for f in fields(VAEConfig)}
+    stored = obj.get("config", {})
+    if set(stored) - known:
+        raise CheckpointError(f"{path} has unknown architecture fields {sorted(set(stored) - known)}")
+    stored_config = VAEConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()})
+    if config is not None and config != stored_config:
+        diff = {
+            f.name: (getattr(stored_config, f.name), getattr(config, f.name))
+            for f in fields(VAEConfig)
+            if getattr(stored_config, f.name) != getattr(config, f.name)
+        }
+        raise CheckpointError(
+            f"{path} is a checkpoint of another architecture; (stored, expected): {diff}"
+        )
+    model = VAE(stored_config)
+    try:
+        model.load_state_dict(obj["state_dict"])
+    except (RuntimeError, KeyError) as err:
+        raise CheckpointError(f"{path}: weights do not fit the stored architecture: {err}") from err
+    return model.to(map_location)

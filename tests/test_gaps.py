@@ -1,0 +1,104 @@
+"""The decomposition with its default config reproduces the exact gaps of the linear-Gaussian model."""
+
+import pandas as pd
+import pytest
+import torch
+
+from amortgap import gaps
+from amortgap.bounds import AISConfig
+from amortgap.linear_gaussian import LinearGaussian
+
+TOL = 0.05  # nats
+HEADLINE = ["log_px", "elbo_optimal", "elbo_amortized", "approximation_gap", "amortization_gap", "inference_gap"]
+
+
+@pytest.fixture(scope="module")
+def model_and_x():
+    model = LinearGaussian.random(data_dim=10, latent_dim=3, seed=1, encoder_error=0.05)
+    x, _ = model.sample(64, torch.Generator().manual_seed(3))
+    return model, x
+
+
+@pytest.fixture(scope="module")
+def table(model_and_x):
+    model, x = model_and_x
+    return gaps.decompose(model, x)
+
+
+def test_default_decomposition_is_accurate(model_and_x, table):
+    model, x = model_and_x
+    exact = model.exact_gaps(x)
+    for column in HEADLINE:
+        error = torch.tensor(table[column].to_numpy()) - exact[column]
+        assert error.mean().abs() < TOL, (column, error.mean())
+        assert error.abs().max() < 0.25, (column, error.abs().max())
+
+
+def test_table_reports_what_is_needed_to_judge_it(table):
+    assert list(table.columns) == gaps.COLUMNS and len(table) == 64
+    assert (table.elbo_optimal_se > 0).all() and (table.amortization_gap_se > 0).all()
+    assert (table.qstar_steps > 0).all() and table.qstar_converged.all()
+    assert (table.elbo_samples == 1000).all() and (table.ais_chains == AISConfig().chains).all()
+    torch.testing.assert_close(
+        torch.tensor((table.approximation_gap + table.amortization_gap).to_numpy()),
+        torch.tensor(table.inference_gap.to_numpy()),
+    )
+    assert table.attrs["config"]["elbo_samples"] == 1000
+
+
+def test_common_random_numbers_shrink_the_amortization_gap_error(table):
+    unpaired = (table.elbo_optimal_se**2 + table.elbo_amortized_se**2) ** 0.5
+    assert (table.amortization_gap_se < unpaired).mean() > 0.9
+
+
+def test_encoder_equal_to_qstar_has_no_amortization_gap(model_and_x):
+    model, x = model_and_x
+    exact = LinearGaussian(model.W, model.b, model.psi)  # its encoder outputs the exact q*
+    table = gaps.decompose(exact, x, gaps.DecomposeConfig(ais=None, log_px_from="iwae"))
+    mean, sem = table.amortization_gap.mean(), table.amortization_gap.sem()
+    assert abs(mean) < max(3 * sem, 0.005), (mean, sem)
+    assert table.amortization_gap.abs().max() < 0.05
+
+
+def test_same_seed_same_numbers_and_caller_rng_untouched(model_and_x):
+    model, x = model_and_x
+    config = gaps.DecomposeConfig(elbo_samples=50, iwae_samples=50, ais=AISConfig(steps=20, chains=2),
+                                  batch_size=20, seed=7)
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    first = gaps.decompose(model, x, config)
+    assert torch.equal(torch.get_rng_state(), before)
+    second = gaps.decompose(model, x, config)
+    pd.testing.assert_frame_equal(first, second)
+    other = gaps.decompose(model, x, gaps.DecomposeConfig(**{**config.__dict__, "seed": 8}))
+    assert not first.elbo_amortized.equals(other.elbo_amortized)
+
+
+def test_log_px_choice(model_and_x):
+    model, x = model_and_x
+    config = dict(elbo_samples=50, iwae_samples=100, ais=AISConfig(steps=20, chains=2))
+    best = gaps.decompose(model, x[:8], gaps.DecomposeConfig(**config, log_px_from="max"))
+    assert (best.log_px == best[["log_px_iwae", "log_px_ais"]].max(axis=1)).all()
+    iwae_only = gaps.decompose(model, x[:8], gaps.DecomposeConfig(**{**config, "ais": None}, log_px_from="iwae"))
+    assert iwae_only.log_px_ais.isna().all() and (iwae_only.log_px == iwae_only.log_px_iwae).all()
+
+
+def test_summary_has_mean_and_sem(table):
+    summary = gaps.summarize(table)
+    assert list(summary.index) == HEADLINE
+    assert summary.loc["inference_gap", "mean"] == pytest.approx(table.inference_gap.mean())
+
+
+@pytest.mark.parametrize("bad", [
+    dict(elbo_samples=1), dict(iwae_samples=-1), dict(ais=None),  # ais=None with log_px_from="ais"
+    dict(log_px_from="median"), dict(qstar_init="zeros"), dict(batch_size=0),
+])
+def test_config_rejects_nonsense(bad):
+    with pytest.raises(ValueError):
+        gaps.DecomposeConfig(**bad)
+
+
+def test_input_shape_is_checked(model_and_x):
+    model, x = model_and_x
+    with pytest.raises(ValueError, match="shape"):
+        gaps.decompose(model, x[0])

@@ -1,0 +1,77 @@
+"""q* and semi-amortized refinement against the closed-form q* of the linear-Gaussian model."""
+
+import pytest
+import torch
+
+from amortgap import local
+from amortgap.families import DiagonalGaussian
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+@pytest.mark.parametrize("init", ["encoder", "prior"])
+def test_qstar_matches_the_closed_form(linear_model, linear_x, init):
+    result = local.optimal_q(linear_model, linear_x, init=init)
+    exact = linear_model.exact_qstar(linear_x)
+    deficit = linear_model.exact_elbo(linear_x, exact) - linear_model.exact_elbo(linear_x, result.q)
+    assert deficit.min() > -1e-4, "nothing beats the exact q*"
+    assert deficit.mean() < 0.01 and deficit.max() < 0.05
+    assert (result.q.mean - exact.mean).abs().max() < 0.05
+    assert (result.q.stddev / exact.stddev - 1).abs().max() < 0.1
+    assert result.converged.all()
+
+
+def test_each_datapoint_stops_on_its_own(linear_model, linear_x):
+    result = local.optimal_q(linear_model, linear_x)
+    assert result.steps.unique().numel() > 1, "points should converge at different steps"
+    from_prior = local.optimal_q(linear_model, linear_x, init="prior")
+    assert from_prior.steps.float().mean() > result.steps.float().mean(), "the encoder is a warm start"
+
+
+def test_max_steps_bounds_the_work(linear_model, linear_x):
+    result = local.optimal_q(linear_model, linear_x, config=local.QStarConfig(max_steps=30), init="prior")
+    assert (result.steps == 30).all() and not result.converged.any()
+
+
+def test_rows_are_optimised_independently(linear_model, linear_x):
+    """Optimising a datapoint alone or among others gives the same answer (up to Monte Carlo noise)."""
+    together = local.optimal_q(linear_model, linear_x[:8]).q
+    alone = local.optimal_q(linear_model, linear_x[:1]).q
+    assert (together.mean[0] - alone.mean[0]).abs().max() < 0.03
+
+
+def test_refinement_closes_the_amortization_gap(linear_model, linear_x):
+    qstar_elbo = linear_model.exact_elbo(linear_x, linear_model.exact_qstar(linear_x))
+    remaining = []
+    for k in (0, 1, 5, 20, 100):
+        q = local.refine(linear_model, linear_x, k).q
+        remaining.append((qstar_elbo - linear_model.exact_elbo(linear_x, q)).mean().item())
+    assert all(a > b for a, b in zip(remaining, remaining[1:])), remaining
+    assert remaining[-1] < 0.05 * remaining[0]
+
+
+def test_zero_refinement_steps_is_the_encoder(linear_model, linear_x):
+    q = local.refine(linear_model, linear_x, 0).q
+    encoder = linear_model.encode(linear_x)
+    torch.testing.assert_close(q.mean, encoder.mean)
+    torch.testing.assert_close(q.stddev, encoder.stddev)
+
+
+def test_bad_arguments_are_refused(linear_model, linear_x):
+    with pytest.raises(ValueError, match="init"):
+        local.optimal_q(linear_model, linear_x, init="zeros")
+    with pytest.raises(ValueError, match="steps"):
+        local.refine(linear_model, linear_x, -1)
+    with pytest.raises(ValueError):
+        local.QStarConfig(lr_decay=1.5)
+
+
+def test_family_round_trip(linear_model, linear_x):
+    q = linear_model.encode(linear_x)
+    family = DiagonalGaussian()
+    again = family.distribution(family.params_from(q))
+    torch.testing.assert_close(again.mean, q.mean)
+    torch.testing.assert_close(again.stddev, q.stddev)
