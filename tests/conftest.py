@@ -1,6 +1,12 @@
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
+from amortgap import data
 from amortgap.linear_gaussian import LinearGaussian
 
 
@@ -14,3 +20,21 @@ def linear_model() -> LinearGaussian:
 def linear_x(linear_model: LinearGaussian) -> torch.Tensor:
     x, _ = linear_model.sample(64, torch.Generator().manual_seed(3))
     return x
+
+
+def write_idx(path: Path, array: np.ndarray, magic_dtype: int = 0x08) -> None:
+    """Write ``array`` as a gzipped idx file of unsigned bytes (the Fashion-MNIST format)."""
+    header = struct.pack(">HBB", 0, magic_dtype, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture
+def tiny_dir(tmp_path: Path) -> Path:
+    """A Fashion-MNIST look-alike: 30 training and 7 test images of 28x28."""
+    rng = np.random.default_rng(0)
+    for kind, n in (("train", 30), ("test", 7)):
+        image_file, label_file = data.FILES[kind]
+        write_idx(tmp_path / image_file, rng.integers(0, 256, size=(n, 28, 28)))
+        write_idx(tmp_path / label_file, rng.integers(0, 10, size=n))
+    return tmp_path

@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run folder: model.pt (best weights), checkpoint.pt, history.csv, config.json")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if it exists")
     p.add_argument("--num-train", type=int, default=None, help="use only the first N training images")
+    p.add_argument("--num-valid", type=int, default=data.NUM_VALID,
+                   help="training images held out for validation (seeded split)")
     _common_args(p)
     add_config_args(p, models.VAEConfig, skip=("data_dim",))
     add_config_args(p, train.TrainConfig)
@@ -97,9 +99,9 @@ def run_train(args: argparse.Namespace) -> None:
     device = resolve_device(args.device)
     model_config = config_from_args(args, models.VAEConfig)
     train_config = config_from_args(args, train.TrainConfig)
-    train_images = data.load("train", args.data_dir)
+    train_images = data.load("train", args.data_dir, num_valid=args.num_valid)
     train_x = train_images.x[: args.num_train] if args.num_train else train_images.x
-    valid_x = data.load_binarized("valid", train_config.binarization, args.data_dir)
+    valid_x = data.load_binarized("valid", train_config.binarization, args.data_dir, num_valid=args.num_valid)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "config.json").write_text(json.dumps(
         {"model": model_config.to_dict(), "train": dataclasses.asdict(train_config),

@@ -136,8 +136,9 @@ def load_binarized(
     path: str | os.PathLike | None = None,
     *,
     split_seed: int = 0,
+    num_valid: int = NUM_VALID,
     binarize_seed: int = 0,
 ) -> torch.Tensor:
     """A split as a fixed {0, 1} tensor [N, 784] for evaluation (a dynamic draw is seeded)."""
-    images = load(split, path, split_seed=split_seed)
+    images = load(split, path, split_seed=split_seed, num_valid=num_valid)
     return binarize(images.x, mode, torch.Generator().manual_seed(binarize_seed))

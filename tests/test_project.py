@@ -1,0 +1,46 @@
+"""The set-up promises of the README: one dependency list, torch pinned, CI runs the README's command."""
+
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_torch_is_pinned():
+    assert "torch==2.13.0" in pyproject()["project"]["dependencies"]
+
+
+def test_design_card_packages_are_dependencies():
+    project = pyproject()["project"]
+    names = {re.split(r"[<>=\[ ]", d)[0] for d in project["dependencies"] + project["optional-dependencies"]["dev"]}
+    assert {"torch", "seaborn", "jupyter", "jupytext", "papermill", "nbval", "pytest", "dvc"} <= names
+
+
+def test_environment_yml_installs_the_package_with_dev_extras():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert pip_section == ["--editable .[dev]"]
+    python = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python="))
+    minimum = pyproject()["project"]["requires-python"].removeprefix(">=")
+    assert tuple(map(int, python.split("=")[1].split("."))) >= tuple(map(int, minimum.split(".")))
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    assert "make repro" in readme and "make test" in readme
+    commands = [line for line in (ROOT / ".ci" / "run").read_text().splitlines()
+                if line.strip() and not line.startswith("#") and not line.startswith(("set ", "cd "))]
+    assert commands == ["make test"]
+
+
+def test_running_python_satisfies_requires_python():
+    minimum = pyproject()["project"]["requires-python"].removeprefix(">=")
+    assert sys.version_info[:2] >= tuple(map(int, minimum.split(".")))

@@ -1,0 +1,111 @@
+"""Training lowers the loss, resumes to the identical result, and refuses mismatched checkpoints."""
+
+import pytest
+import torch
+
+from amortgap import models, train
+from amortgap.models import CheckpointError
+
+CONFIG = models.VAEConfig(data_dim=64, latent_dim=4, encoder_hidden=(32,), decoder_hidden=(32,))
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    """Binary 8x8 'images': 6 random prototypes with 5% of pixels flipped; 512 to train, 128 to validate."""
+    g = torch.Generator().manual_seed(0)
+    prototypes = torch.bernoulli(torch.full((6, 64), 0.5), generator=g)
+    x = prototypes[torch.randint(6, (640,), generator=g)]
+    flips = torch.bernoulli(torch.full_like(x, 0.05), generator=g)
+    x = (x + flips) % 2
+    return x[:512], x[512:]
+
+
+def fit(data, config: train.TrainConfig, **kwargs) -> train.TrainResult:
+    torch.manual_seed(1)
+    return train.train(models.VAE(CONFIG), *data, config, progress=False, **kwargs)
+
+
+def test_training_lowers_the_loss(tiny_data):
+    torch.manual_seed(1)
+    before = train.evaluate_elbo(models.VAE(CONFIG), tiny_data[1])
+    result = fit(tiny_data, train.TrainConfig(epochs=8, batch_size=32, lr=3e-3, patience=None))
+    history = result.history
+    assert list(history.epoch) == list(range(1, 9))
+    assert history.valid_elbo.iloc[-1] > before + 5
+    assert history.train_elbo.iloc[-1] > history.train_elbo.iloc[0]
+    assert history.valid_elbo.iloc[-1] > history.valid_elbo.iloc[0]
+    assert {"lr", "kl_weight", "seconds"} <= set(history.columns)
+
+
+def test_warmup_and_schedule(tiny_data):
+    config = train.TrainConfig(epochs=4, batch_size=64, warmup_epochs=2, lr_schedule="exponential", lr_decay=0.5)
+    history = fit(tiny_data, config).history
+    assert history.kl_weight.tolist() == [0.5, 1.0, 1.0, 1.0]
+    assert history.lr.tolist() == pytest.approx([1e-3, 5e-4, 2.5e-4, 1.25e-4])
+    cosine = train.TrainConfig(epochs=5, lr_schedule="cosine", lr_decay=0.1)
+    assert cosine.learning_rate(0) == pytest.approx(1e-3) and cosine.learning_rate(4) == pytest.approx(1e-4)
+
+
+def test_dynamic_binarization_trains_on_intensities(tiny_data):
+    intensities = tiny_data[0] * 0.8 + 0.1
+    result = fit((intensities, tiny_data[1]), train.TrainConfig(epochs=2, batch_size=64, binarization="dynamic"))
+    assert result.history.train_elbo.notna().all()
+
+
+def test_resume_after_interruption_equals_an_uninterrupted_run(tiny_data, tmp_path):
+    config = train.TrainConfig(epochs=6, batch_size=64, lr=3e-3, warmup_epochs=2, binarization="dynamic",
+                               lr_schedule="cosine", lr_decay=0.3, patience=None)
+    intensities = (tiny_data[0] * 0.9 + 0.05, tiny_data[1])
+    whole = fit(intensities, config)
+
+    def interrupt(row):
+        if row["epoch"] == 3:
+            raise KeyboardInterrupt
+
+    checkpoint = tmp_path / "checkpoint.pt"
+    with pytest.raises(KeyboardInterrupt):
+        fit(intensities, config, checkpoint=checkpoint, callback=interrupt)
+    torch.manual_seed(999)  # a new process starts from some other RNG state
+    resumed = train.train(models.VAE(CONFIG), *intensities, config, checkpoint=checkpoint, resume=True,
+                          progress=False)
+    assert resumed.history.epoch.tolist() == list(range(1, 7))
+    for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert whole.history.valid_elbo.tolist() == resumed.history.valid_elbo.tolist()
+    assert not list(tmp_path.glob("*.tmp")), "checkpoints are written atomically"
+
+
+def test_early_stopping_keeps_the_best_weights(tiny_data):
+    config = train.TrainConfig(epochs=30, batch_size=16, lr=0.05, patience=2)  # a rate too high to keep improving
+    result = fit(tiny_data, config)
+    history = result.history
+    assert len(history) < 30
+    best = history.valid_elbo.max()
+    assert history.valid_elbo.idxmax() == len(history) - 3, "stops `patience` epochs after the best"
+    assert train.evaluate_elbo(result.model, tiny_data[1]) == pytest.approx(best, abs=1e-4)
+
+
+def test_resume_refuses_other_settings_or_architecture(tiny_data, tmp_path):
+    checkpoint = tmp_path / "checkpoint.pt"
+    fit(tiny_data, train.TrainConfig(epochs=1, batch_size=64), checkpoint=checkpoint)
+    with pytest.raises(CheckpointError, match="lr"):
+        fit(tiny_data, train.TrainConfig(epochs=2, batch_size=64, lr=0.1), checkpoint=checkpoint, resume=True)
+    other = models.VAE(models.VAEConfig(data_dim=64, latent_dim=5, encoder_hidden=(32,), decoder_hidden=(32,)))
+    with pytest.raises(CheckpointError, match="architecture"):
+        train.train(other, *tiny_data, train.TrainConfig(epochs=2, batch_size=64), checkpoint=checkpoint,
+                    resume=True, progress=False)
+    longer = fit(tiny_data, train.TrainConfig(epochs=2, batch_size=64), checkpoint=checkpoint, resume=True)
+    assert longer.history.epoch.tolist() == [1, 2], "epochs may grow on resume"
+
+
+def test_model_checkpoint_is_not_a_training_checkpoint(tiny_data, tmp_path):
+    models.save(models.VAE(CONFIG), tmp_path / "model.pt")
+    with pytest.raises(CheckpointError, match="not a training checkpoint"):
+        fit(tiny_data, train.TrainConfig(epochs=1), checkpoint=tmp_path / "model.pt", resume=True)
+
+
+@pytest.mark.parametrize("bad", [dict(epochs=0), dict(lr=0.0), dict(lr_schedule="step"), dict(patience=0),
+                                 dict(binarization="soft")])
+def test_config_rejects_nonsense(bad):
+    with pytest.raises(ValueError):
+        train.TrainConfig(**bad)
