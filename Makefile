@@ -8,18 +8,17 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 APT_PACKAGES := dataset-fashion-mnist latexmk texlive-latex-base texlive-latex-recommended \
-                texlive-science texlive-latex-extra
-RUN := runs/reference
-# The reference model of Cremer et al.'s architecture (784-200-200-(2x50), ELU) and its decomposition.
-TRAIN_ARGS := --epochs 500 --warmup-epochs 10 --patience 50 --lr-schedule cosine --lr-decay 0.1
-EVAL_ARGS := --split test --num-points 100
+                texlive-science texlive-latex-extra poppler-utils
+DVC := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" DVC_NO_ANALYTICS=1 $(VENV)/bin/dvc
 
-.PHONY: setup system venv test repro clean help
+.PHONY: setup system venv test repro quick golden clean help
 
 help:
-	@echo "make repro  - set up, train the reference VAE and print its gap decomposition"
-	@echo "make test   - set up, then run the whole test suite"
-	@echo "make setup  - only install what is missing (Debian packages and $(VENV))"
+	@echo "make repro   - set up, then rebuild everything (models, tables, figures, notebooks, paper) with dvc repro"
+	@echo "make test    - set up, then run the whole test suite (nbval notebook regressions included)"
+	@echo "make quick   - set up, then run the whole pipeline at quick scale in build/quick (a few minutes)"
+	@echo "make golden  - re-execute the notebooks at their defaults into tests/golden (nbval's expectations)"
+	@echo "make setup   - only install what is missing (Debian packages and $(VENV))"
 
 setup: system venv
 
@@ -44,8 +43,13 @@ test: setup
 	$(PY) -m pytest
 
 repro: setup
-	$(PY) -m amortgap train --out $(RUN) --resume $(TRAIN_ARGS)
-	$(PY) -m amortgap evaluate $(RUN)/model.pt $(EVAL_ARGS) --out $(RUN)/decomposition_test.csv
+	$(DVC) repro
+
+quick: setup
+	$(PY) -m amortgap.pipeline repro-copy build/quick --profile quick
+
+golden: setup
+	$(PY) -m amortgap.pipeline golden
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) build .pytest_cache

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
@@ -209,6 +209,58 @@ def _logmeanexp(log_w: Tensor) -> Tensor:
     return torch.logsumexp(log_w, 0) - math.log(log_w.shape[0])
 
 
+class _Point(NamedTuple):
+    """Chain states z [C, B, d] with log q(z), log p(x, z) [C, B] and their gradients [C, B, d], kept
+    apart so that every intermediate target (1 - beta) log q + beta log p reuses them."""
+
+    z: Tensor
+    log_q: Tensor
+    log_p: Tensor
+    grad_q: Tensor
+    grad_p: Tensor
+
+    def log_target(self, beta: float) -> Tensor:
+        return (1 - beta) * self.log_q + beta * self.log_p
+
+    def grad_log_target(self, beta: float) -> Tensor:
+        return (1 - beta) * self.grad_q + beta * self.grad_p
+
+
+def _evaluate(model: LatentVariableModel, x: Tensor, init: Distribution, z: Tensor) -> _Point:
+    with torch.enable_grad():
+        z = z.detach().requires_grad_()
+        log_q, log_p = init.log_prob(z), model.log_joint(x, z)
+        (grad_q,) = torch.autograd.grad(log_q.sum(), z)
+        (grad_p,) = torch.autograd.grad(log_p.sum(), z)
+    return _Point(z.detach(), log_q.detach(), log_p.detach(), grad_q, grad_p)
+
+
+def _hmc(
+    model: LatentVariableModel, x: Tensor, init: Distribution, point: _Point, beta: float, step: Tensor,
+    leapfrog_steps: int,
+) -> tuple[_Point, Tensor]:
+    """One HMC transition leaving f_beta invariant; step [B] is each datapoint's step size. Returns
+    the new point and the acceptance indicator [C, B]."""
+    eps = step[None, :, None]
+    momentum = torch.randn_like(point.z)
+    h0 = -point.log_target(beta) + 0.5 * momentum.pow(2).sum(-1)
+    proposal, m = point, momentum + 0.5 * eps * point.grad_log_target(beta)
+    for leap in range(leapfrog_steps):
+        proposal = _evaluate(model, x, init, proposal.z + eps * m)
+        m = m + (0.5 if leap == leapfrog_steps - 1 else 1.0) * eps * proposal.grad_log_target(beta)
+    h1 = -proposal.log_target(beta) + 0.5 * m.pow(2).sum(-1)
+    accept = (torch.rand_like(h0).log() < h0 - h1) & torch.isfinite(h1)
+    keep = accept[..., None]
+    chosen = _Point(
+        torch.where(keep, proposal.z, point.z),
+        torch.where(accept, proposal.log_q, point.log_q),
+        torch.where(accept, proposal.log_p, point.log_p),
+        torch.where(keep, proposal.grad_q, point.grad_q),
+        torch.where(keep, proposal.grad_p, point.grad_p),
+    )
+    return chosen, accept
+
+
 def _anneal(
     model: LatentVariableModel,
     x: Tensor,
@@ -221,50 +273,17 @@ def _anneal(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Run the chains z [C, B, d] through f_beta for beta in ``betas``; return log weights [C, B]
     (an estimate of log Z_{beta_T} / Z_{beta_0}), mean acceptance [B] and final step sizes [B]."""
-
-    def terms(z: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """log q(z), log p(x, z) [C, B] and their gradients [C, B, d]."""
-        with torch.enable_grad():
-            z = z.detach().requires_grad_()
-            log_q, log_p = init.log_prob(z), model.log_joint(x, z)
-            (grad_q,) = torch.autograd.grad(log_q.sum(), z)
-            (grad_p,) = torch.autograd.grad(log_p.sum(), z)
-        return log_q.detach(), log_p.detach(), grad_q, grad_p
-
-    B = x.shape[0]
+    B, T = x.shape[0], len(betas) - 1
     step = torch.full((B,), config.step_size, dtype=z.dtype, device=z.device)
     log_w = torch.zeros(z.shape[:2], dtype=z.dtype, device=z.device)
     accepted = torch.zeros(B, dtype=z.dtype, device=z.device)
-    log_q, log_p, grad_q, grad_p = terms(z)
-    T = len(betas) - 1
+    point = _evaluate(model, x, init, z)
     for t in tqdm(range(1, T + 1), desc=label, disable=not progress, leave=False):
-        beta, beta_prev = float(betas[t]), float(betas[t - 1])
-        log_w = log_w + (beta - beta_prev) * (log_p - log_q)
-        if t == T:  # the last transition would not change any weight
+        beta = float(betas[t])
+        log_w = log_w + (beta - float(betas[t - 1])) * (point.log_p - point.log_q)
+        if t == T:  # a last transition would change no weight
             break
-        eps = step[None, :, None]
-
-        def grad_energy(gq: Tensor, gp: Tensor) -> Tensor:
-            return -((1 - beta) * gq + beta * gp)
-
-        def energy(lq: Tensor, lp: Tensor, momentum: Tensor) -> Tensor:
-            return -((1 - beta) * lq + beta * lp) + 0.5 * momentum.pow(2).sum(-1)
-
-        momentum = torch.randn_like(z)
-        h0 = energy(log_q, log_p, momentum)
-        z_new, m = z, momentum - 0.5 * eps * grad_energy(grad_q, grad_p)
-        for leap in range(config.leapfrog_steps):
-            z_new = z_new + eps * m
-            new = terms(z_new)
-            scale = 0.5 if leap == config.leapfrog_steps - 1 else 1.0
-            m = m - scale * eps * grad_energy(new[2], new[3])
-        h1 = energy(new[0], new[1], m)
-        log_u = torch.rand_like(h0).log()
-        accept = (log_u < h0 - h1) & torch.isfinite(h1)
-        keep = accept[..., None]
-        z = torch.where(keep, z_new, z)
-        log_q, log_p = torch.where(accept, new[0], log_q), torch.where(accept, new[1], log_p)
-        grad_q, grad_p = torch.where(keep, new[2], grad_q), torch.where(keep, new[3], grad_p)
+        point, accept = _hmc(model, x, init, point, beta, step, config.leapfrog_steps)
         rate = accept.to(z.dtype).mean(0)
         accepted += rate
         step = step * torch.where(rate > config.target_acceptance, config.adapt_factor, 1 / config.adapt_factor)

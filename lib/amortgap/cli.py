@@ -135,7 +135,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
     print(f"{len(table)} {args.split} points of {args.model}, {seconds:.0f} s "
           f"({seconds / len(table):.2f} s per point); mean q* steps {table.qstar_steps.mean():.0f}, "
           f"AIS acceptance {table.ais_acceptance.mean():.2f}")
-    print(gaps.summarize(table).round(3).to_string())
+    print(gaps.summarize(table).astype(float).round(3).to_string())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

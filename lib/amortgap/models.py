@@ -12,7 +12,7 @@ import pickle
 import zipfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol, Sequence, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -79,6 +79,17 @@ def mlp(sizes: list[int], activation: str) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+class GaussianEncoder(nn.Sequential):
+    """An MLP x [B, D] -> q(z|x) = N(loc, diag(exp(log_scale))^2), batch [B], event [latent_dim]."""
+
+    def __init__(self, data_dim: int, hidden: Sequence[int], latent_dim: int, activation: str = "elu"):
+        super().__init__(*mlp([data_dim, *hidden, 2 * latent_dim], activation))
+
+    def forward(self, x: Tensor) -> Distribution:
+        loc, log_scale = super().forward(x).chunk(2, dim=-1)
+        return diagonal_gaussian(loc, log_scale)
+
+
 class VAE(nn.Module):
     """Bernoulli-likelihood VAE with a diagonal-Gaussian encoder and a N(0, I) prior."""
 
@@ -87,13 +98,12 @@ class VAE(nn.Module):
         self.config = config
         self.latent_dim = config.latent_dim
         c = config
-        self.encoder = mlp([c.data_dim, *c.encoder_hidden, 2 * c.latent_dim], c.activation)
+        self.encoder = GaussianEncoder(c.data_dim, c.encoder_hidden, c.latent_dim, c.activation)
         self.decoder = mlp([c.latent_dim, *c.decoder_hidden, c.data_dim], c.activation)
 
     def encode(self, x: Tensor) -> Distribution:
         """q(z|x) = N(mu(x), diag(sigma(x)^2)) for x [B, D]."""
-        loc, log_scale = self.encoder(x).chunk(2, dim=-1)
-        return diagonal_gaussian(loc, log_scale)
+        return self.encoder(x)
 
     def log_prior(self, z: Tensor) -> Tensor:
         """log p(z), [..., d] -> [...]."""

@@ -1,0 +1,250 @@
+"""Running the paper's notebooks: parameter checks, papermill execution, and scale profiles.
+
+A notebook is a jupytext percent ``.py`` file whose cell tagged ``parameters`` assigns its defaults
+(the small, fast case, which nbval re-executes). :func:`run_notebook` reads the notebook's section of
+``params.yaml``, refuses unknown names, wrong types and out-of-range values before any work starts,
+then executes the notebook with papermill and writes it without volatile timestamps.
+
+Range rules go by name, so notebooks need no schema of their own: counts (``epochs``, ``*_steps``,
+``*_samples``, ``num_*``, ``*width*``, ...) must be positive integers, seeds non-negative integers,
+and rates (``lr``, ``*_lr``) positive numbers. A list is checked element by element.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import copy
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+POSITIVE_INT = re.compile(
+    r"^(epochs|batch_size|latent_dim|num_.*|.*_steps|.*_samples|.*_chains|.*widths?|.*_hidden|.*_points"
+    r"|patience|warmup_epochs|max_steps|window|repeats)$"
+)
+NON_NEGATIVE_INT = re.compile(r"^(seeds?|.*_seed|refine_steps)$")
+POSITIVE_NUMBER = re.compile(r"^(lr|.*_lr|noise_scale)$")
+
+
+class ParameterError(ValueError):
+    """A notebook's parameters are missing, unknown, of the wrong type or out of range."""
+
+
+def project_root(start: str | Path | None = None) -> Path:
+    """The repository root: the nearest folder at or above ``start`` (default: cwd) with dvc.yaml."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "dvc.yaml").is_file():
+            return folder
+    raise FileNotFoundError(f"no dvc.yaml at or above {here}: run from inside the amortgap repository")
+
+
+def notebook_defaults(path: str | Path) -> dict[str, Any]:
+    """The assignments of the notebook's ``parameters`` cell, evaluated as Python literals."""
+    import jupytext
+
+    notebook = jupytext.read(path)
+    cells = [c for c in notebook.cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])]
+    if len(cells) != 1:
+        raise ParameterError(
+            f"{path} needs exactly one code cell tagged 'parameters' (found {len(cells)}); papermill "
+            "would otherwise silently run the notebook's own defaults"
+        )
+    defaults = {}
+    for node in ast.parse(cells[0].source).body:
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
+            raise ParameterError(f"{path}: the parameters cell may hold only `name = literal` lines")
+        defaults[node.targets[0].id] = ast.literal_eval(node.value)
+    return defaults
+
+
+def check_parameters(path: str | Path, parameters: dict[str, Any]) -> dict[str, Any]:
+    """Validate ``parameters`` against the notebook's defaults and the range rules; return them."""
+    defaults = notebook_defaults(path)
+    unknown = sorted(set(parameters) - set(defaults))
+    if unknown:
+        raise ParameterError(f"{path} has no parameter(s) {unknown}; it has {sorted(defaults)}")
+    for name, value in parameters.items():
+        _check_type(path, name, value, defaults[name])
+        for item in value if isinstance(value, list) else [value]:
+            _check_range(path, name, item)
+    for name, value in defaults.items():
+        for item in value if isinstance(value, list) else [value]:
+            _check_range(path, name, item)
+    return parameters
+
+
+def _check_type(path, name: str, value: Any, default: Any) -> None:
+    """``value`` must be of the default's type (an int will do for a float), items of a list too."""
+
+    def same_kind(v: Any, d: Any) -> bool:
+        if isinstance(d, float) and not isinstance(v, bool):
+            return isinstance(v, (int, float))
+        return type(v) is type(d)
+
+    if default is None:
+        return
+    if not same_kind(value, default):
+        raise ParameterError(f"{path}: parameter {name} must be {type(default).__name__}, not {value!r}")
+    if isinstance(default, list) and default:
+        for item in value:
+            if not same_kind(item, default[0]):
+                raise ParameterError(f"{path}: {name} must hold {type(default[0]).__name__} values, not {item!r}")
+
+
+def _check_range(path, name: str, value: Any) -> None:
+    if POSITIVE_INT.match(name) and not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+        raise ParameterError(f"{path}: {name} must be a positive integer, not {value!r}")
+    if NON_NEGATIVE_INT.match(name) and not (isinstance(value, int) and value >= 0):
+        raise ParameterError(f"{path}: {name} must be a non-negative integer, not {value!r}")
+    if POSITIVE_NUMBER.match(name) and not (isinstance(value, (int, float)) and value > 0):
+        raise ParameterError(f"{path}: {name} must be positive, not {value!r}")
+
+
+def run_notebook(
+    notebook: str | Path,
+    output: str | Path,
+    parameters: dict[str, Any] | None = None,
+    cwd: str | Path | None = None,
+    progress: bool = False,
+) -> None:
+    """Check ``parameters``, execute ``notebook`` (jupytext ``.py``) with papermill, and write the
+    executed ``.ipynb`` to ``output`` with papermill's timestamps removed."""
+    import jupytext
+    import nbformat
+    import papermill
+
+    parameters = check_parameters(notebook, parameters or {})
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    source = jupytext.read(notebook)
+    source.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    executed = papermill.execute_notebook(
+        source, None, parameters=parameters, kernel_name="python3", progress_bar=progress,
+        cwd=str(cwd or project_root(Path(notebook).parent)),
+    )  # fmt: skip
+    nbformat.write(strip_volatile(executed), output)
+
+
+def strip_volatile(notebook):
+    """Remove what changes from run to run without changing results: papermill's times."""
+    notebook = copy.deepcopy(notebook)
+    for key in ("start_time", "end_time", "duration"):
+        notebook.metadata.get("papermill", {}).pop(key, None)
+    for cell in notebook.cells:
+        papermill_meta = cell.metadata.get("papermill", {})
+        for key in ("start_time", "end_time", "duration"):
+            papermill_meta.pop(key, None)
+        cell.metadata.get("execution", {}).clear()
+    return notebook
+
+
+def load_params(path: str | Path, sections: Sequence[str], overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The merged ``sections`` of ``params.yaml`` with ``overrides`` on top (a missing section is
+    an error); no sections means just the overrides."""
+    merged: dict[str, Any] = {}
+    if sections:
+        params = yaml.safe_load(Path(path).read_text()) or {}
+        for section in sections:
+            if section not in params:
+                raise ParameterError(f"{path} has no section {section!r}; it has {sorted(params)}")
+            merged.update(params[section])
+    return {**merged, **(overrides or {})}
+
+
+def apply_profile(path: str | Path, profile: str) -> None:
+    """Rewrite ``params.yaml`` in place with the overrides of ``profiles.<profile>`` merged in."""
+    path = Path(path)
+    params = yaml.safe_load(path.read_text())
+    profiles = params.get("profiles", {})
+    if profile not in profiles:
+        raise ParameterError(f"{path} has no profile {profile!r}; it has {sorted(profiles)}")
+    for section, overrides in profiles[profile].items():
+        if section not in params:
+            raise ParameterError(f"profile {profile!r} overrides unknown section {section!r}")
+        unknown = set(overrides) - set(params[section])
+        if unknown:
+            raise ParameterError(f"profile {profile!r} overrides unknown keys {sorted(unknown)} of {section!r}")
+        params[section].update(overrides)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def project_files(root: Path) -> list[Path]:
+    """The files git tracks, plus untracked ones it does not ignore (relative to ``root``)."""
+    listing = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=root, capture_output=True, text=True, check=True,
+    ).stdout
+    return [Path(name) for name in listing.split("\0") if name and (root / name).is_file()]
+
+
+def reproduce_copy(dest: str | Path, profile: str | None = None, root: str | Path | None = None) -> Path:
+    """Copy the project to ``dest`` (emptied first), merge ``profiles.<profile>`` into its
+    params.yaml, and run ``dvc repro`` there; the working copy is left untouched. Returns ``dest``."""
+    root = project_root(root)
+    dest = Path(dest).resolve()
+    inside = root in dest.parents
+    if dest == root or dest in root.parents or (inside and root / "build" not in dest.parents):
+        raise ValueError(f"refusing to empty {dest}: choose a folder outside the project or under build/")
+    shutil.rmtree(dest, ignore_errors=True)
+    for name in project_files(root):
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(root / name, dest / name)
+    if profile is not None:
+        apply_profile(dest / "params.yaml", profile)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "DVC_NO_ANALYTICS": "1"}
+    dvc = [sys.executable, "-m", "dvc"]
+    subprocess.run([*dvc, "config", "--local", "core.no_scm", "true"], cwd=dest, env=env, check=True)
+    subprocess.run([*dvc, "repro"], cwd=dest, env=env, check=True)
+    return dest
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m amortgap.pipeline", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="execute a notebook with its section of params.yaml")
+    run.add_argument("notebook", type=Path)
+    run.add_argument("output", type=Path)
+    run.add_argument("--params", type=Path, default=Path("params.yaml"))
+    run.add_argument("--section", action="append", default=[],
+                     help="a section of params.yaml to pass (repeat to merge several; none: the defaults)")
+    run.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                     help="override one parameter (VALUE is YAML: 64, [1, 2], text)")
+    golden = sub.add_parser("golden", help="re-execute every notebook at its defaults into nbval's golden folder")
+    golden.add_argument("--notebooks", type=Path, default=Path("notebooks"))
+    golden.add_argument("--out", type=Path, default=Path("tests/golden"))
+    copy = sub.add_parser("repro-copy", help="dvc repro in a fresh copy of the project, at a profile's scale")
+    copy.add_argument("dest", type=Path)
+    copy.add_argument("--profile", default=None)
+    profile = sub.add_parser("profile", help="merge params.yaml's profiles.<name> into params.yaml")
+    profile.add_argument("name")
+    profile.add_argument("--params", type=Path, default=Path("params.yaml"))
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run":
+            overrides = {name: yaml.safe_load(value) for name, value in args.p}
+            run_notebook(args.notebook, args.output, load_params(args.params, args.section, overrides))
+        elif args.command == "golden":
+            for notebook in sorted(args.notebooks.glob("0*.py")):
+                print(f"executing {notebook} at its defaults -> {args.out / (notebook.stem + '.ipynb')}")
+                run_notebook(notebook, args.out / f"{notebook.stem}.ipynb")
+        elif args.command == "repro-copy":
+            reproduce_copy(args.dest, args.profile)
+        else:
+            apply_profile(args.params, args.name)
+    except ParameterError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,130 @@
+"""The paper's figures: one seaborn theme, one function per figure, byte-reproducible files.
+
+Each figure function takes tidy data (pandas) and returns a matplotlib Figure; :func:`save` writes
+it as PDF (for LaTeX; no creation date, so the same data gives the same bytes) and PNG.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.patches import Ellipse
+
+GAP_LABELS = {
+    "approximation_gap": "approximation gap",
+    "amortization_gap": "amortization gap",
+    "inference_gap": "inference gap",
+}
+PALETTE = dict(zip(GAP_LABELS.values(), sns.color_palette("colorblind", 3)))
+
+
+def theme() -> None:
+    """The look of every figure: seaborn's paper context, white grid, colour-blind palette."""
+    sns.set_theme(context="paper", style="whitegrid", palette="colorblind", font_scale=1.1)
+    plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 200, "pdf.fonttype": 42,
+                         "svg.hashsalt": "amortgap", "axes.titlesize": "medium"})  # fmt: skip
+
+
+def save(fig: plt.Figure, path: str | Path) -> None:
+    """Write ``path`` with suffixes .pdf and .png (the folder is created)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path.with_suffix(".pdf"), bbox_inches="tight", metadata={"CreationDate": None, "ModDate": None})
+    fig.savefig(path.with_suffix(".png"), bbox_inches="tight", metadata={"Software": None})
+
+
+def _ellipse(ax: plt.Axes, mean: np.ndarray, cov: np.ndarray, label: str, color, style: str = "-") -> None:
+    """The 2-sigma contour of N(mean, cov) in 2-d."""
+    values, vectors = np.linalg.eigh(cov)
+    angle = np.degrees(np.arctan2(vectors[1, -1], vectors[0, -1]))
+    width, height = 2 * 2 * np.sqrt(values[::-1])
+    ax.add_patch(Ellipse(mean, width, height, angle=angle, fill=False, lw=2, ls=style, color=color, label=label))
+
+
+def posterior_contours(
+    posterior: tuple[np.ndarray, np.ndarray], approximations: dict[str, tuple[np.ndarray, np.ndarray]]
+) -> plt.Figure:
+    """2-sigma contours in two latent dimensions: the exact posterior (mean [2], cov [2, 2]) and
+    diagonal approximations (mean [2], variances [2]) such as q* and an encoder's q."""
+    fig, ax = plt.subplots(figsize=(4.2, 4))
+    colors = sns.color_palette("colorblind", len(approximations) + 1)
+    _ellipse(ax, *posterior, "exact posterior", colors[0])
+    for (label, (mean, var)), color, style in zip(approximations.items(), colors[1:], ["--", ":", "-."]):
+        _ellipse(ax, mean, np.diag(var), label, color, style)
+    centres = np.stack([posterior[0], *(m for m, _ in approximations.values())])
+    spread = 2.5 * np.sqrt(max(np.diag(posterior[1]).max(), *(v.max() for _, v in approximations.values())))
+    ax.set_xlim(centres[:, 0].min() - spread, centres[:, 0].max() + spread)
+    ax.set_ylim(centres[:, 1].min() - spread, centres[:, 1].max() + spread)
+    ax.set_aspect("equal")
+    ax.set_xlabel("$z_1$")
+    ax.set_ylabel("$z_2$")
+    ax.legend(loc="upper left", fontsize="small")
+    return fig
+
+
+def gaps_vs_width(gaps: pd.DataFrame, x: str = "width", hue: str = "gap", style: str | None = None) -> plt.Figure:
+    """Mean gap against encoder width on a log axis, one line per ``hue`` (and ``style``), with a
+    95% confidence band over the rows that share a width (seeds, or datapoints)."""
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    sns.lineplot(data=gaps, x=x, y="nats", hue=hue, style=style, marker="o", errorbar=("ci", 95),
+                 palette=PALETTE if hue == "gap" else None, ax=ax, seed=0, n_boot=1000)  # fmt: skip
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("encoder hidden width")
+    ax.set_ylabel("gap (nats)")
+    ax.legend(fontsize="small")
+    return fig
+
+
+def learning_curves(history: pd.DataFrame) -> plt.Figure:
+    """Training and validation ELBO per epoch."""
+    long = history.melt(id_vars="epoch", value_vars=["train_elbo", "valid_elbo"], var_name="set", value_name="elbo")
+    long["set"] = long["set"].map({"train_elbo": "training", "valid_elbo": "validation"})
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    sns.lineplot(data=long, x="epoch", y="elbo", hue="set", ax=ax)
+    low = long.elbo.quantile(0.05) if len(history) > 5 else long.elbo.min()
+    ax.set_ylim(low - 2, long.elbo.max() + 2)
+    ax.set_ylabel("ELBO (nats per image)")
+    return fig
+
+
+def gap_distributions(table: pd.DataFrame) -> plt.Figure:
+    """Per-datapoint amortization and approximation gaps by encoder width (box plots)."""
+    long = table.melt(id_vars=["width", "split"], value_vars=["approximation_gap", "amortization_gap"],
+                      var_name="gap", value_name="nats")  # fmt: skip
+    long["gap"] = long["gap"].map(GAP_LABELS)
+    grid = sns.catplot(data=long, x="width", y="nats", hue="split", col="gap", kind="box", height=3.2, aspect=1.1,
+                       fliersize=1.5, linewidth=0.8, sharey=False)  # fmt: skip
+    grid.set_axis_labels("encoder hidden width", "gap (nats)")
+    grid.set_titles("{col_name}")
+    return grid.figure
+
+
+def elbo_scatter(table: pd.DataFrame) -> plt.Figure:
+    """L[q] against L[q*] per datapoint; the distance below the diagonal is the amortization gap."""
+    fig, ax = plt.subplots(figsize=(4.2, 4))
+    sns.scatterplot(data=table, x="elbo_optimal", y="elbo_amortized", hue="width", palette="viridis", s=12,
+                    linewidth=0, ax=ax, hue_norm=matplotlib.colors.LogNorm())  # fmt: skip
+    lo, hi = table[["elbo_optimal", "elbo_amortized"]].min().min(), table.elbo_optimal.max()
+    ax.plot([lo, hi], [lo, hi], color="0.3", lw=1, ls="--", label="L[q] = L[q*]")
+    ax.set_xlabel("L[q*] (nats)")
+    ax.set_ylabel("L[q], amortized (nats)")
+    ax.legend(title="width", fontsize="small")
+    return fig
+
+
+def cost_vs_gap(table: pd.DataFrame) -> plt.Figure:
+    """What closing the gap costs: decoder evaluations spent on each datapoint's q* against the
+    amortization gap they recovered (the encoder spends one forward pass)."""
+    fig, ax = plt.subplots(figsize=(4.6, 3.4))
+    sns.scatterplot(data=table, x="qstar_evaluations", y="amortization_gap", hue="width", palette="viridis",
+                    s=12, linewidth=0, ax=ax, hue_norm=matplotlib.colors.LogNorm())  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel("decoder evaluations for q* (per datapoint)")
+    ax.set_ylabel("amortization gap closed (nats)")
+    ax.legend(title="width", fontsize="small")
+    return fig

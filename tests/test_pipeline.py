@@ -1,0 +1,122 @@
+"""The notebook runner refuses bad parameters before any work; params.yaml and dvc.yaml agree with
+the notebooks; profiles merge as documented."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from amortgap import pipeline
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("0*.py"))
+PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+
+NOTEBOOK_TEMPLATE = """# %%
+import pathlib
+pathlib.Path({marker!r}).write_text("work was done")
+
+# %% {tags}
+width = 16
+lr = 0.01
+name = "a"
+widths = [1, 2]
+"""
+
+
+def make_notebook(tmp_path: Path, tagged: bool = True) -> tuple[Path, Path]:
+    marker = tmp_path / "work_done"
+    tags = 'tags=["parameters"]' if tagged else ""
+    path = tmp_path / "nb.py"
+    path.write_text(NOTEBOOK_TEMPLATE.format(marker=str(marker), tags=tags))
+    return path, marker
+
+
+def test_there_are_four_notebooks():
+    assert [p.stem for p in NOTEBOOKS] == ["01_background", "02_model_setup", "03_experiments", "04_results"]
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_notebook_has_a_tagged_parameters_cell_with_valid_defaults(notebook):
+    defaults = pipeline.notebook_defaults(notebook)
+    assert defaults
+    pipeline.check_parameters(notebook, {})  # the defaults themselves obey the range rules
+    for value in defaults.values():
+        if isinstance(value, str) and value.startswith(("build/", "paper/", "results/", "models/")):
+            assert value.startswith("build/tiny/"), f"{notebook.name}: defaults must be the small case"
+
+
+def test_every_stage_passes_only_names_its_notebook_has():
+    notebook_stages = {n: s for n, s in DVC["stages"].items() if "amortgap.pipeline run" in s["cmd"]}
+    assert len(notebook_stages) == 4
+    for name, stage in notebook_stages.items():
+        cmd = stage["cmd"]
+        notebook = ROOT / cmd.split()[cmd.split().index("run") + 1]
+        sections = [s for flag, s in zip(cmd.split(), cmd.split()[1:]) if flag == "--section"]
+        assert set(sections) == set(stage["params"]), f"stage {name} must declare the sections it passes"
+        parameters = pipeline.load_params(ROOT / "params.yaml", sections)
+        if "matrix" in stage:
+            parameters |= {"widths": [16], "seeds": [0]}
+        pipeline.check_parameters(notebook, parameters)
+
+
+def test_profiles_override_only_known_keys(tmp_path):
+    copy = tmp_path / "params.yaml"
+    copy.write_text((ROOT / "params.yaml").read_text())
+    pipeline.apply_profile(copy, "quick")
+    quick = yaml.safe_load(copy.read_text())
+    for section, overrides in PARAMS["profiles"]["quick"].items():
+        for key, value in overrides.items():
+            assert quick[section][key] == value
+    assert quick["model_setup"]["lr"] == PARAMS["model_setup"]["lr"], "untouched keys keep their value"
+    with pytest.raises(pipeline.ParameterError, match="no profile"):
+        pipeline.apply_profile(copy, "huge")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"s": {"a": 1}, "profiles": {"p": {"s": {"b": 2}}}}))
+    with pytest.raises(pipeline.ParameterError, match="unknown keys"):
+        pipeline.apply_profile(bad, "p")
+
+
+def test_missing_parameters_tag_fails_before_any_work(tmp_path):
+    notebook, marker = make_notebook(tmp_path, tagged=False)
+    with pytest.raises(pipeline.ParameterError, match="tagged 'parameters'"):
+        pipeline.run_notebook(notebook, tmp_path / "out.ipynb", {"width": 8})
+    assert not marker.exists() and not (tmp_path / "out.ipynb").exists()
+
+
+@pytest.mark.parametrize("parameters, message", [
+    ({"depth": 3}, "no parameter"),
+    ({"width": -4}, "positive integer"),
+    ({"width": 2.5}, "must be int"),
+    ({"widths": [8, 0]}, "positive integer"),
+    ({"widths": [8, "x"]}, "must hold int"),
+    ({"lr": -0.1}, "must be positive"),
+    ({"name": 3}, "must be str"),
+])
+def test_bad_parameters_fail_before_any_work(tmp_path, parameters, message):
+    notebook, marker = make_notebook(tmp_path)
+    with pytest.raises(pipeline.ParameterError, match=message):
+        pipeline.run_notebook(notebook, tmp_path / "out.ipynb", parameters)
+    assert not marker.exists() and not (tmp_path / "out.ipynb").exists()
+
+
+def test_command_line_reports_bad_parameters(tmp_path, capsys):
+    notebook, marker = make_notebook(tmp_path)
+    assert pipeline.main(["run", str(notebook), str(tmp_path / "o.ipynb"), "-p", "width", "-1"]) == 2
+    assert "width must be a positive integer" in capsys.readouterr().err
+    assert pipeline.main(["run", str(notebook), str(tmp_path / "o.ipynb"), "--params",
+                          str(ROOT / "params.yaml"), "--section", "nope"]) == 2
+    assert "no section 'nope'" in capsys.readouterr().err
+    assert not marker.exists()
+
+
+def test_ints_are_accepted_for_floats(tmp_path):
+    notebook, _ = make_notebook(tmp_path)
+    assert pipeline.check_parameters(notebook, {"lr": 1}) == {"lr": 1}
+
+
+def test_project_root_is_found_from_below():
+    assert pipeline.project_root(ROOT / "tests") == ROOT
+    with pytest.raises(FileNotFoundError):
+        pipeline.project_root("/")

@@ -1,0 +1,47 @@
+"""The whole pipeline, end to end at quick scale, in a fresh copy of the project: `dvc repro` builds
+the PDF, the PDF shows the numbers the stages generated, and a second `dvc repro` has nothing to do."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from amortgap import pipeline
+
+ROOT = Path(__file__).resolve().parents[1]
+MACRO = re.compile(r"\\newcommand\{\\(\w+)\}\{(.*)\}")
+
+
+@pytest.fixture(scope="module")
+def quick_copy() -> Path:
+    return pipeline.reproduce_copy(ROOT / "build" / "test-quick", profile="quick")
+
+
+def squeeze(text: str) -> str:
+    return re.sub(r"\s+|\\,", "", text).replace("\u2212", "-")
+
+
+def test_pdf_contains_every_generated_number(quick_copy):
+    pdf = quick_copy / "paper" / "main.pdf"
+    assert pdf.stat().st_size > 10_000
+    text = squeeze(subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout)
+    values = {name: value for tex in (quick_copy / "paper" / "generated").glob("*.tex")
+              for name, value in MACRO.findall(tex.read_text())}
+    assert len(values) > 20
+    numbers = {n: v for n, v in values.items() if re.fullmatch(r"-?[\d.\\,]+", v)}
+    missing = {n: v for n, v in numbers.items() if squeeze(v) not in text}
+    assert not missing, f"generated numbers absent from the PDF: {missing}"
+    assert squeeze(values["ResAmortGapWide"]) in text
+
+
+def test_quick_profile_was_used(quick_copy):
+    setup = (quick_copy / "paper" / "generated" / "model_setup.tex").read_text()
+    assert r"\newcommand{\SetupNumTrain}{2\,000}" in setup
+
+
+def test_second_repro_has_nothing_to_do(quick_copy):
+    status = subprocess.run([sys.executable, "-m", "dvc", "status"], cwd=quick_copy, capture_output=True,
+                            text=True, check=True)
+    assert "up to date" in status.stdout, status.stdout
