@@ -116,7 +116,7 @@ capacity = pd.DataFrame(rows)
 print(capacity.pivot_table(index="width", columns=["gap", "split"], values="nats").round(3).to_string())
 
 # %%
-fig = plots.gaps_vs_width(capacity, style="split")
+fig = plots.gaps_vs_width(capacity, style="split", log_gaps=True)
 plots.save(fig, root / figure_dir / "gaps_vs_capacity");
 
 # %% [markdown]

@@ -38,8 +38,8 @@ missing = [str(p) for p in paths if not p.exists()]
 if missing:
     raise FileNotFoundError(f"run the experiments first; missing tables: {missing}")
 table = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
-print(f"{len(table)} rows: widths {sorted(table.width.unique())}, seeds {sorted(table.seed.unique())}, "
-      f"splits {sorted(table.split.unique())}")
+print(f"{len(table)} rows: widths {sorted(table.width.unique().tolist())}, "
+      f"seeds {sorted(table.seed.unique().tolist())}, splits {sorted(table.split.unique().tolist())}")
 
 # %% [markdown]
 # ## Gaps against encoder width

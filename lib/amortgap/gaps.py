@@ -141,13 +141,19 @@ def _decompose_batch(
         "qstar_steps": qstar.steps,
         "qstar_converged": qstar.converged,
     }
-    table = pd.DataFrame({k: v.detach().cpu().numpy() for k, v in columns.items()})
+    table = pd.DataFrame({k: _to_numpy(v) for k, v in columns.items()})
     table["elbo_samples"] = S
     table["iwae_samples"] = config.iwae_samples
     table["ais_chains"] = ais_cfg.chains if config.ais else 0
     table["ais_steps"] = ais_cfg.steps if config.ais else 0
     table["ais_leapfrog_steps"] = ais_cfg.leapfrog_steps if config.ais else 0
     return table
+
+
+def _to_numpy(values: Tensor):
+    """Floats as float64 (so rounding prints cleanly), integers and booleans as they are."""
+    array = values.detach().cpu().numpy()
+    return array.astype("float64") if values.is_floating_point() else array
 
 
 def summarize(table: pd.DataFrame) -> pd.DataFrame:

@@ -67,13 +67,18 @@ def posterior_contours(
     return fig
 
 
-def gaps_vs_width(gaps: pd.DataFrame, x: str = "width", hue: str = "gap", style: str | None = None) -> plt.Figure:
-    """Mean gap against encoder width on a log axis, one line per ``hue`` (and ``style``), with a
-    95% confidence band over the rows that share a width (seeds, or datapoints)."""
+def gaps_vs_width(gaps: pd.DataFrame, style: str | None = None, log_gaps: bool = False) -> plt.Figure:
+    """Mean gap (column ``nats``) against encoder ``width`` on a log axis, one line per ``gap`` (and
+    ``style``), with a 95% bootstrap confidence band over the rows that share a width."""
     fig, ax = plt.subplots(figsize=(5, 3.4))
-    sns.lineplot(data=gaps, x=x, y="nats", hue=hue, style=style, marker="o", errorbar=("ci", 95),
-                 palette=PALETTE if hue == "gap" else None, ax=ax, seed=0, n_boot=1000)  # fmt: skip
+    sns.lineplot(data=gaps, x="width", y="nats", hue="gap", style=style, marker="o", errorbar=("ci", 95),
+                 palette=PALETTE, ax=ax, seed=0, n_boot=1000)  # fmt: skip
     ax.set_xscale("log", base=2)
+    widths = sorted(gaps.width.unique())
+    ax.set_xticks(widths, [str(w) for w in widths])
+    ax.minorticks_off()
+    if log_gaps:
+        ax.set_yscale("log")
     ax.set_xlabel("encoder hidden width")
     ax.set_ylabel("gap (nats)")
     ax.legend(fontsize="small")
