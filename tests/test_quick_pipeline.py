@@ -3,7 +3,6 @@ the PDF, the PDF shows the numbers the stages generated, and a second `dvc repro
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -42,8 +41,7 @@ def test_quick_profile_was_used(quick_copy):
 
 
 def test_second_repro_has_nothing_to_do(quick_copy):
-    status = subprocess.run([sys.executable, "-m", "dvc", "status"], cwd=quick_copy, capture_output=True,
-                            text=True, check=True)
+    status = pipeline.run_dvc(["status"], quick_copy, capture=True)
     assert "up to date" in status.stdout, status.stdout
 
 
@@ -52,7 +50,6 @@ def test_rebuilding_gives_the_same_bytes(quick_copy):
     products = [quick_copy / "paper" / "main.pdf", *sorted((quick_copy / "paper" / "figures").rglob("*.*")),
                 *sorted((quick_copy / "paper" / "generated").glob("*.tex"))]
     before = {p: p.read_bytes() for p in products}
-    subprocess.run([sys.executable, "-m", "dvc", "repro", "--force", "--single-item", "results", "paper"],
-                   cwd=quick_copy, capture_output=True, text=True, check=True)
+    pipeline.run_dvc(["repro", "--force", "--single-item", "results", "paper"], quick_copy, capture=True)
     changed = [str(p.relative_to(quick_copy)) for p in products if p.read_bytes() != before[p]]
     assert not changed, f"rebuilt with different bytes: {changed}"

@@ -199,12 +199,18 @@ def reproduce_copy(dest: str | Path, profile: str | None = None, root: str | Pat
         shutil.copy2(root / name, dest / name)
     if profile is not None:
         apply_profile(dest / "params.yaml", profile)
+    run_dvc(["config", "--local", "core.no_scm", "true"], dest)
+    run_dvc(["repro"], dest)
+    return dest
+
+
+def run_dvc(args: Sequence[str], cwd: str | Path, capture: bool = False) -> subprocess.CompletedProcess:
+    """``dvc ARGS`` in ``cwd`` with this interpreter's folder first on PATH, so that the stages'
+    ``python`` is the one that has amortgap; raises if dvc fails."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
            "DVC_NO_ANALYTICS": "1"}
-    dvc = [sys.executable, "-m", "dvc"]
-    subprocess.run([*dvc, "config", "--local", "core.no_scm", "true"], cwd=dest, env=env, check=True)
-    subprocess.run([*dvc, "repro"], cwd=dest, env=env, check=True)
-    return dest
+    return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, env=env, check=True,
+                          capture_output=capture, text=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
