@@ -43,7 +43,7 @@ test: setup
 	$(PY) -m pytest
 
 repro: setup
-	$(DVC) repro
+	$(DVC) repro --force
 
 quick: setup
 	$(PY) -m amortgap.pipeline repro-copy build/quick --profile quick

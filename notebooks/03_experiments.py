@@ -25,7 +25,10 @@
 # - $\log p(x)$: annealed importance sampling with HMC, started from $q^*$.
 #
 # Each (width, seed) pair writes one per-datapoint table; the DVC pipeline runs one pair per branch,
-# so changing one width reruns one branch. Training resumes from its checkpoint if interrupted.
+# so changing one width reruns one branch. Training checkpoints go to a scratch folder under a name
+# that fingerprints the settings and the training code: an interrupted run resumes, a finished one
+# is loaded instead of retrained (when only the evaluation settings change), and any other change
+# trains afresh.
 
 # %% tags=["parameters"]
 widths = [16, 64]
@@ -49,7 +52,7 @@ qstar_max_steps = 300
 qstar_samples = 50
 decompose_seed = 0
 table_dir = "build/tiny/results/gaps"
-model_dir = "build/tiny/models/sweep"
+checkpoint_dir = "build/tiny/checkpoints/sweep"
 
 # %%
 from dataclasses import replace
@@ -87,11 +90,11 @@ def run(width: int, seed: int) -> pd.DataFrame:
     """Train (or resume) the VAE of one (width, seed) and decompose its gaps on both splits."""
     config = models.VAEConfig(latent_dim=latent_dim, encoder_hidden=(width,) * depth,
                               decoder_hidden=tuple(decoder_hidden))
+    settings = replace(train_config, seed=seed)
+    name = f"w{width}_s{seed}-{train.fingerprint(config, settings, num_train=num_train)}.pt"
     torch.manual_seed(seed)
-    checkpoint = root / model_dir / f"w{width}_s{seed}.pt"
-    checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    result = train.train(models.VAE(config), train_x, valid_x, replace(train_config, seed=seed),
-                         checkpoint=checkpoint, resume=True, progress=False)
+    result = train.train(models.VAE(config), train_x, valid_x, settings, checkpoint=root / checkpoint_dir / name,
+                         resume=True, progress=False)
     tables = []
     for split, x in eval_x.items():
         table = gaps.decompose(result.model, x, decompose_config)

@@ -109,3 +109,10 @@ def test_model_checkpoint_is_not_a_training_checkpoint(tiny_data, tmp_path):
 def test_config_rejects_nonsense(bad):
     with pytest.raises(ValueError):
         train.TrainConfig(**bad)
+
+
+def test_fingerprint_tells_settings_apart():
+    config = train.TrainConfig(epochs=3)
+    assert train.fingerprint(CONFIG, config, n=1) == train.fingerprint(CONFIG, train.TrainConfig(epochs=3), n=1)
+    assert train.fingerprint(CONFIG, config, n=1) != train.fingerprint(CONFIG, config, n=2)
+    assert train.fingerprint(CONFIG, config) != train.fingerprint(CONFIG, train.TrainConfig(epochs=4))

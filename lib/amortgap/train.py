@@ -8,10 +8,14 @@ so it neither depends on nor disturbs the training stream.
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+import json
 import math
 import os
+import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Callable, Literal
 
@@ -172,6 +176,18 @@ def train(
     if state["best_state"] is not None:
         model.load_state_dict(state["best_state"])
     return TrainResult(model, pd.DataFrame(state["history"]))
+
+
+def fingerprint(*configs, **extra) -> str:
+    """A short hash of the given configs (dataclasses or plain values), ``extra`` values, and the
+    source of the modules that load data, build and train models: a cached model is reused only
+    when settings and training code are the same."""
+    from . import data, models
+
+    payload = json.dumps([asdict(c) if is_dataclass(c) else c for c in configs] + [extra], sort_keys=True,
+                         default=str)  # fmt: skip
+    code = "".join(inspect.getsource(module) for module in (data, models, sys.modules[__name__]))
+    return hashlib.sha256((payload + code).encode()).hexdigest()[:12]
 
 
 def _checkpoint(path, model: VAE, optimizer, config: TrainConfig, state: dict) -> None:
