@@ -1,11 +1,13 @@
 """The whole pipeline, end to end at quick scale, in a fresh copy of the project: `dvc repro` builds
 the PDF, the PDF shows the numbers the stages generated, and a second `dvc repro` has nothing to do."""
 
+import json
 import re
 import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from amortgap import pipeline
 
@@ -53,3 +55,17 @@ def test_rebuilding_gives_the_same_bytes(quick_copy):
     pipeline.run_dvc(["repro", "--force", "--single-item", "results", "paper"], quick_copy, capture=True)
     changed = [str(p.relative_to(quick_copy)) for p in products if p.read_bytes() != before[p]]
     assert not changed, f"rebuilt with different bytes: {changed}"
+
+
+def test_a_changed_parameter_reruns_only_what_depends_on_it(quick_copy):
+    params_file = quick_copy / "params.yaml"
+    original = params_file.read_text()
+    try:
+        params = yaml.safe_load(original)
+        params["background"]["encoder_lr"] = 0.02
+        params["sweep"]["widths"] = [16, 32]  # 64 -> 32: one new branch, the 16 branch untouched
+        params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+        status = json.loads(pipeline.run_dvc(["status", "--json"], quick_copy, capture=True).stdout)
+        assert set(status) == {"background", "experiments@32-0", "results"}, status
+    finally:
+        params_file.write_text(original)
