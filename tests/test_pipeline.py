@@ -120,3 +120,10 @@ def test_project_root_is_found_from_below():
     assert pipeline.project_root(ROOT / "tests") == ROOT
     with pytest.raises(FileNotFoundError):
         pipeline.project_root("/")
+
+
+def test_committed_outputs_are_those_of_the_committed_dvc_lock():
+    """The rendered notebooks, tables, figures and PDF in git come from a run at the committed
+    dvc.lock: after changing a notebook, a parameter or the library, rerun `make repro`."""
+    status = pipeline.run_dvc(["status"], ROOT, capture=True)
+    assert "up to date" in status.stdout, status.stdout
