@@ -11,12 +11,13 @@ APT_PACKAGES := dataset-fashion-mnist latexmk texlive-latex-base texlive-latex-r
                 texlive-science texlive-latex-extra poppler-utils
 DVC := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" DVC_NO_ANALYTICS=1 $(VENV)/bin/dvc
 
-.PHONY: setup system venv test repro quick golden clean help
+.PHONY: setup system venv test repro quick golden bench clean help
 
 help:
 	@echo "make repro   - set up, then rebuild everything (models, tables, figures, notebooks, paper) with dvc repro"
 	@echo "make test    - set up, then run the whole test suite (nbval notebook regressions included)"
 	@echo "make quick   - set up, then run the whole pipeline at quick scale in build/quick (a few minutes)"
+	@echo "make bench   - run the benchmarks, print the table, write bench/results.json"
 	@echo "make golden  - re-execute the notebooks at their defaults into tests/golden (nbval's expectations)"
 	@echo "make setup   - only install what is missing (Debian packages and $(VENV))"
 
@@ -53,3 +54,6 @@ golden: setup
 
 clean:
 	rm -rf $(VENV) build .pytest_cache
+
+bench: setup
+	$(PY) bench/benchmarks.py

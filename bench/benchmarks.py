@@ -1,0 +1,222 @@
+"""`make bench`: how fast amortgap measures the gaps, as ratios taken in one run on one machine.
+
+Prints a table and writes bench/results.json. Every figure is measured here, now; where a figure is
+measured on fewer points than its name says, the JSON says how many (``*_points_measured``).
+
+    python bench/benchmarks.py                  # the six benchmarks (about 10 minutes here)
+    python bench/benchmarks.py --paper-stages   # also time every stage at paper scale (about 20 min)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import time
+from datetime import date
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from amortgap import data, gaps, local, models, pipeline, train
+from amortgap.bounds import AISConfig, ais, bdmc_upper_bound, elbo, iwae
+from amortgap.families import diagonal_gaussian
+
+ROOT = Path(__file__).resolve().parents[1]
+CREMER_AIS_EVALUATIONS = 100 * 10_000 * 10  # chains x intermediate distributions x leapfrog steps
+
+
+def timed(fn, *args, **kwargs):
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - start
+
+
+def matmul_flops(n: int = 2048, repeats: int = 10) -> float:
+    """Dense float32 matmul FLOP/s that torch reaches here (best of ``repeats``)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    best = min(timed(torch.mm, a, b)[1] for _ in range(repeats))
+    return 2 * n**3 / best
+
+
+def linear_macs(*modules: nn.Module) -> int:
+    """Multiply-accumulates of one forward pass of one datapoint through the Linear layers."""
+    return sum(m.in_features * m.out_features for mod in modules for m in mod.modules() if isinstance(m, nn.Linear))
+
+
+def bench_training(peak: float) -> dict:
+    """One training epoch of the reference architecture on the 50k training images (plus the
+    validation pass it includes); model FLOPs = 6 x MACs per image trained + 2 x MACs per image
+    validated."""
+    train_x = data.load("train").x
+    valid_x = data.load_binarized("valid")
+    torch.manual_seed(0)
+    model = models.VAE()
+    _, seconds = timed(train.train, model, train_x, valid_x, train.TrainConfig(epochs=1), progress=False)
+    macs = linear_macs(model.encoder, model.decoder)
+    flops = 6 * macs * len(train_x) + 2 * macs * len(valid_x)
+    return {"training_epoch_seconds": seconds, "training_flops": flops / seconds,
+            "training_matmul_fraction": flops / seconds / peak}  # fmt: skip
+
+
+def bench_qstar(model: models.VAE, x: torch.Tensor, loop_points: int) -> dict:
+    """q* for all points as one vectorized problem vs one datapoint at a time (same stopping rule),
+    the loop timed on the first ``loop_points``; agreement of L[q*] on those points (1000 samples)."""
+    torch.manual_seed(0)
+    vectorized, vec_seconds = timed(local.optimal_q, model, x)
+    looped, loop_seconds = [], 0.0
+    for i in range(loop_points):
+        result, seconds = timed(local.optimal_q, model, x[i : i + 1])
+        looped.append(result)
+        loop_seconds += seconds
+    sub = x[:loop_points]
+    vec_q = diagonal_gaussian(*(vectorized.params[k][:loop_points] for k in ("loc", "log_scale")))
+    loop_q = diagonal_gaussian(*(torch.cat([r.params[k] for r in looped]) for k in ("loc", "log_scale")))
+    torch.manual_seed(1)
+    vec_elbo = elbo(model, sub, vec_q, 1000).value
+    torch.manual_seed(1)
+    loop_elbo = elbo(model, sub, loop_q, 1000).value
+    per_point_vec = vec_seconds / len(x)
+    per_point_loop = loop_seconds / loop_points
+    return {
+        "qstar_vectorized_seconds_per_point": per_point_vec,
+        "qstar_loop_seconds_per_point": per_point_loop,
+        "qstar_vectorized_speedup": per_point_loop / per_point_vec,
+        "qstar_agreement_nats": (vec_elbo - loop_elbo).abs().mean().item(),
+        "qstar_points": len(x),
+        "qstar_loop_points_measured": loop_points,
+        "qstar_mean_steps": vectorized.steps.float().mean().item(),
+    }
+
+
+def bench_logpx(model: models.VAE, n_points: int) -> dict:
+    """Cheapest estimator within 0.1 nats of a long-run reference, on data simulated from the
+    decoder (so that BDMC, started from the generating z, certifies the reference from above)."""
+    x, z = model.sample(n_points, torch.Generator().manual_seed(0))
+    qstar = local.optimal_q(model, x)
+    qstar_evaluations = qstar.steps.float().mean().item() * local.QStarConfig().num_samples
+    long = AISConfig(steps=1000, chains=8)
+    torch.manual_seed(0)
+    lower, lower_seconds = timed(ais, model, x, qstar.q, long)
+    upper, upper_seconds = timed(bdmc_upper_bound, model, x, z, qstar.q, long)
+    reference = lower.log_px
+    candidates = {}
+    for steps, chains in [(25, 4), (50, 4), (100, 4), (100, 8), (200, 8), (500, 16)]:
+        config = AISConfig(steps=steps, chains=chains)
+        result, seconds = timed(ais, model, x, qstar.q, config)
+        candidates[f"ais_{steps}x{chains}"] = {
+            "evaluations": config.gradient_evaluations, "seconds_per_point": seconds / n_points,
+            "error_nats": (reference - result.log_px).mean().item()}  # fmt: skip
+    for k in (1000, 5000):
+        result, seconds = timed(iwae, model, x, qstar.q, k)
+        candidates[f"iwae_{k}"] = {"evaluations": k, "seconds_per_point": seconds / n_points,
+                                   "error_nats": (reference - result.value).mean().item()}  # fmt: skip
+    within = {name: c for name, c in candidates.items() if abs(c["error_nats"]) <= 0.1}
+    best = min(within, key=lambda name: within[name]["evaluations"]) if within else None
+    return {
+        "logpx_reference": f"AIS {long.steps}x{long.chains} from q*",
+        "logpx_sandwich_nats": (upper.log_px - lower.log_px).mean().item(),
+        "logpx_reference_seconds_per_point": (lower_seconds + upper_seconds) / n_points,
+        "logpx_candidates": candidates,
+        "logpx_cheapest": best,
+        "logpx_decoder_evals_per_point": within[best]["evaluations"] if best else None,
+        "logpx_error_nats": within[best]["error_nats"] if best else None,
+        "logpx_qstar_evals_per_point": qstar_evaluations,
+        "logpx_fewer_than_cremer": CREMER_AIS_EVALUATIONS / within[best]["evaluations"] if best else None,
+        "logpx_points": n_points,
+    }
+
+
+def bench_iwae(model: models.VAE, x: torch.Tensor, peak: float, k: int = 5000) -> dict:
+    """IWAE with k samples: decoder FLOPs (2 x MACs per sample) per second over matmul FLOP/s."""
+    with torch.no_grad():
+        q = model.encode(x)
+    _, seconds = timed(iwae, model, x, q, k)
+    flops = 2 * linear_macs(model.decoder) * k * len(x)
+    return {"iwae_seconds": seconds, "iwae_flops": flops / seconds, "iwae_matmul_fraction": flops / seconds / peak,
+            "iwae_points": len(x), "iwae_samples": k}  # fmt: skip
+
+
+def bench_decompose(model: models.VAE, x: torch.Tensor) -> dict:
+    """``decompose`` with its default config; seconds for 1000 points scaled from len(x)."""
+    _, seconds = timed(gaps.decompose, model, x)
+    return {"decompose_seconds_per_point": seconds / len(x), "decompose_1000_seconds": 1000 * seconds / len(x),
+            "decompose_points_measured": len(x)}  # fmt: skip
+
+
+def stage_seconds(profile: str | None, dest: Path) -> dict[str, float]:
+    """Wall time of every DVC stage, each forced to run alone in a fresh copy (training from scratch)."""
+    pipeline.reproduce_copy(dest, profile)
+    stages = pipeline.run_dvc(["stage", "list", "--name-only"], dest, capture=True).stdout.split()
+    seconds = {}
+    for stage in stages:
+        shutil.rmtree(dest / "build" / "checkpoints", ignore_errors=True)
+        start = time.perf_counter()
+        pipeline.run_dvc(["repro", "--force", "--single-item", stage], dest, capture=True)
+        seconds[stage] = time.perf_counter() - start
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--paper-stages", action="store_true", help="also time every stage at paper scale")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    results: dict = {"machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
+                                f"{platform.processor() or platform.platform()}", "date": date.today().isoformat(),
+                     "torch": torch.__version__}  # fmt: skip
+    peak = matmul_flops()
+    results["matmul_flops"] = peak
+    model = models.load(ROOT / "models" / "reference.pt")
+    model.requires_grad_(False)
+    test_x = data.load_binarized("test")
+    steps = [
+        ("training", lambda: bench_training(peak)),
+        ("q*", lambda: bench_qstar(model, test_x[:200], loop_points=20)),
+        ("log p(x)", lambda: bench_logpx(model, n_points=50)),
+        ("IWAE", lambda: bench_iwae(model, test_x[:100], peak)),
+        ("decompose", lambda: bench_decompose(model, test_x[:200])),
+        ("quick stages", lambda: {"stage_seconds_quick": stage_seconds("quick", ROOT / "build" / "bench-quick")}),
+    ]
+    if args.paper_stages:
+        steps.append(("paper stages", lambda: {"stage_seconds_paper": stage_seconds(None, ROOT / "build" / "bench-paper")}))
+    elif args.out.exists() and "stage_seconds_paper" in (previous := json.loads(args.out.read_text())):
+        results["stage_seconds_paper"] = previous["stage_seconds_paper"]
+        results["stage_seconds_paper_date"] = previous.get("stage_seconds_paper_date", previous.get("date"))
+    for name, step in steps:
+        print(f"[bench] {name} ...", flush=True)
+        results.update(step())
+    if args.paper_stages:
+        results["stage_seconds_paper_date"] = results["date"]
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print_table(results)
+
+
+def print_table(r: dict) -> None:
+    rows = [
+        ("1 training: model FLOP/s / matmul FLOP/s", f"{r['training_matmul_fraction']:.2f}", ">= 0.5"),
+        ("2 q*: vectorized speed-up over a loop", f"{r['qstar_vectorized_speedup']:.1f}x", ">= 20x"),
+        ("2 q*: mean |L[q*] vectorized - loop|", f"{r['qstar_agreement_nats']:.3f} nats", "<= 0.05"),
+        ("3 log p(x): decoder evals/point within 0.1 nats", str(r["logpx_decoder_evals_per_point"]),
+         f"<= {CREMER_AIS_EVALUATIONS // 100:,}"),
+        ("3 log p(x): its error vs reference", f"{r['logpx_error_nats']}", "<= 0.1"),
+        ("3 log p(x): BDMC sandwich of the reference", f"{r['logpx_sandwich_nats']:.3f} nats", ""),
+        ("4 IWAE k=5000: FLOP/s / matmul FLOP/s", f"{r['iwae_matmul_fraction']:.2f}", ">= 0.5"),
+        ("5 decompose, 1000 test points", f"{r['decompose_1000_seconds']:.0f} s", "<= 300 s"),
+    ]
+    for scale in ("quick", "paper"):
+        for stage, seconds in r.get(f"stage_seconds_{scale}", {}).items():
+            rows.append((f"6 {scale}: {stage}", f"{seconds:.0f} s", ""))
+    width = max(len(name) for name, _, _ in rows)
+    print(f"\n{r['machine']}, {r['date']}; matmul {r['matmul_flops'] / 1e9:.0f} GFLOP/s")
+    for name, value, target in rows:
+        print(f"{name:<{width}}  {value:>14}  {target}")
+
+
+if __name__ == "__main__":
+    main()
