@@ -64,7 +64,7 @@ from amortgap.pipeline import project_root
 
 root = project_root()
 plots.theme()
-torch.manual_seed(model_seed)
+torch.manual_seed(model_seed);
 
 # %% [markdown]
 # ## The model and its exact answers

@@ -46,8 +46,9 @@ def test_rows_are_optimised_independently(linear_model, linear_x):
 def test_refinement_closes_the_amortization_gap(linear_model, linear_x):
     qstar_elbo = linear_model.exact_elbo(linear_x, linear_model.exact_qstar(linear_x))
     remaining = []
+    config = local.QStarConfig(num_samples=50)  # the noise floor of constant-rate steps shrinks with samples
     for k in (0, 1, 5, 20, 100):
-        q = local.refine(linear_model, linear_x, k).q
+        q = local.refine(linear_model, linear_x, k, config=config).q
         remaining.append((qstar_elbo - linear_model.exact_elbo(linear_x, q)).mean().item())
     assert all(a > b for a, b in zip(remaining, remaining[1:])), remaining
     assert remaining[-1] < 0.05 * remaining[0]

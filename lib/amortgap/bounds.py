@@ -121,8 +121,8 @@ class AISConfig:
     chains x steps x leapfrog_steps gradient evaluations of log p(x, z).
     """
 
-    steps: int = 500
-    chains: int = 16
+    steps: int = 200
+    chains: int = 8
     leapfrog_steps: int = 10
     step_size: float = 0.05
     target_acceptance: float = 0.65

@@ -32,7 +32,7 @@ class QStarConfig:
     """
 
     lr: float = 3e-2
-    num_samples: int = 50
+    num_samples: int = 20
     window: int = 50
     patience: int = 2
     tolerance: float = 0.01

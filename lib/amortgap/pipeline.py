@@ -73,9 +73,7 @@ def check_parameters(path: str | Path, parameters: dict[str, Any]) -> dict[str, 
         raise ParameterError(f"{path} has no parameter(s) {unknown}; it has {sorted(defaults)}")
     for name, value in parameters.items():
         _check_type(path, name, value, defaults[name])
-        for item in value if isinstance(value, list) else [value]:
-            _check_range(path, name, item)
-    for name, value in defaults.items():
+    for name, value in {**defaults, **parameters}.items():
         for item in value if isinstance(value, list) else [value]:
             _check_range(path, name, item)
     return parameters
@@ -130,15 +128,18 @@ def run_notebook(
         source, None, parameters=parameters, kernel_name="python3", progress_bar=progress,
         cwd=str(cwd or project_root(Path(notebook).parent)),
     )  # fmt: skip
+    executed.metadata.papermill["input_path"] = str(notebook)  # not the whole source notebook again
     nbformat.write(strip_volatile(executed), output)
 
 
 def strip_volatile(notebook):
-    """Remove what changes from run to run without changing results: papermill's times."""
+    """Remove what changes from run to run without changing results: papermill's times and the
+    random cell ids that jupytext draws (replaced by their positions)."""
     notebook = copy.deepcopy(notebook)
     for key in ("start_time", "end_time", "duration"):
         notebook.metadata.get("papermill", {}).pop(key, None)
-    for cell in notebook.cells:
+    for index, cell in enumerate(notebook.cells):
+        cell.id = f"cell-{index}"
         papermill_meta = cell.metadata.get("papermill", {})
         for key in ("start_time", "end_time", "duration"):
             papermill_meta.pop(key, None)
