@@ -211,7 +211,7 @@ def print_table(r: dict) -> None:
         ("2 q*: mean |L[q*] vectorized - loop|", f"{r['qstar_agreement_nats']:.3f} nats", "<= 0.05"),
         ("3 log p(x): decoder evals/point within 0.1 nats", str(r["logpx_decoder_evals_per_point"]),
          f"<= {CREMER_AIS_EVALUATIONS // 100:,}"),
-        ("3 log p(x): its error vs reference", f"{r['logpx_error_nats']}", "<= 0.1"),
+        ("3 log p(x): its error vs reference", f"{r['logpx_error_nats']:.3f} nats", "<= 0.1"),
         ("3 log p(x): BDMC sandwich of the reference", f"{r['logpx_sandwich_nats']:.3f} nats", ""),
         ("4 IWAE k=5000: FLOP/s / matmul FLOP/s", f"{r['iwae_matmul_fraction']:.2f}", ">= 0.5"),
         ("5 decompose, 1000 test points", f"{r['decompose_1000_seconds']:.0f} s", "<= 300 s"),
