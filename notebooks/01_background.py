@@ -62,9 +62,9 @@ from amortgap import gaps, local, plots, report
 from amortgap.linear_gaussian import LinearGaussian, fit_encoder
 from amortgap.pipeline import project_root
 
+torch.manual_seed(model_seed)
 root = project_root()
 plots.theme()
-torch.manual_seed(model_seed);
 
 # %% [markdown]
 # ## The model and its exact answers
