@@ -92,8 +92,7 @@ print(model)
 print(f"{sum(p.numel() for p in model.parameters()):,} parameters")
 
 # %%
-# NBVAL_IGNORE_OUTPUT
-result = train.train(model, train_x, valid_x, train_config)
+result = train.train(model, train_x, valid_x, train_config, progress=False)
 models.save(result.model, root / model_path)
 (root / history_path).parent.mkdir(parents=True, exist_ok=True)
 result.history.to_csv(root / history_path, index=False)
