@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from amortgap import data, gaps, local, models, pipeline, train
-from amortgap.bounds import AISConfig, ais, bdmc_upper_bound, elbo, iwae
+from amortgap import certify, data, gaps, local, models, pipeline, train
+from amortgap.bounds import AISConfig, elbo, iwae
 from amortgap.families import diagonal_gaussian
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,44 +98,25 @@ def bench_logpx(model: models.VAE, n_points: int) -> dict:
     decoder (so that BDMC, started from the generating z, certifies the reference from above).
     "Within" means mean error plus two standard errors over the points, so luck does not choose."""
     x, z = model.sample(n_points, torch.Generator().manual_seed(0))
-    qstar = local.optimal_q(model, x)
-    qstar_evaluations = qstar.steps.float().mean().item() * local.QStarConfig().num_samples
-    long = AISConfig(steps=1000, chains=8)
     torch.manual_seed(0)
-    lower, lower_seconds = timed(ais, model, x, qstar.q, long)
-    upper, upper_seconds = timed(bdmc_upper_bound, model, x, z, qstar.q, long)
-    reference = lower.log_px
-    candidates = {}
-    for steps, chains in [(25, 4), (50, 4), (100, 4), (100, 8), (200, 8), (500, 16)]:
-        config = AISConfig(steps=steps, chains=chains)
-        result, seconds = timed(ais, model, x, qstar.q, config)
-        candidates[f"ais_{steps}x{chains}"] = {"evaluations": config.gradient_evaluations,
-                                               "seconds_per_point": seconds / n_points,
-                                               **error(reference, result.log_px)}  # fmt: skip
-    for k in (1000, 5000):
-        result, seconds = timed(iwae, model, x, qstar.q, k)
-        candidates[f"iwae_{k}"] = {"evaluations": k, "seconds_per_point": seconds / n_points,
-                                   **error(reference, result.value)}  # fmt: skip
-    within = {name: c for name, c in candidates.items() if abs(c["error_nats"]) + 2 * c["error_se"] <= 0.1}
-    best = min(within, key=lambda name: within[name]["evaluations"]) if within else None
+    qstar = local.optimal_q(model, x)
+    long = AISConfig(steps=1000, chains=8)
+    candidates = [AISConfig(steps=s, chains=c) for s, c in [(25, 4), (50, 4), (100, 4), (100, 8), (200, 8), (500, 16)]]
+    result = certify.certify(model, x, z, qstar.q, long, candidates + [1000, 5000], seed=0)
+    summary = result.summary()
+    best = certify.cheapest_within(summary, 0.1)
     return {
         "logpx_reference": f"AIS {long.steps}x{long.chains} from q*",
-        "logpx_sandwich_nats": (upper.log_px - lower.log_px).mean().item(),
-        "logpx_reference_seconds_per_point": (lower_seconds + upper_seconds) / n_points,
-        "logpx_candidates": candidates,
+        "logpx_sandwich_nats": summary.loc["sandwich", "error_nats"],
+        "logpx_reference_seconds_per_point": summary.loc["sandwich", "seconds_per_point"],
+        "logpx_candidates": summary.drop(index="sandwich").to_dict(orient="index"),
         "logpx_cheapest": best,
-        "logpx_decoder_evals_per_point": within[best]["evaluations"] if best else None,
-        "logpx_error_nats": within[best]["error_nats"] if best else None,
-        "logpx_qstar_evals_per_point": qstar_evaluations,
-        "logpx_fewer_than_cremer": CREMER_AIS_EVALUATIONS / within[best]["evaluations"] if best else None,
+        "logpx_decoder_evals_per_point": int(summary.loc[best, "evaluations"]) if best else None,
+        "logpx_error_nats": summary.loc[best, "error_nats"] if best else None,
+        "logpx_qstar_evals_per_point": qstar.steps.float().mean().item() * local.QStarConfig().num_samples,
+        "logpx_fewer_than_cremer": CREMER_AIS_EVALUATIONS / summary.loc[best, "evaluations"] if best else None,
         "logpx_points": n_points,
     }
-
-
-def error(reference: torch.Tensor, estimate: torch.Tensor) -> dict:
-    """Mean of reference - estimate over points, and its standard error."""
-    diff = reference - estimate
-    return {"error_nats": diff.mean().item(), "error_se": (diff.std() / len(diff) ** 0.5).item()}
 
 
 def bench_iwae(model: models.VAE, x: torch.Tensor, peak: float, k: int = 5000) -> dict:

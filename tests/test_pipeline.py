@@ -33,8 +33,12 @@ def make_notebook(tmp_path: Path, tagged: bool = True) -> tuple[Path, Path]:
     return path, marker
 
 
-def test_there_are_four_notebooks():
-    assert [p.stem for p in NOTEBOOKS] == ["01_background", "02_model_setup", "03_experiments", "04_results"]
+def test_the_notebooks_are_background_setup_experiments_results():
+    assert [p.stem for p in NOTEBOOKS] == [
+        "01_background", "02_model_setup",
+        "03a_gap_table", "03b_width_sweep", "03c_frozen_decoder", "03d_refinement", "03e_certification",
+        "04_results",
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
@@ -44,21 +48,36 @@ def test_every_notebook_has_a_tagged_parameters_cell_with_valid_defaults(noteboo
     pipeline.check_parameters(notebook, {})  # the defaults themselves obey the range rules
     for value in defaults.values():
         if isinstance(value, str) and value.startswith(("build/", "paper/", "results/", "models/")):
+            if value.startswith("paper/published/"):
+                continue  # published numbers are read, never written
             assert value.startswith("build/tiny/"), f"{notebook.name}: defaults must be the small case"
 
 
 def test_every_stage_passes_only_names_its_notebook_has():
     notebook_stages = {n: s for n, s in DVC["stages"].items() if "amortgap.pipeline run" in s["cmd"]}
-    assert len(notebook_stages) == 4
+    assert len(notebook_stages) == len(NOTEBOOKS)
     for name, stage in notebook_stages.items():
-        cmd = stage["cmd"]
-        notebook = ROOT / cmd.split()[cmd.split().index("run") + 1]
-        sections = [s for flag, s in zip(cmd.split(), cmd.split()[1:]) if flag == "--section"]
+        cmd = stage["cmd"].split()
+        notebook = ROOT / cmd[cmd.index("run") + 1]
+        sections = [s for flag, s in zip(cmd, cmd[1:]) if flag == "--section"]
         assert set(sections) == set(stage["params"]), f"stage {name} must declare the sections it passes"
         parameters = pipeline.load_params(ROOT / "params.yaml", sections)
-        if "matrix" in stage:
-            parameters |= {"widths": [16], "seeds": [0]}
+        overrides = [name for flag, name in zip(cmd, cmd[1:]) if flag == "-p"]
+        assert bool(overrides) == ("matrix" in stage), f"stage {name}: a matrix item reaches the notebook by -p"
+        parameters |= {name: [0] if name == "seeds" else [16] for name in overrides}
         pipeline.check_parameters(notebook, parameters)
+
+
+@pytest.mark.parametrize("profile", [None, "quick"])
+def test_frozen_encoders_are_scored_on_the_gap_tables_images(tmp_path, profile):
+    """The frozen-decoder gaps join L[q] with the gap table's log p(x) and L[q*] image by image."""
+    copy = tmp_path / "params.yaml"
+    copy.write_text((ROOT / "params.yaml").read_text())
+    if profile:
+        pipeline.apply_profile(copy, profile)
+    params = yaml.safe_load(copy.read_text())
+    assert params["frozen_decoder"]["eval_points"] == params["gap_table"]["num_points"]
+    assert params["frozen_decoder"]["model_path"] == params["gap_table"]["model_path"] == params["model_setup"]["model_path"]
 
 
 def test_profiles_override_only_known_keys(tmp_path):

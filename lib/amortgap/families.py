@@ -3,31 +3,43 @@
 A family maps a dict of parameter tensors, each with leading batch dimension [B, ...], to a
 ``torch.distributions.Distribution`` with batch shape [B] and event shape [d]. Per-datapoint
 optimisation (:mod:`amortgap.local`) works on such dicts, row by row, so any family that follows
-this protocol can be optimised datapoint by datapoint.
+this protocol can be optimised datapoint by datapoint; an encoder predicts the same dict from x
+through :meth:`Family.unflatten`, so every family can also be amortized.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Protocol
 
 import torch
 from torch import Tensor
-from torch.distributions import Distribution, Independent, Normal
+from torch.distributions import Distribution, Independent, Normal, constraints
+from torch.nn.functional import softplus
 
 Params = dict[str, Tensor]
+LOG_2PI = math.log(2 * math.pi)
+PLANAR_MARGIN = 1e-3  # every planar layer's Jacobian determinant is at least this
+PLANAR_SHIFT = math.log(math.expm1(1 - PLANAR_MARGIN))
 
 
 class Family(Protocol):
     """A variational family with per-datapoint parameters."""
 
     def params_from(self, q: Distribution) -> Params:
-        """Parameters [B, ...] that reproduce the given q (e.g. an encoder's output)."""
+        """Parameters [B, ...] that reproduce (or, for a poorer family, start from) the given q."""
 
     def prior_params(self, batch: int, latent_dim: int, like: Tensor) -> Params:
         """Parameters [B, ...] of the standard normal prior, on ``like``'s device and dtype."""
 
     def distribution(self, params: Params) -> Distribution:
         """The distribution, batch shape [B], event shape [d]."""
+
+    def flat_size(self, latent_dim: int) -> int:
+        """How many numbers an encoder outputs per datapoint."""
+
+    def unflatten(self, flat: Tensor, latent_dim: int) -> Params:
+        """An encoder's output [B, flat_size] as parameters [B, ...]."""
 
 
 class DiagonalGaussian:
@@ -43,7 +55,122 @@ class DiagonalGaussian:
     def distribution(self, params: Params) -> Distribution:
         return diagonal_gaussian(params["loc"], params["log_scale"])
 
+    def flat_size(self, latent_dim: int) -> int:
+        return 2 * latent_dim
+
+    def unflatten(self, flat: Tensor, latent_dim: int) -> Params:
+        loc, log_scale = flat.split(latent_dim, dim=-1)
+        return {"loc": loc, "log_scale": log_scale}
+
 
 def diagonal_gaussian(loc: Tensor, log_scale: Tensor) -> Distribution:
     """N(loc, diag(exp(2 log_scale))) with batch shape loc.shape[:-1] and event shape [d]."""
     return Independent(Normal(loc, torch.exp(log_scale)), 1)
+
+
+class PlanarFlow:
+    """A diagonal Gaussian pushed through ``length`` planar layers (Rezende & Mohamed 2015),
+
+        z_k = z_{k-1} + u_k tanh(w_k . z_{k-1} + b_k),    k = 1..K,
+
+    with every parameter per datapoint: loc, log_scale [B, d]; u, w [B, K, d]; b [B, K]. ``u`` is
+    reparameterized so that w . u > -1, which keeps each layer invertible (as in Rezende & Mohamed,
+    but shifted so that u = 0 stays the identity). With u = 0 the flow is the
+    identity, so a diagonal Gaussian q is its own starting point (``params_from``).
+    """
+
+    def __init__(self, length: int = 10) -> None:
+        if length < 1:
+            raise ValueError(f"a planar flow needs at least one layer, not {length}")
+        self.length = length
+
+    def params_from(self, q: Distribution) -> Params:
+        if isinstance(q, PlanarFlowDistribution):
+            if q.params["u"].shape[1] != self.length:
+                raise ValueError(f"q has {q.params['u'].shape[1]} planar layers, this family {self.length}")
+            return {k: v.detach().clone() for k, v in q.params.items()}
+        base = DiagonalGaussian().params_from(q)
+        return {**base, **self._identity_layers(base["loc"])}
+
+    def prior_params(self, batch: int, latent_dim: int, like: Tensor) -> Params:
+        base = DiagonalGaussian().prior_params(batch, latent_dim, like)
+        return {**base, **self._identity_layers(base["loc"])}
+
+    def _identity_layers(self, loc: Tensor) -> Params:
+        """u = 0, b = 0 and w_k = 0.1 e_(k mod d): the identity, with distinct directions to grow from."""
+        B, d = loc.shape
+        w = loc.new_zeros(B, self.length, d)
+        w[:, torch.arange(self.length), torch.arange(self.length) % d] = 0.1
+        return {"u": loc.new_zeros(B, self.length, d), "w": w, "b": loc.new_zeros(B, self.length)}
+
+    def distribution(self, params: Params) -> Distribution:
+        return PlanarFlowDistribution(params)
+
+    def flat_size(self, latent_dim: int) -> int:
+        return 2 * latent_dim + self.length * (2 * latent_dim + 1)
+
+    def unflatten(self, flat: Tensor, latent_dim: int) -> Params:
+        d, K = latent_dim, self.length
+        loc, log_scale, u, w, b = flat.split([d, d, K * d, K * d, K], dim=-1)
+        shape = flat.shape[:-1] + (K, d)
+        return {"loc": loc, "log_scale": log_scale, "u": u.reshape(shape), "w": w.reshape(shape), "b": b}
+
+
+class PlanarFlowDistribution(Distribution):
+    """The planar-flow q(z), batch shape [B], event shape [d]. A planar layer has no closed-form
+    inverse, so ``log_prob`` is defined for the most recent ``rsample`` only: the density is tracked
+    through the layers as the sample is drawn. That is all an ELBO or IWAE estimate needs; AIS,
+    which evaluates q at points it moved itself, must start from a family with a density."""
+
+    arg_constraints: dict = {}
+    support = constraints.real_vector
+    has_rsample = True
+
+    def __init__(self, params: Params) -> None:
+        self.params = params
+        loc = params["loc"]
+        super().__init__(loc.shape[:-1], loc.shape[-1:], validate_args=False)
+        w, u = params["w"], params["u"]
+        wu = (w * u).sum(-1, keepdim=True)
+        # u_hat = u + (m(w.u) - w.u) w / |w|^2 gives w . u_hat = m(w.u) >= -1 + MARGIN, with
+        # m(a) = -1 + MARGIN + softplus(a + SHIFT); SHIFT makes m(0) = 0, so u = 0 is the identity.
+        m = softplus(wu + PLANAR_SHIFT) - 1 + PLANAR_MARGIN
+        self._u = u + (m - wu) * w / (w.pow(2).sum(-1, keepdim=True) + 1e-12)
+        self._wu = (w * self._u).sum(-1)  # [B, K]
+        self._last: tuple[Tensor, Tensor] | None = None
+
+    def rsample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:
+        p = self.params
+        eps = torch.randn(torch.Size(sample_shape) + p["loc"].shape, dtype=p["loc"].dtype, device=p["loc"].device)
+        z = p["loc"] + eps * p["log_scale"].exp()
+        log_q = -0.5 * (eps.pow(2) + LOG_2PI).sum(-1) - p["log_scale"].sum(-1)
+        for k in range(self._u.shape[-2]):
+            h = torch.tanh((z * p["w"][..., k, :]).sum(-1) + p["b"][..., k])
+            z = z + self._u[..., k, :] * h.unsqueeze(-1)
+            log_q = log_q - torch.log1p((1 - h.pow(2)) * self._wu[..., k])
+        self._last = (z, log_q)
+        return z
+
+    def sample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:
+        with torch.no_grad():
+            return self.rsample(sample_shape)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        if self._last is None or value is not self._last[0]:
+            raise NotImplementedError(
+                "a planar flow has no closed-form inverse: log_prob is defined only for the tensor "
+                "returned by the latest rsample/sample"
+            )
+        return self._last[1]
+
+
+FAMILY_NAMES = ("diagonal", "planar")
+
+
+def make_family(name: str, flow_length: int = 10) -> Family:
+    """The family called ``name`` ("diagonal" or "planar", the latter with ``flow_length`` layers)."""
+    if name == "diagonal":
+        return DiagonalGaussian()
+    if name == "planar":
+        return PlanarFlow(flow_length)
+    raise ValueError(f"family must be one of {FAMILY_NAMES}, not {name!r}")

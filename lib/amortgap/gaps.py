@@ -23,8 +23,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .bounds import MAX_PAIRS, AISConfig, ais, elbo_from_weights, iwae, log_weights_chunked
-from .families import DiagonalGaussian, Family
-from .local import QStarConfig, optimal_q
+from .families import DiagonalGaussian, Family, Params, PlanarFlow
+from .local import QStarConfig, initial_params, optimal_q, optimise
 from .models import LatentVariableModel
 
 COLUMNS = [
@@ -83,6 +83,9 @@ def decompose(
     config = config or DecomposeConfig()
     if x.dim() != 2 or x.shape[0] == 0:
         raise ValueError(f"x must be a non-empty [N, D] tensor, not of shape {tuple(x.shape)}")
+    if config.ais is not None and isinstance(family, PlanarFlow):
+        raise ValueError("AIS must start from a q* with a density everywhere, which a planar flow lacks: "
+                         "decompose with the diagonal family, and get the flow's L[q*] from optimal_elbo")
     batches = range(0, x.shape[0], config.batch_size)
     with _seeded(config.seed, x.device):
         seeds = torch.randint(2**62, (len(batches),)).tolist()
@@ -147,6 +150,40 @@ def _decompose_batch(
     table["ais_chains"] = ais_cfg.chains if config.ais else 0
     table["ais_steps"] = ais_cfg.steps if config.ais else 0
     table["ais_leapfrog_steps"] = ais_cfg.leapfrog_steps if config.ais else 0
+    return table
+
+
+def optimal_elbo(
+    model: LatentVariableModel,
+    x: Tensor,
+    family: Family,
+    config: DecomposeConfig | None = None,
+    init: str | Params = "encoder",
+) -> pd.DataFrame:
+    """L[q*] per datapoint of x [N, D] for ``family`` (e.g. a richer one than the encoder's), with
+    ``config``'s q* rule, ELBO sample count, batching and seed: columns ``elbo_optimal``,
+    ``elbo_optimal_se``, ``qstar_steps``, ``qstar_converged``. ``init`` is "encoder", "prior"
+    (where the encoder's q cannot start ``family``), or starting parameters, rows [N, ...]: a
+    non-convex family such as a flow can end in a worse optimum from one start than from another,
+    so compare starts and keep the best."""
+    config = config or DecomposeConfig()
+    batches = range(0, x.shape[0], config.batch_size)
+    with _seeded(config.seed, x.device):
+        seeds = torch.randint(2**62, (len(batches),)).tolist()
+    rows = []
+    for start, seed in zip(batches, seeds):
+        xb = x[start : start + config.batch_size]
+        with _seeded(seed, x.device):
+            if isinstance(init, str):
+                start_params = initial_params(model, xb, family, init)
+            else:
+                start_params = {k: v[start : start + config.batch_size] for k, v in init.items()}
+            qstar = optimise(model, xb, start_params, family, config.qstar)
+            estimate = elbo_from_weights(log_weights_chunked(model, xb, qstar.q, config.elbo_samples, config.max_pairs))
+        rows.append(pd.DataFrame({"elbo_optimal": _to_numpy(estimate.value), "elbo_optimal_se": _to_numpy(estimate.stderr),
+                                  "qstar_steps": _to_numpy(qstar.steps), "qstar_converged": _to_numpy(qstar.converged)}))  # fmt: skip
+    table = pd.concat(rows, ignore_index=True)
+    table.index.name = "datapoint"
     return table
 
 

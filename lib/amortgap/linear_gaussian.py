@@ -20,7 +20,7 @@ from torch import Tensor
 from torch.distributions import Distribution, MultivariateNormal
 
 from .families import diagonal_gaussian
-from .models import LOG_2PI, GaussianEncoder, standard_normal_log_prob
+from .models import LOG_2PI, Encoder, standard_normal_log_prob
 
 
 @dataclass
@@ -150,12 +150,12 @@ def fit_encoder(
     lr: float = 1e-2,
     seed: int = 0,
     progress: bool = False,
-) -> GaussianEncoder:
+) -> Encoder:
     """Amortized inference for the linear-Gaussian model: an MLP encoder with ``hidden`` widths
     (``()``: linear) trained by full-batch Adam on the *exact* mean ELBO of x [N, D]. Its
     amortization gap on new data is then exact too (:meth:`LinearGaussian.exact_gaps`)."""
     torch.manual_seed(seed)
-    encoder = GaussianEncoder(model.data_dim, hidden, model.latent_dim)
+    encoder = Encoder(model.data_dim, hidden, model.latent_dim)
     optimizer = torch.optim.Adam(encoder.parameters(), lr=lr)
     for _ in tqdm(range(steps), desc=f"encoder {tuple(hidden)}", disable=not progress, leave=False):
         loss = -model.exact_elbo(x, encoder(x)).mean()

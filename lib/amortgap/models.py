@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from .families import diagonal_gaussian
+from .families import FAMILY_NAMES, DiagonalGaussian, Family, make_family
 
 CHECKPOINT_FORMAT = "amortgap.vae/1"
 ACTIVATIONS = {"elu": nn.ELU, "relu": nn.ReLU, "tanh": nn.Tanh, "softplus": nn.Softplus}
@@ -52,11 +52,15 @@ class VAEConfig:
     encoder_hidden: tuple[int, ...] = (200, 200)
     decoder_hidden: tuple[int, ...] = (200, 200)
     activation: str = "elu"
+    family: str = "diagonal"
+    flow_length: int = 10
 
     def __post_init__(self) -> None:
+        if self.family not in FAMILY_NAMES:
+            raise ValueError(f"family must be one of {FAMILY_NAMES}, not {self.family!r}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, not {self.activation!r}")
-        for name in ("data_dim", "latent_dim"):
+        for name in ("data_dim", "latent_dim", "flow_length"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, not {getattr(self, name)}")
         for name in ("encoder_hidden", "decoder_hidden"):
@@ -79,30 +83,33 @@ def mlp(sizes: list[int], activation: str) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class GaussianEncoder(nn.Sequential):
-    """An MLP x [B, D] -> q(z|x) = N(loc, diag(exp(log_scale))^2), batch [B], event [latent_dim]."""
+class Encoder(nn.Sequential):
+    """An MLP x [B, D] -> the parameters of ``family`` -> q(z|x), batch [B], event [latent_dim].
+    With the default family, q(z|x) = N(loc, diag(exp(log_scale))^2)."""
 
-    def __init__(self, data_dim: int, hidden: Sequence[int], latent_dim: int, activation: str = "elu"):
-        super().__init__(*mlp([data_dim, *hidden, 2 * latent_dim], activation))
+    def __init__(self, data_dim: int, hidden: Sequence[int], latent_dim: int, activation: str = "elu",
+                 family: Family = DiagonalGaussian()):  # fmt: skip
+        super().__init__(*mlp([data_dim, *hidden, family.flat_size(latent_dim)], activation))
+        self.family, self.latent_dim = family, latent_dim
 
     def forward(self, x: Tensor) -> Distribution:
-        loc, log_scale = super().forward(x).chunk(2, dim=-1)
-        return diagonal_gaussian(loc, log_scale)
+        return self.family.distribution(self.family.unflatten(super().forward(x), self.latent_dim))
 
 
 class VAE(nn.Module):
-    """Bernoulli-likelihood VAE with a diagonal-Gaussian encoder and a N(0, I) prior."""
+    """Bernoulli-likelihood VAE with an amortized encoder (of ``config.family``) and a N(0, I) prior."""
 
     def __init__(self, config: VAEConfig = VAEConfig()) -> None:
         super().__init__()
         self.config = config
         self.latent_dim = config.latent_dim
         c = config
-        self.encoder = GaussianEncoder(c.data_dim, c.encoder_hidden, c.latent_dim, c.activation)
+        self.family = make_family(c.family, c.flow_length)
+        self.encoder = Encoder(c.data_dim, c.encoder_hidden, c.latent_dim, c.activation, self.family)
         self.decoder = mlp([c.latent_dim, *c.decoder_hidden, c.data_dim], c.activation)
 
     def encode(self, x: Tensor) -> Distribution:
-        """q(z|x) = N(mu(x), diag(sigma(x)^2)) for x [B, D]."""
+        """q(z|x) for x [B, D], a member of ``self.family`` predicted by the encoder."""
         return self.encoder(x)
 
     def log_prior(self, z: Tensor) -> Tensor:
@@ -118,6 +125,18 @@ class VAE(nn.Module):
 
     def log_joint(self, x: Tensor, z: Tensor) -> Tensor:
         return self.log_likelihood(x, z) + self.log_prior(z)
+
+    def with_frozen_decoder(self, config: VAEConfig) -> "VAE":
+        """A fresh VAE of ``config`` (its encoder newly initialised from the global RNG) whose decoder
+        is a frozen copy of this one's: training it trains the encoder alone."""
+        if (config.latent_dim, config.decoder_hidden, config.data_dim, config.activation) != (
+            self.config.latent_dim, self.config.decoder_hidden, self.config.data_dim, self.config.activation
+        ):
+            raise ValueError("the new config's decoder must have this model's latent_dim, widths and activation")
+        model = VAE(config).to(next(self.parameters()).device)
+        model.decoder.load_state_dict(self.decoder.state_dict())
+        model.decoder.requires_grad_(False)
+        return model
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:

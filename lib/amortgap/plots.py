@@ -122,14 +122,84 @@ def elbo_scatter(table: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def cost_vs_gap(table: pd.DataFrame) -> plt.Figure:
-    """What closing the gap costs: decoder evaluations spent on each datapoint's q* against the
-    amortization gap they recovered (the encoder spends one forward pass)."""
-    fig, ax = plt.subplots(figsize=(4.6, 3.4))
-    sns.scatterplot(data=table, x="qstar_evaluations", y="amortization_gap", hue="width", palette="viridis",
-                    s=12, linewidth=0, ax=ax, hue_norm=matplotlib.colors.LogNorm())  # fmt: skip
+def sweep_gaps(summary: pd.DataFrame) -> plt.Figure:
+    """One panel per gap: mean gap against encoder width (log axis) with its confidence interval,
+    one line per ``variant``. ``summary`` has columns variant, gap, width, mean, ci (half-width)."""
+    panels = list(dict.fromkeys(summary.gap))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.2), sharex=True)
+    variants = list(dict.fromkeys(summary.variant))
+    colors = dict(zip(variants, sns.color_palette("colorblind", len(variants))))
+    for ax, gap in zip(np.atleast_1d(axes), panels):
+        for variant in variants:
+            rows = summary[(summary.gap == gap) & (summary.variant == variant)].sort_values("width")
+            ax.errorbar(rows.width, rows["mean"], yerr=rows.ci.fillna(0), marker="o", ms=4, capsize=3,
+                        color=colors[variant], label=variant)  # fmt: skip
+        ax.set_xscale("log", base=2)
+        widths = sorted(summary.width.unique())
+        ax.set_xticks(widths, [str(w) for w in widths], fontsize="small")
+        ax.minorticks_off()
+        ax.set_title(gap)
+        ax.set_xlabel("encoder hidden width")
+    np.atleast_1d(axes)[0].set_ylabel("gap (nats)")
+    np.atleast_1d(axes)[0].legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def depth_gaps(summary: pd.DataFrame) -> plt.Figure:
+    """Amortization gap against the number of hidden layers, one line per ``split``: columns split,
+    depth, mean, ci."""
+    fig, ax = plt.subplots(figsize=(3.6, 3.0))
+    for (split, rows), color in zip(summary.groupby("split", sort=False), sns.color_palette("colorblind")):
+        ax.errorbar(rows.depth, rows["mean"], yerr=rows.ci.fillna(0), marker="o", capsize=3, color=color, label=split)
+    ax.set_xticks(sorted(summary.depth.unique()))
+    ax.set_xlabel("encoder hidden layers")
+    ax.set_ylabel("amortization gap (nats)")
+    ax.legend(title="images", fontsize="small")
+    return fig
+
+
+def refinement(curves: pd.DataFrame, optimum: pd.DataFrame) -> plt.Figure:
+    """The amortization gap left after k gradient steps, against k and against seconds per
+    datapoint, one line per start (``init``); full optimisation to q* as separate markers.
+    ``curves``: init, steps, gap, seconds; ``optimum``: init, gap, seconds."""
+    fig, (by_steps, by_time) = plt.subplots(1, 2, figsize=(8, 3.3))
+    for (init, rows), color in zip(curves.groupby("init", sort=False), sns.color_palette("colorblind")):
+        label = {"encoder": "from the encoder (semi-amortized)", "prior": "from the prior (plain VI)"}.get(init, init)
+        by_steps.plot(rows.steps, rows.gap, marker="o", ms=4, color=color, label=label)
+        shown = rows[rows.steps > 0]
+        by_time.plot(shown.seconds, shown.gap, marker="o", ms=4, color=color, label=label)
+        best = optimum[optimum.init == init]
+        by_time.scatter(best.seconds, best.gap, marker="*", s=120, color=color, zorder=3,
+                        label=f"q* by the stopping rule, {init} start")  # fmt: skip
+    by_steps.set_xscale("symlog", linthresh=1)
+    by_steps.set_xlabel("gradient steps per datapoint, k")
+    by_time.set_xscale("log")
+    by_time.set_xlabel("seconds per datapoint (batched)")
+    for ax in (by_steps, by_time):
+        ax.set_yscale("symlog", linthresh=0.1)
+        ax.set_ylim(bottom=-0.02)
+        ax.axhline(0, color="0.4", lw=0.8)
+        ax.set_ylabel("L[q*] - L[q_k] (nats)")
+    by_time.legend(fontsize="x-small")
+    fig.tight_layout()
+    return fig
+
+
+def certification(summary: pd.DataFrame, tolerance: float) -> plt.Figure:
+    """Each estimator's error against the certified reference (error bars: 2 standard errors)
+    against its decoder evaluations per datapoint, with the tolerance band shaded. ``summary``:
+    index = estimator name (``ais_*`` or ``iwae_*``), columns error_nats, error_se, evaluations."""
+    fig, ax = plt.subplots(figsize=(4.6, 3.3))
+    ax.axhspan(-tolerance, tolerance, color="0.9", label=f"within {tolerance} nats")
+    colors = sns.color_palette("colorblind", 2)
+    for kind, color, marker in (("ais", colors[0], "o"), ("iwae", colors[1], "s")):
+        rows = summary[summary.index.str.startswith(kind)]
+        ax.errorbar(rows.evaluations, rows.error_nats, yerr=2 * rows.error_se, fmt=marker, color=color, capsize=3,
+                    label=kind.upper() + (" (q* proposal)" if kind == "iwae" else " from q*"))  # fmt: skip
+    ax.axhline(0, color="0.4", lw=0.8)
     ax.set_xscale("log")
-    ax.set_xlabel("decoder evaluations for q* (per datapoint)")
-    ax.set_ylabel("amortization gap closed (nats)")
-    ax.legend(title="width", fontsize="small")
+    ax.set_xlabel("decoder evaluations per datapoint")
+    ax.set_ylabel("reference - estimate (nats)")
+    ax.legend(fontsize="small")
     return fig

@@ -22,7 +22,7 @@ from typing import Callable, Literal
 import pandas as pd
 import torch
 from torch import Tensor
-from torch.distributions import kl_divergence
+from torch.distributions import Independent, kl_divergence
 from tqdm.auto import tqdm
 
 from .data import Binarization, binarize
@@ -90,12 +90,16 @@ class TrainResult:
 
 def negative_elbo(model: VAE, x: Tensor, samples: int = 1, kl_weight: float = 1.0) -> tuple[Tensor, Tensor]:
     """The training loss -(E_q[log p(x|z)] - kl_weight KL(q || p(z))), averaged over the batch, and
-    the per-datapoint ELBO [B] (at kl_weight 1). The KL of the diagonal Gaussian is analytic."""
+    the per-datapoint ELBO [B] (at kl_weight 1). The KL of a diagonal Gaussian is analytic; for other
+    families it is the Monte Carlo estimate log q(z) - log p(z) on the same samples."""
     q = model.encode(x)
     z = q.rsample((samples,))
     expected_log_lik = model.log_likelihood(x, z).mean(0)
-    zeros = torch.zeros_like(q.mean)
-    kl = kl_divergence(q, diagonal_gaussian(zeros, zeros))
+    if isinstance(q, Independent):
+        zeros = torch.zeros_like(q.mean)
+        kl = kl_divergence(q, diagonal_gaussian(zeros, zeros))
+    else:
+        kl = (q.log_prob(z) - model.log_prior(z)).mean(0)
     loss = -(expected_log_lik - kl_weight * kl).mean()
     return loss, (expected_log_lik - kl).detach()
 
@@ -120,13 +124,14 @@ def train(
     callback: Callable[[dict], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` on intensities or binary data ``train_x`` [N, D] (binarized per
-    ``config.binarization``); ``valid_x`` [M, D] must already be binary. With ``checkpoint``, the
-    full state is written atomically after every epoch, and ``resume=True`` continues from it.
+    ``config.binarization``); ``valid_x`` [M, D] must already be binary. Parameters with
+    ``requires_grad=False`` (a frozen decoder) stay as they are. With ``checkpoint``, the full state
+    is written atomically after every epoch, and ``resume=True`` continues from it.
     ``callback`` receives each epoch's history row (raise in it to stop)."""
     device = next(model.parameters()).device
     train_x, valid_x = train_x.to(device), valid_x.to(device)
     static = binarize(train_x, "static") if config.binarization == "static" else None
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
     state = {"epoch": 0, "history": [], "best_valid": -math.inf, "best_state": None, "stalls": 0}
     if resume and checkpoint is not None and Path(checkpoint).exists():
         state = _restore(checkpoint, model, optimizer, config)
@@ -178,15 +183,44 @@ def train(
     return TrainResult(model, pd.DataFrame(state["history"]))
 
 
+def train_cached(
+    model: VAE,
+    train_x: Tensor,
+    valid_x: Tensor,
+    config: TrainConfig,
+    checkpoint_dir: str | os.PathLike,
+    name: str,
+    progress: bool = False,
+) -> TrainResult:
+    """:func:`train` with its checkpoint at ``checkpoint_dir/name-<fingerprint>.pt``, the fingerprint
+    covering the architecture, ``config``, the training data, any frozen weights and the training
+    code: an interrupted run resumes, a finished one is loaded instead of retrained, and any change
+    trains afresh. ``model`` must be freshly initialised (its initial weights are not fingerprinted,
+    so initialise it from ``config.seed``)."""
+    frozen = [p for p in model.parameters() if not p.requires_grad]
+    tag = fingerprint(model.config, config, data=tensor_digest(train_x, valid_x), frozen=tensor_digest(*frozen))
+    path = Path(checkpoint_dir) / f"{name}-{tag}.pt"
+    return train(model, train_x, valid_x, config, checkpoint=path, resume=True, progress=progress)
+
+
+def tensor_digest(*tensors: Tensor) -> str:
+    """A short hash of the tensors' shapes and bytes."""
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def fingerprint(*configs, **extra) -> str:
     """A short hash of the given configs (dataclasses or plain values), ``extra`` values, and the
     source of the modules that load data, build and train models: a cached model is reused only
     when settings and training code are the same."""
-    from . import data, models
+    from . import data, families, models
 
     payload = json.dumps([asdict(c) if is_dataclass(c) else c for c in configs] + [extra], sort_keys=True,
                          default=str)  # fmt: skip
-    code = "".join(inspect.getsource(module) for module in (data, models, sys.modules[__name__]))
+    code = "".join(inspect.getsource(module) for module in (data, families, models, sys.modules[__name__]))
     return hashlib.sha256((payload + code).encode()).hexdigest()[:12]
 
 

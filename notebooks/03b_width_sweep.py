@@ -11,11 +11,11 @@
 # ---
 
 # %% [markdown]
-# # 3. Experiments: the gaps as the encoder grows
+# # 3b. Experiments: the gaps as the encoder grows, encoder and decoder trained jointly
 #
 # **Protocol.** For every encoder hidden width $w$ and seed $s$ we train a VAE whose encoder has
-# `depth` hidden layers of width $w$ and whose decoder is the reference decoder, jointly, on
-# statically binarized Fashion-MNIST. Then, for fixed training and test images, we decompose the
+# `depth` hidden layers of width $w$ and whose decoder has the reference decoder's architecture,
+# jointly, on statically binarized Fashion-MNIST. Then, for fixed training and test images, we decompose the
 # inference gap of every datapoint with `amortgap.gaps.decompose`:
 #
 # - $\mathcal{L}[q]$: the encoder's ELBO, a Monte Carlo average;
@@ -53,15 +53,15 @@ qstar_samples = 50
 decompose_seed = 0
 table_dir = "build/tiny/results/gaps"
 checkpoint_dir = "build/tiny/checkpoints/sweep"
+device = "auto"
 
 # %%
-from dataclasses import replace
-
 import pandas as pd
 import torch
 
-from amortgap import data, gaps, models, train
+from amortgap import data, gaps, models, sweep, train
 from amortgap.bounds import AISConfig
+from amortgap.device import resolve_device
 from amortgap.local import QStarConfig
 from amortgap.pipeline import project_root
 
@@ -74,6 +74,8 @@ eval_x = {
     "train": data.binarize(train_x[:eval_train_points], binarization, torch.Generator().manual_seed(0)),
     "test": data.load_binarized("test", binarization)[:eval_test_points],
 }
+device = resolve_device(device)
+eval_x = {split: x.to(device) for split, x in eval_x.items()}
 decompose_config = gaps.DecomposeConfig(
     elbo_samples=elbo_samples,
     iwae_samples=iwae_samples,
@@ -86,15 +88,13 @@ train_config = train.TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, wa
 print(decompose_config)
 
 # %%
+base = models.VAEConfig(latent_dim=latent_dim, decoder_hidden=tuple(decoder_hidden))
+
+
 def run(width: int, seed: int) -> pd.DataFrame:
-    """Train (or resume) the VAE of one (width, seed) and decompose its gaps on both splits."""
-    config = models.VAEConfig(latent_dim=latent_dim, encoder_hidden=(width,) * depth,
-                              decoder_hidden=tuple(decoder_hidden))
-    settings = replace(train_config, seed=seed)
-    name = f"w{width}_s{seed}-{train.fingerprint(config, settings, num_train=num_train)}.pt"
-    torch.manual_seed(seed)
-    result = train.train(models.VAE(config), train_x, valid_x, settings, checkpoint=root / checkpoint_dir / name,
-                         resume=True, progress=False)
+    """Train (or resume, or reload) the VAE of one (width, seed) and decompose its gaps on both splits."""
+    result = sweep.train_member(base, width, depth, seed, train_x, valid_x, train_config, root / checkpoint_dir,
+                                device=device)
     tables = []
     for split, x in eval_x.items():
         table = gaps.decompose(result.model, x, decompose_config)
@@ -105,6 +105,8 @@ def run(width: int, seed: int) -> pd.DataFrame:
     table.insert(0, "width", width)
     table["qstar_evaluations"] = table.qstar_steps * qstar_samples
     table["valid_elbo"] = result.history.valid_elbo.max()
+    table["train_seconds"] = result.history.seconds.sum()
+    table["epochs"] = len(result.history)
     return table
 
 

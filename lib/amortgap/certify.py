@@ -1,0 +1,106 @@
+"""Is log p(x) trustworthy? Estimator certification on data simulated from the model itself.
+
+On x simulated by z ~ p(z), x ~ p(x|z), the generating z is an exact posterior sample, so BDMC
+(Grosse et al. 2015; Wu et al. 2017) gives a stochastic *upper* bound on log p(x) beside AIS's lower
+bound. When the two meet (a narrow sandwich), the long AIS run is a certified reference, and each
+cheaper estimator's error against it says how much of a "gap" could be estimator bias.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import pandas as pd
+import torch
+from torch import Tensor
+from torch.distributions import Distribution
+
+from .bounds import AISConfig, ais, bdmc_upper_bound, iwae
+from .models import LatentVariableModel
+
+Estimator = AISConfig | int  # an AIS configuration, or the number of IWAE samples
+
+
+def estimator_name(estimator: Estimator) -> str:
+    """``ais_<steps>x<chains>`` or ``iwae_<k>``."""
+    if isinstance(estimator, AISConfig):
+        return f"ais_{estimator.steps}x{estimator.chains}"
+    return f"iwae_{estimator}"
+
+
+def evaluations(estimator: Estimator) -> int:
+    """Decoder evaluations per datapoint (gradient evaluations for AIS, forward passes for IWAE)."""
+    return estimator.gradient_evaluations if isinstance(estimator, AISConfig) else int(estimator)
+
+
+@dataclass
+class Certification:
+    """Per-datapoint estimates, one column per estimator [N], with the reference bounds, plus the
+    seconds each estimator took per datapoint."""
+
+    estimates: pd.DataFrame
+    seconds_per_point: dict[str, float]
+    evaluations: dict[str, int]
+
+    def summary(self) -> pd.DataFrame:
+        """Per candidate estimator: mean error against the reference lower bound (nats; positive =
+        below it), its standard error over datapoints, decoder evaluations and seconds per datapoint.
+        The last row, ``sandwich``, is the mean width of [reference AIS, BDMC upper bound], with the
+        reference's cost."""
+        reference = self.estimates["reference_ais"]
+        rows = {}
+        for name in self.estimates.columns.drop(["reference_ais", "bdmc_upper"]):
+            diff = reference - self.estimates[name]
+            rows[name] = {"error_nats": diff.mean(), "error_se": diff.std() / math.sqrt(len(diff)),
+                          "evaluations": self.evaluations[name], "seconds_per_point": self.seconds_per_point[name]}  # fmt: skip
+        sandwich = self.estimates["bdmc_upper"] - reference
+        rows["sandwich"] = {"error_nats": sandwich.mean(), "error_se": sandwich.std() / math.sqrt(len(sandwich)),
+                            "evaluations": self.evaluations["reference_ais"] + self.evaluations["bdmc_upper"],
+                            "seconds_per_point": self.seconds_per_point["reference_ais"] + self.seconds_per_point["bdmc_upper"]}  # fmt: skip
+        return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def certify(
+    model: LatentVariableModel,
+    x: Tensor,
+    z: Tensor,
+    q: Distribution,
+    reference: AISConfig,
+    candidates: list[Estimator],
+    seed: int = 0,
+) -> Certification:
+    """Run the reference AIS and BDMC from q (batch [N]) on simulated x [N, D] with generating z
+    [N, d], and every candidate estimator from the same q. Deterministic for a given ``seed``."""
+    estimates: dict[str, Tensor] = {}
+    seconds: dict[str, float] = {}
+    counts: dict[str, int] = {}
+
+    def timed(name: str, cost: int, fn: Callable[[], Tensor]) -> None:
+        start = time.perf_counter()
+        estimates[name] = fn()
+        seconds[name] = (time.perf_counter() - start) / x.shape[0]
+        counts[name] = cost
+
+    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        timed("reference_ais", evaluations(reference), lambda: ais(model, x, q, reference).log_px)
+        timed("bdmc_upper", evaluations(reference), lambda: bdmc_upper_bound(model, x, z, q, reference).log_px)
+        for estimator in candidates:
+            if isinstance(estimator, AISConfig):
+                fn = lambda e=estimator: ais(model, x, q, e).log_px  # noqa: E731
+            else:
+                fn = lambda k=estimator: iwae(model, x, q, k).value  # noqa: E731
+            timed(estimator_name(estimator), evaluations(estimator), fn)
+    table = pd.DataFrame({k: v.detach().cpu().double().numpy() for k, v in estimates.items()})
+    table.index.name = "datapoint"
+    return Certification(table, seconds, counts)
+
+
+def cheapest_within(summary: pd.DataFrame, tolerance: float = 0.1) -> str | None:
+    """The candidate with the fewest evaluations whose |error| + 2 standard errors <= tolerance."""
+    candidates = summary.drop(index="sandwich", errors="ignore")
+    ok = candidates[candidates.error_nats.abs() + 2 * candidates.error_se <= tolerance]
+    return None if ok.empty else ok.evaluations.idxmin()

@@ -1,0 +1,103 @@
+"""The planar-flow family: its density, its identity start, and q* in it against the linear-Gaussian oracle."""
+
+import math
+
+import pytest
+import torch
+
+from amortgap import local
+from amortgap.families import DiagonalGaussian, PlanarFlow, diagonal_gaussian, make_family
+
+
+def random_flow_params(batch=4, d=3, length=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    params = PlanarFlow(length).prior_params(batch, d, torch.zeros(1))
+    return {k: v + 0.7 * torch.randn(v.shape, generator=g) for k, v in params.items()}
+
+
+def test_planar_log_prob_is_the_change_of_variables():
+    """log q(z) tracked through the layers equals log N(eps) - log|det dz/deps| from autograd."""
+    params = random_flow_params()
+    q = PlanarFlow(3).distribution(params)
+    torch.manual_seed(5)
+    z = q.rsample()
+    torch.manual_seed(5)
+    eps = torch.randn(4, 3)
+    for i in range(4):
+        row = {k: v[i : i + 1] for k, v in params.items()}
+
+        def push(e, row=row):
+            flow = PlanarFlow(3).distribution(row)
+            # the same layers as rsample, from a given eps (rsample draws its own)
+            zz = row["loc"][0] + e * row["log_scale"][0].exp()
+            for k in range(3):
+                zz = zz + flow._u[0, k] * torch.tanh(zz @ row["w"][0, k] + row["b"][0, k])
+            return zz
+
+        jac = torch.autograd.functional.jacobian(push, eps[i])
+        expected = torch.distributions.Normal(0.0, 1.0).log_prob(eps[i]).sum() - torch.linalg.slogdet(jac)[1]
+        assert torch.allclose(push(eps[i]), z[i], atol=1e-5)
+        assert q.log_prob(z)[i] == pytest.approx(expected.item(), abs=1e-4)
+
+
+def test_every_layer_stays_invertible():
+    """Even with u pointing against w, the reparameterized u keeps 1 + h' w.u_hat > 0."""
+    params = random_flow_params(batch=2, d=2, length=2)
+    params["u"] = -50 * params["w"]
+    q = PlanarFlow(2).distribution(params)
+    z = q.rsample((1000,))
+    assert torch.isfinite(q.log_prob(z)).all()
+    assert (q._wu > -1 + 5e-4).all()
+
+
+def test_planar_flow_starts_as_the_gaussian_it_is_given():
+    loc, log_scale = torch.randn(5, 3), 0.3 * torch.randn(5, 3)
+    gaussian = diagonal_gaussian(loc, log_scale)
+    flow = PlanarFlow(4).distribution(PlanarFlow(4).params_from(gaussian))
+    torch.manual_seed(1)
+    z_flow = flow.rsample((7,))
+    torch.manual_seed(1)
+    z_gauss = gaussian.rsample((7,))
+    assert torch.allclose(z_flow, z_gauss)
+    assert torch.allclose(flow.log_prob(z_flow), gaussian.log_prob(z_gauss), atol=1e-5)
+
+
+def test_log_prob_is_refused_for_points_the_flow_did_not_draw():
+    q = PlanarFlow(2).distribution(random_flow_params(length=2))
+    q.rsample((3,))
+    with pytest.raises(NotImplementedError, match="no closed-form inverse"):
+        q.log_prob(torch.zeros(3, 4, 3))
+
+
+def test_families_by_name():
+    assert isinstance(make_family("diagonal"), DiagonalGaussian)
+    assert make_family("planar", 4).flat_size(3) == 6 + 4 * 7
+    with pytest.raises(ValueError, match="family must be one of"):
+        make_family("iaf")
+    with pytest.raises(ValueError, match="at least one layer"):
+        PlanarFlow(0)
+
+
+def test_unflatten_inverts_the_layout():
+    family = PlanarFlow(2)
+    flat = torch.arange(2 * family.flat_size(3), dtype=torch.float32).view(2, -1)
+    params = family.unflatten(flat, 3)
+    assert params["u"].shape == (2, 2, 3) and params["b"].shape == (2, 2)
+    assert torch.equal(torch.cat([params[k].reshape(2, -1) for k in ("loc", "log_scale", "u", "w", "b")], 1), flat)
+
+
+def test_flow_qstar_closes_part_of_the_approximation_gap(linear_model, linear_x):
+    """The linear-Gaussian posterior is correlated, so the best diagonal Gaussian leaves an exact
+    approximation gap; q* in the planar family may only lie between that q* and log p(x)."""
+    torch.manual_seed(0)
+    x = linear_x[:32]
+    flow = local.optimal_q(linear_model, x, PlanarFlow(8), local.QStarConfig(max_steps=3000))
+    torch.manual_seed(1)
+    z = flow.q.rsample((4000,))
+    flow_elbo = (linear_model.log_joint(x, z) - flow.q.log_prob(z)).mean(0)
+    log_px = linear_model.exact_log_px(x)
+    ffg_elbo = linear_model.exact_elbo(x, linear_model.exact_qstar(x))
+    ffg_gap, flow_gap = (log_px - ffg_elbo).mean().item(), (log_px - flow_elbo).mean().item()
+    assert flow_gap > -0.01, "no ELBO exceeds log p(x)"
+    assert flow_gap < 0.7 * ffg_gap, (flow_gap, ffg_gap)
+    assert not math.isnan(flow_gap)

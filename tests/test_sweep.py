@@ -1,0 +1,70 @@
+"""Sweep members: frozen decoders stay frozen, finished members are reloaded, flow encoders train."""
+
+import pytest
+import torch
+
+from amortgap import models, sweep, train
+from amortgap.families import PlanarFlowDistribution
+
+from test_train import CONFIG, tiny_data  # noqa: F401  (fixture)
+
+FAST = train.TrainConfig(epochs=3, batch_size=64, lr=3e-3, patience=None)
+
+
+def test_a_frozen_decoder_stays_as_it_was(tiny_data, tmp_path):
+    torch.manual_seed(0)
+    reference = models.VAE(CONFIG)
+    result = sweep.train_member(CONFIG, 8, 1, 0, *tiny_data, FAST, tmp_path, frozen_decoder=reference)
+    for (name, before), after in zip(reference.decoder.state_dict().items(), result.model.decoder.state_dict().values()):
+        assert torch.equal(before, after), name
+    assert result.model.config.encoder_hidden == (8,)
+    assert result.history.valid_elbo.iloc[-1] > result.history.valid_elbo.iloc[0]
+
+
+def test_joint_members_train_both_halves(tiny_data, tmp_path):
+    torch.manual_seed(0)
+    untrained = models.VAE(sweep.member_config(CONFIG, 8, 2))
+    result = sweep.train_member(CONFIG, 8, 2, 0, *tiny_data, FAST, tmp_path)
+    assert not torch.equal(untrained.decoder[0].weight, result.model.decoder[0].weight)
+    assert result.model.config.encoder_hidden == (8, 8)
+
+
+def test_a_finished_member_is_reloaded_not_retrained(tiny_data, tmp_path):
+    first = sweep.train_member(CONFIG, 8, 1, 3, *tiny_data, FAST, tmp_path)
+    (checkpoint,) = tmp_path.iterdir()
+    again = sweep.train_member(CONFIG, 8, 1, 3, *tiny_data, FAST, tmp_path)
+    assert list(tmp_path.iterdir()) == [checkpoint]
+    assert again.history.equals(first.history), "a reload returns the stored history, seconds included"
+    other_seed = sweep.train_member(CONFIG, 8, 1, 4, *tiny_data, FAST, tmp_path)
+    assert len(list(tmp_path.iterdir())) == 2
+    assert not torch.equal(other_seed.model.encoder[0].weight, first.model.encoder[0].weight)
+
+
+def test_other_frozen_weights_are_another_member(tiny_data, tmp_path):
+    decoders = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        decoders.append(models.VAE(CONFIG))
+    for decoder in decoders:
+        sweep.train_member(CONFIG, 8, 1, 0, *tiny_data, FAST, tmp_path, frozen_decoder=decoder)
+    assert len(list(tmp_path.iterdir())) == 2
+
+
+def test_bad_members_are_refused():
+    with pytest.raises(ValueError, match="width and depth must be positive"):
+        sweep.member_config(CONFIG, 0, 2)
+    with pytest.raises(ValueError, match="decoder must have"):
+        models.VAE(CONFIG).with_frozen_decoder(models.VAEConfig(data_dim=64, latent_dim=5))
+
+
+def test_a_planar_flow_vae_trains_and_round_trips(tiny_data, tmp_path):
+    config = models.VAEConfig(**{**CONFIG.to_dict(), "family": "planar", "flow_length": 3})
+    torch.manual_seed(0)
+    result = train.train(models.VAE(config), *tiny_data, FAST, progress=False)
+    assert result.history.valid_elbo.iloc[-1] > result.history.valid_elbo.iloc[0]
+    models.save(result.model, tmp_path / "flow.pt")
+    loaded = models.load(tmp_path / "flow.pt")
+    assert loaded.config.family == "planar" and loaded.config.flow_length == 3
+    assert isinstance(loaded.encode(tiny_data[1][:4]), PlanarFlowDistribution)
+    with pytest.raises(ValueError, match="family must be one of"):
+        models.VAEConfig(family="iaf")
