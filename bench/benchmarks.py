@@ -174,8 +174,10 @@ def main() -> None:
     if args.paper_stages:
         steps.append(("paper stages", lambda: {"stage_seconds_paper": stage_seconds(None, ROOT / "build" / "bench-paper")}))
     elif args.out.exists() and "stage_seconds_paper" in (previous := json.loads(args.out.read_text())):
-        results["stage_seconds_paper"] = previous["stage_seconds_paper"]
-        results["stage_seconds_paper_date"] = previous.get("stage_seconds_paper_date", previous.get("date"))
+        stages = pipeline.run_dvc(["stage", "list", "--name-only"], ROOT, capture=True).stdout.split()
+        if set(previous["stage_seconds_paper"]) == set(stages):  # only while the pipeline is the same
+            results["stage_seconds_paper"] = previous["stage_seconds_paper"]
+            results["stage_seconds_paper_date"] = previous.get("stage_seconds_paper_date", previous.get("date"))
     for name, step in steps:
         print(f"[bench] {name} ...", flush=True)
         results.update(step())
