@@ -58,6 +58,7 @@ from amortgap.device import resolve_device
 from amortgap.families import DiagonalGaussian, PlanarFlow
 from amortgap.local import QStarConfig
 from amortgap.pipeline import project_root
+from amortgap.rng import seeded
 
 root = project_root()
 
@@ -83,8 +84,7 @@ def evaluate(name: str, model: models.VAE, split: str, x: torch.Tensor) -> pd.Da
     own_is_ffg = model.config.family == "diagonal"
     ffg_init = "encoder" if own_is_ffg else "prior"
     ffg = gaps.decompose(model, x, replace(config, qstar_init=ffg_init))
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(decompose_seed)
+    with seeded(decompose_seed, device):
         ffg_star = local.optimal_q(model, x, DiagonalGaussian(), config.qstar, ffg_init)
     starts = {"encoder": "encoder", "ffg_qstar": flow_family.params_from(ffg_star.q)}
     flows = {name: gaps.optimal_elbo(model, x, flow_family, config, init=start) for name, start in starts.items()}

@@ -52,6 +52,7 @@ from amortgap import data, models, sweep, train
 from amortgap.bounds import elbo
 from amortgap.device import resolve_device
 from amortgap.pipeline import project_root
+from amortgap.rng import seeded
 
 root = project_root()
 
@@ -74,8 +75,7 @@ print(f"reference decoder: {reference.config.decoder_hidden}; encoders (width, d
 # %%
 def amortized_elbo(model: models.VAE, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """L[q] per datapoint with a fixed seed (the same random numbers for every encoder)."""
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(eval_seed)
+    with seeded(eval_seed, device):
         estimate = elbo(model, x, num_samples=elbo_samples)
     return estimate.value, estimate.stderr
 

@@ -43,6 +43,7 @@ from amortgap import data, local, models
 from amortgap.bounds import elbo
 from amortgap.device import resolve_device
 from amortgap.pipeline import project_root
+from amortgap.rng import seeded
 
 root = project_root()
 torch.manual_seed(seed)
@@ -59,8 +60,7 @@ curves = pd.concat([local.refinement_curve(model, x, steps, init=init, config=qs
 # %%
 def full_optimisation(init: str) -> pd.DataFrame:
     """q* by the stopping rule from ``init``, timed, with its ELBO on the curves' evaluation noise."""
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
+    with seeded(seed, device):
         start = time.perf_counter()
         result = local.optimal_q(model, x, config=qstar_config, init=init)
         seconds = (time.perf_counter() - start) / len(x)

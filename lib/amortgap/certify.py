@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from typing import Callable
 
 import pandas as pd
-import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
 from .bounds import AISConfig, ais, bdmc_upper_bound, iwae
 from .models import LatentVariableModel
+from .rng import seeded
 
 Estimator = AISConfig | int  # an AIS configuration, or the number of IWAE samples
 
@@ -84,8 +84,7 @@ def certify(
         seconds[name] = (time.perf_counter() - start) / x.shape[0]
         counts[name] = cost
 
-    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-        torch.manual_seed(seed)
+    with seeded(seed, x.device):
         timed("reference_ais", evaluations(reference), lambda: ais(model, x, q, reference).log_px)
         timed("bdmc_upper", evaluations(reference), lambda: bdmc_upper_bound(model, x, z, q, reference).log_px)
         for estimator in candidates:

@@ -12,7 +12,6 @@ amortization gap, has a small paired standard error.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Iterator, Literal
@@ -26,6 +25,7 @@ from .bounds import MAX_PAIRS, AISConfig, ais, elbo_from_weights, iwae, log_weig
 from .families import DiagonalGaussian, Family, Params, PlanarFlow
 from .local import QStarConfig, initial_params, optimal_q, optimise
 from .models import LatentVariableModel
+from .rng import seeded
 
 COLUMNS = [
     "log_px", "elbo_optimal", "elbo_amortized",
@@ -86,13 +86,7 @@ def decompose(
     if config.ais is not None and isinstance(family, PlanarFlow):
         raise ValueError("AIS must start from a q* with a density everywhere, which a planar flow lacks: "
                          "decompose with the diagonal family, and get the flow's L[q*] from optimal_elbo")
-    batches = range(0, x.shape[0], config.batch_size)
-    with _seeded(config.seed, x.device):
-        seeds = torch.randint(2**62, (len(batches),)).tolist()
-    rows = []
-    for start, seed in zip(tqdm(batches, desc="decompose", disable=not progress), seeds):
-        with _seeded(seed, x.device):
-            rows.append(_decompose_batch(model, x[start : start + config.batch_size], config, family, progress))
+    rows = [_decompose_batch(model, xb, config, family, progress) for _, xb in _seeded_batches(x, config, progress)]
     table = pd.concat(rows, ignore_index=True)[COLUMNS]
     table.index.name = "datapoint"
     table.attrs["config"] = asdict(config)
@@ -107,9 +101,9 @@ def _decompose_batch(
         q = model.encode(x)
     qstar = optimal_q(model, x, family, config.qstar, config.qstar_init, progress)
     crn_seed = int(torch.randint(2**62, ()))
-    with _seeded(crn_seed, x.device):
+    with seeded(crn_seed, x.device):
         lw_amortized = log_weights_chunked(model, x, q, S, config.max_pairs)
-    with _seeded(crn_seed, x.device):
+    with seeded(crn_seed, x.device):
         lw_optimal = log_weights_chunked(model, x, qstar.q, S, config.max_pairs)
     amortized, optimal = elbo_from_weights(lw_amortized), elbo_from_weights(lw_optimal)
 
@@ -167,19 +161,14 @@ def optimal_elbo(
     non-convex family such as a flow can end in a worse optimum from one start than from another,
     so compare starts and keep the best."""
     config = config or DecomposeConfig()
-    batches = range(0, x.shape[0], config.batch_size)
-    with _seeded(config.seed, x.device):
-        seeds = torch.randint(2**62, (len(batches),)).tolist()
     rows = []
-    for start, seed in zip(batches, seeds):
-        xb = x[start : start + config.batch_size]
-        with _seeded(seed, x.device):
-            if isinstance(init, str):
-                start_params = initial_params(model, xb, family, init)
-            else:
-                start_params = {k: v[start : start + config.batch_size] for k, v in init.items()}
-            qstar = optimise(model, xb, start_params, family, config.qstar)
-            estimate = elbo_from_weights(log_weights_chunked(model, xb, qstar.q, config.elbo_samples, config.max_pairs))
+    for start, xb in _seeded_batches(x, config):
+        if isinstance(init, str):
+            start_params = initial_params(model, xb, family, init)
+        else:
+            start_params = {k: v[start : start + config.batch_size] for k, v in init.items()}
+        qstar = optimise(model, xb, start_params, family, config.qstar)
+        estimate = elbo_from_weights(log_weights_chunked(model, xb, qstar.q, config.elbo_samples, config.max_pairs))
         rows.append(pd.DataFrame({"elbo_optimal": _to_numpy(estimate.value), "elbo_optimal_se": _to_numpy(estimate.stderr),
                                   "qstar_steps": _to_numpy(qstar.steps), "qstar_converged": _to_numpy(qstar.converged)}))  # fmt: skip
     table = pd.concat(rows, ignore_index=True)
@@ -199,10 +188,12 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"mean": table[cols].mean(), "sem": table[cols].sem()})
 
 
-@contextlib.contextmanager
-def _seeded(seed: int, device: torch.device) -> Iterator[None]:
-    """Run the block with the global RNGs seeded, restoring the caller's RNG state afterwards."""
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
+def _seeded_batches(x: Tensor, config: DecomposeConfig, progress: bool = False) -> Iterator[tuple[int, Tensor]]:
+    """(start, rows [b, D]) of x in batches of ``config.batch_size``; the caller's work on each batch
+    runs seeded by that batch's own seed, drawn from ``config.seed`` (the caller's RNG untouched)."""
+    starts = range(0, x.shape[0], config.batch_size)
+    with seeded(config.seed, x.device):
+        seeds = torch.randint(2**62, (len(starts),)).tolist()
+    for start, seed in zip(tqdm(starts, desc="decompose", disable=not progress), seeds):
+        with seeded(seed, x.device):
+            yield start, x[start : start + config.batch_size]

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from .bounds import elbo, log_weights
 from .families import DiagonalGaussian, Family, Params
 from .models import LatentVariableModel
+from .rng import seeded
 
 
 @dataclass(frozen=True)
@@ -217,8 +218,7 @@ def refinement_curve(
     the same random numbers, so differences between k are paired."""
     rows = []
     for k in steps:
-        with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-            torch.manual_seed(seed)
+        with seeded(seed, x.device):
             start = time.perf_counter()
             result = optimise(model, x, initial_params(model, x, family, init), family, config, fixed_steps=k)
             seconds = (time.perf_counter() - start) / x.shape[0]
