@@ -99,7 +99,7 @@ def _decompose_batch(
     S = config.elbo_samples
     with torch.no_grad():
         q = model.encode(x)
-    qstar = optimal_q(model, x, family, config.qstar, config.qstar_init, progress)
+    qstar = optimal_q(model, x, family, config.qstar, config.qstar_init, progress, config.max_pairs)
     crn_seed = int(torch.randint(2**62, ()))
     with seeded(crn_seed, x.device):
         lw_amortized = log_weights_chunked(model, x, q, S, config.max_pairs)
@@ -167,7 +167,7 @@ def optimal_elbo(
             start_params = initial_params(model, xb, family, init)
         else:
             start_params = {k: v[start : start + config.batch_size] for k, v in init.items()}
-        qstar = optimise(model, xb, start_params, family, config.qstar)
+        qstar = optimise(model, xb, start_params, family, config.qstar, max_pairs=config.max_pairs)
         estimate = elbo_from_weights(log_weights_chunked(model, xb, qstar.q, config.elbo_samples, config.max_pairs))
         rows.append(pd.DataFrame({"elbo_optimal": _to_numpy(estimate.value), "elbo_optimal_se": _to_numpy(estimate.stderr),
                                   "qstar_steps": _to_numpy(qstar.steps), "qstar_converged": _to_numpy(qstar.converged)}))  # fmt: skip
