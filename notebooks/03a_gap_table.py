@@ -52,13 +52,12 @@ from dataclasses import replace
 import pandas as pd
 import torch
 
-from amortgap import data, gaps, local, models
+from amortgap import data, gaps, models
 from amortgap.bounds import AISConfig
 from amortgap.device import resolve_device
 from amortgap.families import DiagonalGaussian, PlanarFlow
 from amortgap.local import QStarConfig
 from amortgap.pipeline import project_root
-from amortgap.rng import seeded
 
 root = project_root()
 
@@ -83,10 +82,8 @@ def evaluate(name: str, model: models.VAE, split: str, x: torch.Tensor) -> pd.Da
     """Per-datapoint log p(x), L[q] and q* in both families for one model and one split."""
     own_is_ffg = model.config.family == "diagonal"
     ffg_init = "encoder" if own_is_ffg else "prior"
-    ffg = gaps.decompose(model, x, replace(config, qstar_init=ffg_init))
-    with seeded(decompose_seed, device):
-        ffg_star = local.optimal_q(model, x, DiagonalGaussian(), config.qstar, ffg_init)
-    starts = {"encoder": "encoder", "ffg_qstar": flow_family.params_from(ffg_star.q)}
+    ffg, ffg_star = gaps.decompose_with_qstar(model, x, replace(config, qstar_init=ffg_init))
+    starts = {"encoder": "encoder", "ffg_qstar": flow_family.params_from(DiagonalGaussian().distribution(ffg_star))}
     flows = {name: gaps.optimal_elbo(model, x, flow_family, config, init=start) for name, start in starts.items()}
     from_encoder = flows["encoder"].elbo_optimal >= flows["ffg_qstar"].elbo_optimal
     flow = flows["ffg_qstar"].copy()

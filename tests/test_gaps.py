@@ -6,6 +6,7 @@ import torch
 
 from amortgap import gaps
 from amortgap.bounds import AISConfig
+from amortgap.families import DiagonalGaussian
 from amortgap.linear_gaussian import LinearGaussian
 
 TOL = 0.05  # nats
@@ -102,3 +103,16 @@ def test_input_shape_is_checked(model_and_x):
     model, x = model_and_x
     with pytest.raises(ValueError, match="shape"):
         gaps.decompose(model, x[0])
+
+
+def test_the_qstar_handed_back_is_the_one_in_the_table(model_and_x):
+    """decompose_with_qstar returns the table of decompose and, row for row across batches, the q*
+    parameters whose exact ELBO the table's L[q*] estimates."""
+    model, x = model_and_x
+    config = gaps.DecomposeConfig(iwae_samples=50, ais=AISConfig(steps=20, chains=2), batch_size=20, seed=7)
+    table, params = gaps.decompose_with_qstar(model, x, config)
+    pd.testing.assert_frame_equal(table, gaps.decompose(model, x, config))
+    assert params["loc"].shape == params["log_scale"].shape == (x.shape[0], model.latent_dim)
+    exact = model.exact_elbo(x, DiagonalGaussian().distribution(params))
+    assert (torch.as_tensor(table.elbo_optimal.values, dtype=exact.dtype) - exact).abs().max() < 5 * table.elbo_optimal_se.max()
+    assert (model.exact_qstar(x).mean - params["loc"]).abs().max() < 0.05

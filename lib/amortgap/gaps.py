@@ -80,22 +80,35 @@ def decompose(
     """One row per datapoint of x [N, D] with log p(x), L[q*], L[q], the three gaps (nats), their
     standard errors and what each estimate cost. Deterministic for a given ``config.seed``; the
     caller's random state is left untouched. ``config.*`` is stored in ``DataFrame.attrs``."""
+    return decompose_with_qstar(model, x, config, family, progress)[0]
+
+
+def decompose_with_qstar(
+    model: LatentVariableModel,
+    x: Tensor,
+    config: DecomposeConfig | None = None,
+    family: Family = DiagonalGaussian(),
+    progress: bool = False,
+) -> tuple[pd.DataFrame, Params]:
+    """:func:`decompose`, and the parameters of the q* it found, rows [N, ...] (to start another
+    family's q* from it, say)."""
     config = config or DecomposeConfig()
     if x.dim() != 2 or x.shape[0] == 0:
         raise ValueError(f"x must be a non-empty [N, D] tensor, not of shape {tuple(x.shape)}")
     if config.ais is not None and isinstance(family, PlanarFlow):
         raise ValueError("AIS must start from a q* with a density everywhere, which a planar flow lacks: "
                          "decompose with the diagonal family, and get the flow's L[q*] from optimal_elbo")
-    rows = [_decompose_batch(model, xb, config, family, progress) for _, xb in _seeded_batches(x, config, progress)]
-    table = pd.concat(rows, ignore_index=True)[COLUMNS]
+    batches = [_decompose_batch(model, xb, config, family, progress) for _, xb in _seeded_batches(x, config, progress)]
+    table = pd.concat([rows for rows, _ in batches], ignore_index=True)[COLUMNS]
     table.index.name = "datapoint"
     table.attrs["config"] = asdict(config)
-    return table
+    params = {k: torch.cat([p[k] for _, p in batches]) for k in batches[0][1]}
+    return table, params
 
 
 def _decompose_batch(
     model: LatentVariableModel, x: Tensor, config: DecomposeConfig, family: Family, progress: bool
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, Params]:
     S = config.elbo_samples
     with torch.no_grad():
         q = model.encode(x)
@@ -144,7 +157,7 @@ def _decompose_batch(
     table["ais_chains"] = ais_cfg.chains if config.ais else 0
     table["ais_steps"] = ais_cfg.steps if config.ais else 0
     table["ais_leapfrog_steps"] = ais_cfg.leapfrog_steps if config.ais else 0
-    return table
+    return table, qstar.params
 
 
 def optimal_elbo(
