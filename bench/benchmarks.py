@@ -3,8 +3,13 @@
 Prints a table and writes bench/results.json. Every figure is measured here, now; where a figure is
 measured on fewer points than its name says, the JSON says how many (``*_points_measured``).
 
-    python bench/benchmarks.py                  # the six benchmarks (about 10 minutes here)
-    python bench/benchmarks.py --paper-stages   # also time every stage at paper scale (about 20 min)
+    python bench/benchmarks.py                  # the six benchmarks (about 6 minutes here)
+    python bench/benchmarks.py --paper-stages   # also time every stage at paper scale (over an hour)
+    python bench/benchmarks.py --device cuda --out bench/results-gpu.json   # the same table on a GPU
+
+``--device`` places the benchmarks' models and data (default ``auto``: a GPU when torch sees one);
+the stage timings run the pipeline, whose notebooks choose their device with their own ``device``
+parameter (also ``auto``).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from torch import nn
 
 from amortgap import certify, data, gaps, local, models, pipeline, train
 from amortgap.bounds import MAX_PAIRS, AISConfig, elbo, iwae
+from amortgap.device import resolve_device
 from amortgap.families import diagonal_gaussian
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,14 +35,22 @@ CREMER_AIS_EVALUATIONS = 100 * 10_000 * 10  # chains x intermediate distribution
 
 
 def timed(fn, *args, **kwargs):
+    """``fn``'s result and wall seconds, queued GPU work included."""
+    synchronize()
     start = time.perf_counter()
     out = fn(*args, **kwargs)
+    synchronize()
     return out, time.perf_counter() - start
 
 
-def matmul_flops(n: int = 2048, repeats: int = 10) -> float:
-    """Dense float32 matmul FLOP/s that torch reaches here (best of ``repeats``)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def synchronize() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def matmul_flops(n: int = 2048, repeats: int = 10, device: torch.device | str = "cpu") -> float:
+    """Dense float32 matmul FLOP/s that torch reaches on ``device`` (best of ``repeats``)."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     for _ in range(3):
         a @ b
     best = min(timed(torch.mm, a, b)[1] for _ in range(repeats))
@@ -48,20 +62,20 @@ def linear_macs(*modules: nn.Module) -> int:
     return sum(m.in_features * m.out_features for mod in modules for m in mod.modules() if isinstance(m, nn.Linear))
 
 
-def bench_training(peak: float) -> dict:
+def bench_training(peak: float, device: torch.device) -> dict:
     """Training on the 50k training images: the second epoch's time (the first pays one-off costs:
     binarizing the data set, warming the allocator), validation pass included; model FLOPs = 6 x MACs
     per image trained + 2 x MACs per image validated. The profile is of 50 training steps."""
     train_x = data.load("train").x
     valid_x = data.load_binarized("valid")
     torch.manual_seed(0)
-    model = models.VAE()
+    model = models.VAE().to(device)
     result, seconds = timed(train.train, model, train_x, valid_x, train.TrainConfig(epochs=2, patience=None),
                             progress=False)  # fmt: skip
     epoch_seconds = float(result.history["seconds"].iloc[-1])
     macs = linear_macs(model.encoder, model.decoder)
     flops = 6 * macs * len(train_x) + 2 * macs * len(valid_x)
-    batch, optimizer = data.binarize(train_x[:100], "static"), torch.optim.Adam(model.parameters())
+    batch, optimizer = data.binarize(train_x[:100], "static").to(device), torch.optim.Adam(model.parameters())
 
     def steps() -> None:
         for _ in range(50):
@@ -71,33 +85,38 @@ def bench_training(peak: float) -> dict:
 
     return {"training_epoch_seconds": epoch_seconds, "training_first_epoch_seconds": seconds - epoch_seconds,
             "training_flops": flops / epoch_seconds, "training_matmul_fraction": flops / epoch_seconds / peak,
-            "training_profile": where_time_goes(steps)}  # fmt: skip
+            "training_profile": where_time_goes(steps, device)}  # fmt: skip
 
 
-# Where the time goes: torch ops grouped by what they do (self CPU time under torch.profiler).
-OP_GROUPS = {
+# Where the time goes, under torch.profiler: matmuls, activations and sampling by the self time of
+# their ops; the Bernoulli likelihood (forward and backward) and the optimizer step by the total time
+# of their calls, children included (their elementwise work runs as many small ops).
+LEAF_OPS = {
     "matmul": ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul"),
-    "likelihood": ("aten::log_sigmoid_forward", "aten::log_sigmoid_backward", "aten::binary_cross_entropy",
-                   "aten::sigmoid", "aten::softplus"),
     "activation": ("aten::elu", "aten::elu_backward"),
     "sampling": ("aten::normal_",),
+}
+CALLS = {
+    "likelihood": ("aten::binary_cross_entropy_with_logits",
+                   "autograd::engine::evaluate_function: BinaryCrossEntropyWithLogitsBackward0"),
+    "optimizer": ("Optimizer.step",),
 }  # fmt: skip
 
 
-def where_time_goes(fn) -> dict[str, float]:
-    """Fractions of ``fn``'s self CPU time in matmuls, the Bernoulli likelihood, activations,
-    sampling, the optimizer step (training only) and everything else (elementwise arithmetic,
-    copies, indexing, per-op framework overhead)."""
+def where_time_goes(fn, device: torch.device = torch.device("cpu")) -> dict[str, float] | None:
+    """Shares of ``fn``'s CPU time: the groups above, and ``other`` (elementwise arithmetic,
+    copies, indexing, per-op framework overhead). None on a GPU, where CPU time is not the cost."""
+    if device.type != "cpu":
+        return None
     fn()  # warm-up
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         fn()
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events)
     shares = {group: sum(e.self_cpu_time_total for e in events if e.key.startswith(names)) / total
-              for group, names in OP_GROUPS.items()}  # fmt: skip
-    optimizer = sum(e.cpu_time_total for e in events if e.key.startswith("Optimizer.step"))
-    if optimizer:
-        shares["optimizer"] = optimizer / total
+              for group, names in LEAF_OPS.items()}  # fmt: skip
+    shares |= {group: sum(e.cpu_time_total for e in events if e.key.startswith(names)) / total
+               for group, names in CALLS.items()}  # fmt: skip
     shares["other"] = 1 - sum(shares.values())
     return shares
 
@@ -136,7 +155,7 @@ def bench_qstar(model: models.VAE, x: torch.Tensor, loop_points: int, peak: floa
         "qstar_vectorized_ms_per_point_step": 1e3 * vec_seconds / vectorized.steps.sum().item(),
         "qstar_loop_ms_per_step": 1e3 * loop_seconds / loop_steps,
         "qstar_speedup_bound_at_matmul_peak": loop_seconds / loop_steps / matmul_seconds_per_step,
-        "qstar_profile": where_time_goes(lambda: local.refine(model, x, 20)),
+        "qstar_profile": where_time_goes(lambda: local.refine(model, x, 20), x.device),
     }
 
 
@@ -144,7 +163,7 @@ def bench_logpx(model: models.VAE, n_points: int) -> dict:
     """Cheapest estimator within 0.1 nats of a long-run reference, on data simulated from the
     decoder (so that BDMC, started from the generating z, certifies the reference from above).
     "Within" means mean error plus two standard errors over the points, so luck does not choose."""
-    x, z = model.sample(n_points, torch.Generator().manual_seed(0))
+    x, z = model.sample(n_points, torch.Generator(next(model.parameters()).device).manual_seed(0))
     torch.manual_seed(0)
     qstar = local.optimal_q(model, x)
     long = AISConfig(steps=1000, chains=8)
@@ -176,14 +195,14 @@ def bench_iwae(model: models.VAE, x: torch.Tensor, peak: float, k: int = 5000) -
     _, seconds = timed(iwae, model, x, q, k)
     flops = 2 * linear_macs(model.decoder) * k * len(x)
     chunk = max(1, MAX_PAIRS // len(x))
-    z = torch.randn(chunk, len(x), model.latent_dim)
+    z = torch.randn(chunk, len(x), model.latent_dim, device=x.device)
     with torch.no_grad():
         decoder_seconds = min(timed(lambda: [model.decoder(z) for _ in range(0, k, chunk)])[1] for _ in range(2))
     decoder_flops = 2 * linear_macs(model.decoder) * len(x) * chunk * len(range(0, k, chunk))
     return {"iwae_seconds": seconds, "iwae_flops": flops / seconds, "iwae_matmul_fraction": flops / seconds / peak,
             "iwae_decoder_only_matmul_fraction": decoder_flops / decoder_seconds / peak,
             "iwae_points": len(x), "iwae_samples": k, "iwae_max_pairs": MAX_PAIRS,
-            "iwae_profile": where_time_goes(lambda: iwae(model, x, q, 500))}  # fmt: skip
+            "iwae_profile": where_time_goes(lambda: iwae(model, x, q, 500), x.device)}  # fmt: skip
 
 
 def bench_decompose(model: models.VAE, x: torch.Tensor) -> dict:
@@ -210,18 +229,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--paper-stages", action="store_true", help="also time every stage at paper scale")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
+    parser.add_argument("--device", default="auto", help="auto (a GPU if torch sees one), cpu, cuda, ...")
     args = parser.parse_args()
+    device = resolve_device(args.device)
     torch.manual_seed(0)
-    results: dict = {"machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
-                                f"{platform.processor() or platform.platform()}", "date": date.today().isoformat(),
+    machine = f"{platform.machine()}, {torch.get_num_threads()} torch threads, {platform.processor() or platform.platform()}"
+    if device.type == "cuda":
+        machine += f", {torch.cuda.get_device_name(device)}"
+    results: dict = {"machine": machine, "device": str(device), "date": date.today().isoformat(),
                      "torch": torch.__version__}  # fmt: skip
-    peak = matmul_flops()
+    peak = matmul_flops(device=device)
     results["matmul_flops"] = peak
-    model = models.load(ROOT / "models" / "reference.pt")
+    model = models.load(ROOT / "models" / "reference.pt", map_location=device)
     model.requires_grad_(False)
-    test_x = data.load_binarized("test")
+    test_x = data.load_binarized("test").to(device)
     steps = [
-        ("training", lambda: bench_training(peak)),
+        ("training", lambda: bench_training(peak, device)),
         ("q*", lambda: bench_qstar(model, test_x[:200], loop_points=20, peak=peak)),
         ("log p(x)", lambda: bench_logpx(model, n_points=50)),
         ("IWAE", lambda: bench_iwae(model, test_x[:100], peak)),
@@ -267,6 +290,9 @@ def print_table(r: dict) -> None:
         print(f"{name:<{width}}  {value:>14}  {target}")
     print("\nwhere the time goes (share of self CPU time):")
     for name in ("training", "qstar", "iwae"):
+        if r[f"{name}_profile"] is None:
+            print(f"  {name:<9} (not profiled on {r['device']})")
+            continue
         shares = ", ".join(f"{group} {share:.0%}" for group, share in r[f"{name}_profile"].items())
         print(f"  {name:<9} {shares}")
 

@@ -1,0 +1,73 @@
+"""`make bench`'s measuring code on a tiny model: every figure it prints is computed, and the profile
+puts time where it was spent (timings themselves are never asserted)."""
+
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from amortgap import models
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("benchmarks", ROOT / "bench" / "benchmarks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    model = models.VAE(models.VAEConfig(data_dim=20, latent_dim=3, encoder_hidden=(8,), decoder_hidden=(8,)))
+    model.requires_grad_(False)
+    x = torch.bernoulli(torch.full((6, 20), 0.3))
+    return model, x
+
+
+def test_profile_attributes_matmul_time_to_matmuls(bench):
+    a, b = torch.randn(512, 512), torch.randn(512, 512)
+    shares = bench.where_time_goes(lambda: [a @ b for _ in range(5)])
+    assert shares["matmul"] > 0.8
+    assert math.isclose(sum(shares.values()), 1.0)
+
+
+def test_profile_sees_the_likelihood_and_the_optimizer(bench):
+    model = models.VAE()
+    x, z = torch.bernoulli(torch.full((100, 784), 0.3)), torch.randn(40, 100, 50)
+    logits = model.decoder(z).detach()
+    shares = bench.where_time_goes(lambda: torch.nn.functional.binary_cross_entropy_with_logits(logits, x.expand_as(logits)))
+    assert shares["likelihood"] > 0.5
+    weight = torch.nn.Parameter(torch.randn(100, 100))
+    optimizer = torch.optim.Adam([weight])
+
+    def step():
+        weight.grad = torch.ones_like(weight)
+        optimizer.step()
+
+    assert bench.where_time_goes(step)["optimizer"] > 0.5
+
+
+def test_qstar_and_iwae_figures_are_computed(bench, tiny):
+    model, x = tiny
+    peak = bench.matmul_flops(n=256, repeats=2)
+    q = bench.bench_qstar(model, x, loop_points=2, peak=peak)
+    iw = bench.bench_iwae(model, x, peak, k=50)
+    assert q["qstar_loop_points_measured"] == 2 and q["qstar_points"] == 6
+    assert q["qstar_agreement_nats"] < 0.5, "the loop and the vectorized run optimise the same objective"
+    for value in (q["qstar_vectorized_speedup"], q["qstar_speedup_bound_at_matmul_peak"],
+                  iw["iwae_matmul_fraction"], iw["iwae_decoder_only_matmul_fraction"]):
+        assert math.isfinite(value) and value > 0
+    assert set(q["qstar_profile"]) >= {"matmul", "likelihood", "other"}
+
+
+def test_gpu_runs_are_not_profiled_by_cpu_time(bench):
+    def fail():
+        raise AssertionError("a GPU profile must not run the function")
+
+    assert bench.where_time_goes(fail, torch.device("cuda")) is None
