@@ -71,3 +71,12 @@ def test_gpu_runs_are_not_profiled_by_cpu_time(bench):
         raise AssertionError("a GPU profile must not run the function")
 
     assert bench.where_time_goes(fail, torch.device("cuda")) is None
+
+
+def test_the_likelihood_not_adopted_is_the_same_number(bench):
+    torch.manual_seed(0)
+    model = models.VAE()
+    x = torch.bernoulli(torch.full((100, 784), 0.3))
+    r = bench.bench_not_adopted(model, x)
+    assert r["not_adopted_likelihood_max_abs_difference_nats"] < 1e-2
+    assert r["not_adopted_fused_adam_step_speedup"] > 0 and r["not_adopted_likelihood_speedup"] > 0
