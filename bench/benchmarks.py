@@ -187,9 +187,9 @@ def bench_logpx(model: models.VAE, n_points: int) -> dict:
 
 
 def bench_iwae(model: models.VAE, x: torch.Tensor, peak: float, k: int = 5000) -> dict:
-    """IWAE with k samples (best of two runs): decoder FLOPs (2 x MACs per sample) per second over matmul FLOP/s; beside
-    it, the same fraction for the decoder's layers alone on the same chunks (no likelihood, no
-    sampling): the ceiling that the 784 Bernoulli terms per sample pull IWAE down from."""
+    """IWAE with k samples (best of two runs): decoder FLOPs (2 x MACs per sample) per second over
+    matmul FLOP/s; beside it, the same fraction for the decoder's layers alone on the same chunks (no
+    likelihood, no sampling): the ceiling that the 784 Bernoulli terms per sample pull IWAE down from."""
     with torch.no_grad():
         q = model.encode(x)
     seconds = min(timed(iwae, model, x, q, k)[1] for _ in range(2))  # the first run warms up
