@@ -76,16 +76,17 @@ def bench_training(peak: float, device: torch.device) -> dict:
     macs = linear_macs(model.encoder, model.decoder)
     flops = 6 * macs * len(train_x) + 2 * macs * len(valid_x)
     batch, optimizer = data.binarize(train_x[:100], "static").to(device), torch.optim.Adam(model.parameters())
-
-    def steps() -> None:
-        for _ in range(50):
-            optimizer.zero_grad(set_to_none=True)
-            train.negative_elbo(model, batch)[0].backward()
-            optimizer.step()
-
     return {"training_epoch_seconds": epoch_seconds, "training_first_epoch_seconds": seconds - epoch_seconds,
             "training_flops": flops / epoch_seconds, "training_matmul_fraction": flops / epoch_seconds / peak,
-            "training_profile": where_time_goes(steps, device)}  # fmt: skip
+            "training_profile": where_time_goes(lambda: training_steps(model, batch, optimizer, 50), device)}  # fmt: skip
+
+
+def training_steps(model: models.VAE, batch: torch.Tensor, optimizer: torch.optim.Optimizer, n: int) -> None:
+    """``n`` training steps on one batch, as :func:`amortgap.train.train` takes them."""
+    for _ in range(n):
+        optimizer.zero_grad(set_to_none=True)
+        train.negative_elbo(model, batch)[0].backward()
+        optimizer.step()
 
 
 # Where the time goes, under torch.profiler: matmuls, activations and sampling by the self time of
@@ -221,16 +222,9 @@ def bench_not_adopted(model: models.VAE, x: torch.Tensor) -> dict:
     fresh = models.VAE().to(x.device)
     batch = x[:100]
 
-    def training_steps(fused: bool) -> float:
+    def step_seconds(fused: bool) -> float:
         optimizer = torch.optim.Adam(fresh.parameters(), fused=fused or None)
-
-        def steps() -> None:
-            for _ in range(100):
-                optimizer.zero_grad(set_to_none=True)
-                train.negative_elbo(fresh, batch)[0].backward()
-                optimizer.step()
-
-        return min(timed(steps)[1] for _ in range(3))
+        return min(timed(training_steps, fresh, batch, optimizer, 100)[1] for _ in range(3))
 
     def bce(logits: torch.Tensor) -> torch.Tensor:
         return -nn.functional.binary_cross_entropy_with_logits(logits, batch.expand_as(logits), reduction="none").sum(-1)
@@ -243,7 +237,7 @@ def bench_not_adopted(model: models.VAE, x: torch.Tensor) -> dict:
         logits = model.decoder(torch.randn(MAX_PAIRS // len(batch), len(batch), model.latent_dim, device=x.device))
         seconds = {f: min(timed(lambda: [f(logits) for _ in range(20)])[1] for _ in range(3)) for f in (bce, in_place)}
         difference = (bce(logits) - in_place(logits)).abs().max().item()
-    return {"not_adopted_fused_adam_step_speedup": training_steps(False) / training_steps(True),
+    return {"not_adopted_fused_adam_step_speedup": step_seconds(False) / step_seconds(True),
             "not_adopted_likelihood_speedup": seconds[bce] / seconds[in_place],
             "not_adopted_likelihood_max_abs_difference_nats": difference}  # fmt: skip
 
