@@ -11,10 +11,13 @@ APT_PACKAGES := dataset-fashion-mnist latexmk texlive-latex-base texlive-latex-r
                 texlive-science texlive-latex-extra poppler-utils
 DVC := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" DVC_NO_ANALYTICS=1 $(VENV)/bin/dvc
 
-.PHONY: setup system venv test repro quick golden bench clean help
+.PHONY: setup system venv test repro compare modes quick golden bench clean help
 
 help:
-	@echo "make repro   - set up, then rebuild everything (models, tables, figures, notebooks, paper) with dvc repro"
+	@echo "make repro   - set up, rebuild everything (models, tables, figures, notebooks, paper) with dvc repro,"
+	@echo "               then compare the rebuild with the committed build (report in build/reproduction.md)"
+	@echo "make compare - only that comparison: every number, claim and per-datapoint table against git's HEAD"
+	@echo "make modes   - run the notebooks in every numeric mode and print how far each printed number moves"
 	@echo "make test    - set up, then run the whole test suite (nbval notebook regressions included)"
 	@echo "make quick   - set up, then run the whole pipeline at quick scale in build/quick (a few minutes)"
 	@echo "make bench   - run the benchmarks, print the table, write bench/results.json"
@@ -45,6 +48,13 @@ test: setup
 
 repro: setup
 	$(DVC) repro --force
+	$(PY) -m amortgap.compare --quiet
+
+compare: setup
+	$(PY) -m amortgap.compare
+
+modes: setup
+	$(PY) -m amortgap.numeric_modes run && $(PY) -m amortgap.numeric_modes spread
 
 quick: setup
 	$(PY) -m amortgap.pipeline repro-copy build/quick --profile quick

@@ -45,7 +45,7 @@ model_seed = 0
 num_train = 300
 num_test = 300
 encoder_widths = [2, 8, 32]
-encoder_steps = 500
+encoder_steps = 1000
 encoder_lr = 0.03
 check_points = 20
 timing_points = 50
@@ -113,7 +113,7 @@ for width in encoder_widths:
         for gap in ("approximation_gap", "amortization_gap"):
             rows.append({"width": width, "split": split, "gap": plots.GAP_LABELS[gap], "nats": g[gap].mean().item()})
 capacity = pd.DataFrame(rows)
-print(capacity.pivot_table(index="width", columns=["gap", "split"], values="nats").round(3).to_string())
+print(capacity.pivot_table(index="width", columns=["gap", "split"], values="nats").round(2).to_string())
 
 # %%
 fig = plots.gaps_vs_width(capacity, style="split", log_gaps=True)
@@ -136,7 +136,7 @@ check = pd.DataFrame({
     "estimated": estimated[gaps.COLUMNS[:6]].mean(),
 })
 check["error"] = check.estimated - check.exact
-print(check.round(3).to_string())
+print(check.round(2).to_string())
 
 # %% [markdown]
 # ## A first look at the compute trade-off
@@ -173,4 +173,4 @@ print(report.write_macros(root / generated_dir / "background.tex", {
     "BgAmortGapNarrow": test["amortization gap", min(encoder_widths)],
     "BgAmortGapWide": test["amortization gap", max(encoder_widths)],
     "BgMaxEstimateError": check.error.abs().max(),
-}, digits=3))
+}, digits=2))

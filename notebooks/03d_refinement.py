@@ -46,7 +46,7 @@ from amortgap.pipeline import project_root
 from amortgap.rng import seeded
 
 root = project_root()
-torch.manual_seed(seed)
+torch.manual_seed(seed);
 
 # %%
 device = resolve_device(device)

@@ -59,3 +59,26 @@ def test_errors_are_one_clear_line(tmp_path, capsys):
     assert "not a loadable amortgap checkpoint" in capsys.readouterr().err
     assert cli.main(["train", "--out", str(tmp_path / "r"), "--epochs", "0"]) == 2
     assert "epochs must be positive" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content", [b"hello world\n", b"", b"PK\x03\x04 not a zip", b"\x80\x02}q\x00."])
+def test_every_unreadable_checkpoint_gets_the_same_clear_error(tmp_path, capsys, content):
+    """A short text file once raised torch's raw ``KeyError: 101`` from the unpickler."""
+    path = tmp_path / "model.pt"
+    path.write_bytes(content)
+    assert cli.main(["evaluate", str(path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and ("not a loadable amortgap checkpoint" in err or "no format tag" in err)
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("points", ["8", "0"])
+def test_more_points_than_the_split_has_fails_before_any_work(tiny_dir, tmp_path, monkeypatch, capsys, points):
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(tiny_dir))
+    run = tmp_path / "run"
+    assert cli.main(["train", "--out", str(run), "--epochs", "1", "--batch-size", "10", "--num-valid", "10",
+                     "--quiet", "--device", "cpu", *TINY_MODEL]) == 0
+    monkeypatch.setattr(cli.gaps, "decompose", lambda *a, **k: pytest.fail("decompose must not start"))
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(run / "model.pt"), "--num-points", points, "--quiet"]) == 2
+    assert "between 1 and 7, the number of test images" in capsys.readouterr().err

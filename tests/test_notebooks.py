@@ -1,5 +1,7 @@
-"""The nbval regression tests are current and can fail: the golden notebooks hold the code of
-today's notebooks, and moving one bound by 1% makes the comparison fail."""
+"""The nbval regression tests are current, hold on any CPU, and can fail: the golden notebooks hold
+the code of today's notebooks; they pass in every numeric mode (the vector units and thread counts
+of other machines, :mod:`amortgap.numeric_modes`); and moving one bound by 1% makes the comparison
+fail in every mode."""
 
 import shutil
 import subprocess
@@ -9,6 +11,8 @@ from pathlib import Path
 import jupytext
 import nbformat
 import pytest
+
+from amortgap import numeric_modes
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "tests" / "golden"
@@ -43,18 +47,33 @@ def test_golden_notebook_is_current(source):
     )
 
 
-def nbval(path: Path) -> subprocess.CompletedProcess:
+def nbval(path: Path, mode: str) -> subprocess.CompletedProcess:
+    """nbval on ``path`` (a notebook or a folder of them) in a fresh process in numeric ``mode``."""
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-o", "addopts=", "-p", "no:cacheprovider", "--nbval",
          "--nbval-current-env", "--nbval-sanitize-with", str(GOLDEN / "sanitize.cfg"), str(path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        cwd=ROOT, capture_output=True, text=True, timeout=1200, env=numeric_modes.mode_env(mode),
     )
 
 
-def test_nbval_fails_when_a_bound_moves_by_one_percent():
-    """A copy of the golden background notebook with L[q] and L[q*] scaled by 1.01 must fail nbval;
-    the untouched copy, run the same way, must pass."""
-    work = ROOT / "build" / "nbval-bites"
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", numeric_modes.MODES)
+def test_golden_notebooks_hold_in_every_numeric_mode(mode):
+    """Every golden notebook, re-executed as a CPU with other vector units or threads would, prints
+    what the golden holds. Each mode trains its own tiny models (the cached ones are removed first)."""
+    shutil.rmtree(ROOT / numeric_modes.TINY, ignore_errors=True)
+    result = nbval(GOLDEN, mode)
+    assert result.returncode == 0, result.stdout[-5000:]
+    cells = sum(c.cell_type == "code" for g in GOLDEN.glob("*.ipynb") for c in nbformat.read(g, as_version=4).cells)
+    assert f"{cells} passed" in result.stdout, "nbval must compare every code cell of every golden notebook"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", numeric_modes.MODES)
+def test_nbval_fails_when_a_bound_moves_by_one_percent(mode):
+    """In every numeric mode, a copy of the golden background notebook with L[q] and L[q*] scaled by
+    1.01 must fail nbval; the untouched copy, run the same way, must pass."""
+    work = ROOT / "build" / "nbval-bites" / mode
     shutil.rmtree(work, ignore_errors=True)
     (work / "control").mkdir(parents=True)
     (work / "perturbed").mkdir()
@@ -65,9 +84,9 @@ def test_nbval_fails_when_a_bound_moves_by_one_percent():
     notebook.cells.insert(imports + 1, nbformat.v4.new_code_cell(PERTURBATION))
     nbformat.write(notebook, work / "perturbed" / golden.name)
 
-    control = nbval(work / "control" / golden.name)
+    control = nbval(work / "control" / golden.name, mode)
     assert control.returncode == 0, control.stdout[-3000:]
-    perturbed = nbval(work / "perturbed" / golden.name)
+    perturbed = nbval(work / "perturbed" / golden.name, mode)
     assert perturbed.returncode == 1, perturbed.stdout[-3000:]
     assert "Cell outputs differ" in perturbed.stdout
     assert "estimated = gaps.decompose" in perturbed.stdout, "the cell that prints the bounds must be the one to fail"

@@ -1,8 +1,10 @@
 """The notebook runner refuses bad parameters before any work; params.yaml and dvc.yaml agree with
-the notebooks; profiles merge as documented."""
+the notebooks; profiles merge as documented; a running notebook shows its progress on the terminal; no
+committed output or lock entry is stale."""
 
 from pathlib import Path
 
+import nbformat
 import pytest
 import yaml
 
@@ -146,3 +148,58 @@ def test_committed_outputs_are_those_of_the_committed_dvc_lock():
     dvc.lock: after changing a notebook, a parameter or the library, rerun `make repro`."""
     status = pipeline.run_dvc(["status"], ROOT, capture=True)
     assert "up to date" in status.stdout, status.stdout
+
+
+def dvc_stages() -> dict[str, list[str]]:
+    """Every stage of dvc.yaml (matrix branches expanded) -> its declared outputs."""
+    from dvc.repo import Repo
+
+    with Repo(str(ROOT)) as repo:
+        return {stage.addressing: [out.def_path for out in stage.outs] for stage in repo.index.stages}
+
+
+def test_nothing_stale_every_generated_file_belongs_to_a_stage_and_every_lock_entry_to_dvc_yaml():
+    """A stage renamed or removed leaves its rendered notebooks, tables and lock entries behind."""
+    stages = dvc_stages()
+    outputs = [Path(out) for outs in stages.values() for out in outs]
+    committed = pipeline.project_files(ROOT)
+    generated = [p for p in committed
+                 if p.parts[:2] in {("notebooks", "rendered"), ("paper", "figures"), ("paper", "generated")}
+                 or p.parts[0] == "results"]  # fmt: skip
+    assert generated, "the committed outputs were not found"
+    orphans = [str(p) for p in generated if not any(p == out or out in p.parents for out in outputs)]
+    assert not orphans, f"committed files that no stage of dvc.yaml writes: {orphans}"
+    locked = yaml.safe_load((ROOT / "dvc.lock").read_text())["stages"]
+    assert not set(locked) - set(stages), f"dvc.lock entries of stages dvc.yaml lacks: {sorted(set(locked) - set(stages))}"
+
+
+def test_the_stale_check_can_fail(monkeypatch):
+    """The check above is not vacuous: a file under results/ that no stage writes is caught."""
+    listed = pipeline.project_files(ROOT)
+    monkeypatch.setattr(pipeline, "project_files", lambda root: [*listed, Path("results/stray_table.csv")])
+    with pytest.raises(AssertionError, match="stray_table.csv"):
+        test_nothing_stale_every_generated_file_belongs_to_a_stage_and_every_lock_entry_to_dvc_yaml()
+
+
+PROGRESS_NOTEBOOK = """# %% tags=["parameters"]
+steps = 3
+
+# %%
+from amortgap import progress
+
+for _ in progress.bar(range(steps), desc="toy steps"):
+    pass
+print("finished", steps)
+"""
+
+
+def test_a_running_notebook_shows_its_cells_and_progress_on_the_terminal_not_in_the_notebook(tmp_path, capfd):
+    notebook = tmp_path / "toy.py"
+    notebook.write_text(PROGRESS_NOTEBOOK)
+    pipeline.run_notebook(notebook, tmp_path / "toy.ipynb", {"steps": 4}, cwd=tmp_path)
+    terminal = capfd.readouterr().err
+    assert "[toy] cell 1/3: steps = 3" in terminal and "[toy] cell 3/3: from amortgap import progress" in terminal
+    assert "[toy]   toy steps: 4/4 in 0 s done" in terminal
+    assert "Kernel is running over TCP" not in terminal
+    outputs = [o for c in nbformat.read(tmp_path / "toy.ipynb", as_version=4).cells for o in c.get("outputs", [])]
+    assert [o.get("text") for o in outputs] == ["finished 4\n"], "the rendered notebook holds no progress"

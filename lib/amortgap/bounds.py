@@ -14,10 +14,10 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor
 from torch.distributions import Distribution
-from tqdm.auto import tqdm
 
 from .families import diagonal_gaussian
 from .models import LatentVariableModel
+from .progress import bar
 
 MAX_PAIRS = 2**11  # (sample, datapoint) pairs per decoder call: 6 MB of logits, cache-sized (`make bench`)
 
@@ -278,7 +278,7 @@ def _anneal(
     log_w = torch.zeros(z.shape[:2], dtype=z.dtype, device=z.device)
     accepted = torch.zeros(B, dtype=z.dtype, device=z.device)
     point = _evaluate(model, x, init, z)
-    for t in tqdm(range(1, T + 1), desc=label, disable=not progress, leave=False):
+    for t in bar(range(1, T + 1), desc=f"{label} transitions", show=progress, leave=False):
         beta = float(betas[t])
         log_w = log_w + (beta - float(betas[t - 1])) * (point.log_p - point.log_q)
         if t == T:  # a last transition would change no weight

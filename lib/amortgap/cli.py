@@ -122,7 +122,11 @@ def run_train(args: argparse.Namespace) -> None:
 def run_evaluate(args: argparse.Namespace) -> None:
     device = resolve_device(args.device)
     model = models.load(args.model, map_location=device)
-    x = data.load_binarized(args.split, args.binarization, args.data_dir)[: args.num_points].to(device)
+    images = data.load_binarized(args.split, args.binarization, args.data_dir)
+    if not 1 <= args.num_points <= len(images):
+        raise ValueError(f"--num-points must be between 1 and {len(images)}, the number of {args.split} "
+                         f"images, not {args.num_points}")
+    x = images[: args.num_points].to(device)
     ais = None if args.no_ais else config_from_args(args, AISConfig, prefix="ais_")
     config = config_from_args(args, gaps.DecomposeConfig, ais=ais,
                               qstar=config_from_args(args, QStarConfig, prefix="qstar_"))

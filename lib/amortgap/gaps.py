@@ -19,12 +19,12 @@ from typing import Iterator, Literal
 import pandas as pd
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from .bounds import MAX_PAIRS, AISConfig, ais, elbo_from_weights, iwae, log_weights_chunked
 from .families import DiagonalGaussian, Family, Params, PlanarFlow
 from .local import QStarConfig, initial_params, optimal_q, optimise
 from .models import LatentVariableModel
+from .progress import bar
 from .rng import seeded
 
 COLUMNS = [
@@ -207,6 +207,6 @@ def _seeded_batches(x: Tensor, config: DecomposeConfig, progress: bool = False) 
     starts = range(0, x.shape[0], config.batch_size)
     with seeded(config.seed, x.device):
         seeds = torch.randint(2**62, (len(starts),)).tolist()
-    for start, seed in zip(tqdm(starts, desc="decompose", disable=not progress), seeds):
+    for start, seed in zip(bar(starts, desc="decompose batches", show=progress), seeds):
         with seeded(seed, x.device):
             yield start, x[start : start + config.batch_size]

@@ -16,11 +16,11 @@ import pandas as pd
 import torch
 from torch import Tensor
 from torch.distributions import Distribution
-from tqdm.auto import tqdm
 
 from .bounds import MAX_PAIRS, elbo, log_weights
 from .families import DiagonalGaussian, Family, Params
 from .models import LatentVariableModel
+from .progress import bar
 from .rng import seeded
 
 
@@ -143,7 +143,7 @@ def optimise(
     active = torch.ones(B, dtype=torch.bool, device=x.device)
     steps = torch.zeros(B, dtype=torch.long, device=x.device)
     budget = config.max_steps if fixed_steps is None else fixed_steps
-    bar = tqdm(total=budget, desc="q*" if fixed_steps is None else "refine", disable=not progress, leave=False)
+    steps_bar = bar(total=budget, desc="q* steps" if fixed_steps is None else "refinement steps", show=progress, leave=False)
     for step in range(1, budget + 1):
         rows = active.nonzero().squeeze(1)
         estimate, grads = _elbo_gradients(
@@ -151,7 +151,7 @@ def optimise(
         )
         adam.step(rows, grads)
         steps[rows] += 1
-        bar.update()
+        steps_bar.update()
         if fixed_steps is not None:
             continue
         window_sum[rows] += estimate
@@ -166,10 +166,10 @@ def optimise(
             stalls = torch.where(decay, 0, stalls)
             active &= lr >= config.min_lr
             window_sum.zero_()
-            bar.set_postfix(active=int(active.sum()))
+            steps_bar.set_postfix(active=int(active.sum()))
             if not active.any():
                 break
-    bar.close()
+    steps_bar.close()
     converged = ~active if fixed_steps is None else torch.ones_like(active)
     return LocalResult(params, family.distribution(params), steps, converged)
 

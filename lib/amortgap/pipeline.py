@@ -14,16 +14,21 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import copy
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
+import threading
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import yaml
+
+from .progress import ENV as PROGRESS_ENV
 
 POSITIVE_INT = re.compile(
     r"^(epochs|batch_size|latent_dim|num_.*|.*_steps|.*_samples|.*_chains|.*widths?|.*_hidden|.*_points"
@@ -111,10 +116,13 @@ def run_notebook(
     output: str | Path,
     parameters: dict[str, Any] | None = None,
     cwd: str | Path | None = None,
-    progress: bool = False,
+    progress: bool = True,
 ) -> None:
     """Check ``parameters``, execute ``notebook`` (jupytext ``.py``) with papermill, and write the
-    executed ``.ipynb`` to ``output`` with papermill's timestamps removed."""
+    executed ``.ipynb`` to ``output`` with papermill's timestamps removed.
+
+    With ``progress``, the terminal shows which cell runs and the library's progress lines
+    (:mod:`amortgap.progress`: epochs, decompose batches, q* steps), none of which enters the notebook."""
     import jupytext
     import nbformat
     import papermill
@@ -124,12 +132,62 @@ def run_notebook(
     output.parent.mkdir(parents=True, exist_ok=True)
     source = jupytext.read(notebook)
     source.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    executed = papermill.execute_notebook(
-        source, None, parameters=parameters, kernel_name="python3", progress_bar=progress,
-        cwd=str(cwd or project_root(Path(notebook).parent)),
-    )  # fmt: skip
+    total = sum(c.cell_type == "code" for c in source.cells) + bool(parameters)  # + papermill's injected cell
+    started = []
+    name = Path(notebook).stem
+
+    def announce(cell, cell_index: int) -> None:
+        if progress and cell.cell_type == "code":
+            started.append(cell_index)
+            first = next((line for line in cell.source.splitlines() if line.strip()), "")
+            with open(os.environ[PROGRESS_ENV], "a") as log:
+                log.write(f"cell {len(started)}/{total}: {first[:70]}\n")
+
+    with _progress_echo(name, enabled=progress):
+        executed = papermill.execute_notebook(
+            source, None, parameters=parameters, kernel_name="python3", progress_bar=False,
+            cwd=str(cwd or project_root(Path(notebook).parent)), on_cell_start=announce,
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no "running over TCP" warning
+        )  # fmt: skip
     executed.metadata.papermill["input_path"] = str(notebook)  # not the whole source notebook again
     nbformat.write(strip_volatile(executed), output)
+
+
+@contextlib.contextmanager
+def _progress_echo(name: str, enabled: bool) -> Iterator[None]:
+    """While the block runs, point ``$AMORTGAP_PROGRESS`` (inherited by the kernel) at a fresh file
+    and copy each new line of it to stderr, prefixed by ``[name]``."""
+    if not enabled:
+        yield
+        return
+    done = threading.Event()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "progress.log"
+        path.touch()
+
+        def echo() -> None:
+            with open(path) as f:
+                while True:
+                    finished = done.is_set()
+                    for line in f.readlines():
+                        print(f"[{name}] {line.rstrip()}", file=sys.stderr, flush=True)
+                    if finished:
+                        return
+                    done.wait(0.5)
+
+        thread = threading.Thread(target=echo, daemon=True)
+        previous = os.environ.get(PROGRESS_ENV)
+        os.environ[PROGRESS_ENV] = str(path)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
+            if previous is None:
+                os.environ.pop(PROGRESS_ENV, None)
+            else:
+                os.environ[PROGRESS_ENV] = previous
 
 
 def strip_volatile(notebook):

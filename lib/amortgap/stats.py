@@ -36,3 +36,11 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float]
     if len(x) < 2:
         return float(x.mean()), math.nan
     return float(x.mean()), t_quantile(0.5 + level / 2, len(x) - 1) * float(x.std(ddof=1)) / math.sqrt(len(x))
+
+
+def mean_se(values: Sequence[float]) -> tuple[float, float]:
+    """Mean of ``values`` and its standard error, sd / sqrt(n) (NaN for one value)."""
+    x = np.asarray(values, dtype=float)
+    if len(x) < 2:
+        return float(x.mean()), math.nan
+    return float(x.mean()), float(x.std(ddof=1)) / math.sqrt(len(x))

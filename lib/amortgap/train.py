@@ -23,11 +23,11 @@ import pandas as pd
 import torch
 from torch import Tensor
 from torch.distributions import Independent, kl_divergence
-from tqdm.auto import tqdm
 
 from .data import Binarization, binarize
 from .families import diagonal_gaussian
 from .models import VAE, CheckpointError, atomic_save, safe_load
+from .progress import bar as progress_bar
 
 TRAIN_FORMAT = "amortgap.train/1"
 
@@ -140,8 +140,8 @@ def train(
 
     n, bs = train_x.shape[0], config.batch_size
     batches = math.ceil(n / bs)
-    bar = tqdm(range(state["epoch"], config.epochs), desc="train", disable=not progress,
-               initial=state["epoch"], total=config.epochs)
+    bar = progress_bar(range(state["epoch"], config.epochs), desc="train epochs", show=progress,
+                       initial=state["epoch"], total=config.epochs)
     for epoch in bar:
         if config.patience is not None and state["stalls"] >= config.patience:
             break
