@@ -4,7 +4,8 @@ Two builds are compared: ``base`` (by default the committed one, ``HEAD``) and `
 the working tree, i.e. what ``make repro`` just rebuilt). A build is a folder or any git revision.
 
 - **Numbers** are the paper's generated values, read from the ``paper/generated/*.json`` files that
-  :func:`amortgap.report.write_macros` writes beside each ``.tex``. A number with an uncertainty
+  :func:`amortgap.report.write_macros` writes beside each ``.tex`` (or, for a build older than
+  those records, from the ``.tex`` as printed, and then compared as printed). A number with an uncertainty
   (standard error over datapoints, Monte Carlo, or over seeds) is judged by ``z = (other - base) /
   se``: within when ``|z| <= 3``. Counts and text (trend words, comparisons, the cheapest
   estimator, ...) are claims: reproduced only when unchanged. A real number without an uncertainty
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import subprocess
 import sys
 import tarfile
@@ -85,11 +87,29 @@ def materialise(build: str, root: Path, into: Path) -> Path:
     return into
 
 
+_MACRO = re.compile(r"\\newcommand\{\\(\w+)\}\{(.*)\}")
+_DECIMAL = re.compile(r"^-?\d+(\.(\d+))?$")
+
+
 def read_numbers(folder: Path) -> dict[str, dict]:
-    """name -> {"value": ..., "se": ...} or {"text": ...} from every paper/generated/*.json."""
+    """name -> {"value": ..., "se": ...} or {"text": ...} from every paper/generated/*.json; a
+    macro file without its JSON record (a build older than the records) is read from its LaTeX, as
+    printed: {"value": ..., "se": None, "decimals": ...}."""
     numbers: dict[str, dict] = {}
-    for path in sorted((folder / "paper/generated").glob("*.json")):
-        numbers.update(json.loads(path.read_text()))
+    for tex in sorted((folder / "paper/generated").glob("*.tex")):
+        record = tex.with_suffix(".json")
+        if record.exists():
+            numbers.update(json.loads(record.read_text()))
+            continue
+        for name, text in _MACRO.findall(tex.read_text()):
+            plain = text.replace("\\,", "")
+            match = _DECIMAL.match(plain)
+            if match is None:
+                numbers[name] = {"text": text}
+            elif match.group(1) is None:
+                numbers[name] = {"value": int(plain), "decimals": 0}
+            else:
+                numbers[name] = {"value": float(plain), "se": None, "decimals": len(match.group(2))}
     return numbers
 
 
@@ -98,18 +118,21 @@ def compare_numbers(base: dict[str, dict], other: dict[str, dict]) -> tuple[pd.D
     numbers, claims, unjudged = [], [], []
     for name in sorted(set(base) & set(other)):
         b, o = base[name], other[name]
-        if "text" in b or "text" in o or isinstance(b.get("value"), int):
+        counts = isinstance(b.get("value"), int) and isinstance(o.get("value"), int) and "se" not in b and "se" not in o
+        if "text" in b or "text" in o or counts:
             bt, ot = b.get("text", b.get("value")), o.get("text", o.get("value"))
             claims.append({"name": name, "base": bt, "other": ot, "same": bt == ot})
             continue
+        bv, ov = b["value"], o["value"]
+        decimals = min(x.get("decimals", 99) for x in (b, o))
+        if decimals < 99:  # one side is known only as printed: compare both as printed
+            bv, ov = round(bv, decimals), round(ov, decimals)
         se = b.get("se") if b.get("se") is not None else o.get("se")
         if se is None or not math.isfinite(se) or se <= 0:
-            unjudged.append({"name": name, "base": b["value"], "other": o["value"],
-                             "difference": o["value"] - b["value"]})
+            unjudged.append({"name": name, "base": bv, "other": ov, "difference": ov - bv})
             continue
-        z = (o["value"] - b["value"]) / se
-        numbers.append({"name": name, "base": b["value"], "other": o["value"], "se": se, "z": z,
-                        "within": abs(z) <= THRESHOLD})
+        z = (ov - bv) / se
+        numbers.append({"name": name, "base": bv, "other": ov, "se": se, "z": z, "within": abs(z) <= THRESHOLD})
     return (pd.DataFrame(numbers, columns=["name", "base", "other", "se", "z", "within"]),
             pd.DataFrame(claims, columns=["name", "base", "other", "same"]),
             pd.DataFrame(unjudged, columns=["name", "base", "other", "difference"]))
