@@ -103,3 +103,13 @@ def test_the_committed_build_records_every_macro_with_its_uncertainty():
         assert names <= recorded, f"{tex.name}: macros without a record {sorted(names - recorded)}"
     judged = [v for v in compare.read_numbers(ROOT).values() if v.get("se") is not None]
     assert judged and all(np.isfinite(v["se"]) and v["se"] > 0 for v in judged)
+
+
+def test_a_build_without_records_is_compared_as_printed(tmp_path):
+    """The build committed before the JSON records existed is read from its LaTeX macros."""
+    old, new = build(tmp_path / "old", NUMBERS, TABLE), build(tmp_path / "new", {**NUMBERS, "TabFfgTestAmort": Number(5.1749, 0.2)}, TABLE)
+    (old / "paper/generated/results.json").unlink()
+    result = compare.compare(old, new)
+    assert result.numbers[["name", "base", "other"]].values.tolist() == [["TabFfgTestAmort", 5.17, 5.17]]
+    assert result.claims.set_index("name").same.to_dict() == {"JointTrend": True, "TabPoints": True}
+    assert result.reproduced
