@@ -94,7 +94,7 @@ fig = plots.posterior_contours(
     (posterior.mean[0, :2].numpy(), posterior.covariance_matrix[0, :2, :2].numpy()),
     {"best diagonal q*": (qstar.mean[0, :2].numpy(), qstar.variance[0, :2].numpy())},
 )
-plots.save(fig, root / figure_dir / "posterior_contours");
+plots.save(fig, root / figure_dir / "posterior_contours")
 
 # %% [markdown]
 # ## Amortized encoders of growing capacity
@@ -117,7 +117,7 @@ print(capacity.pivot_table(index="width", columns=["gap", "split"], values="nats
 
 # %%
 fig = plots.gaps_vs_width(capacity, style="split", log_gaps=True)
-plots.save(fig, root / figure_dir / "gaps_vs_capacity");
+plots.save(fig, root / figure_dir / "gaps_vs_capacity")
 
 # %% [markdown]
 # ## The estimators recover the exact gaps

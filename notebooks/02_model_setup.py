@@ -89,7 +89,7 @@ fig, axes = plt.subplots(2, 10, figsize=(8, 1.8))
 for ax, image in zip(axes.flat, test_x[:20]):
     ax.imshow(image.view(28, 28), cmap="gray_r")
     ax.axis("off")
-plots.save(fig, root / figure_dir / "data_examples");
+plots.save(fig, root / figure_dir / "data_examples")
 
 # %% [markdown]
 # ## The reference VAE
@@ -125,7 +125,7 @@ best = history.loc[history.valid_elbo.idxmax()]
 print(f"epochs run: {len(history)}; best validation ELBO {best.valid_elbo:.2f} nats at epoch {int(best.epoch)}")
 print(f"final training ELBO {history.train_elbo.iloc[-1]:.2f} nats")
 fig = plots.learning_curves(history)
-plots.save(fig, root / figure_dir / "learning_curves");
+plots.save(fig, root / figure_dir / "learning_curves")
 
 # %% [markdown]
 # The planar-flow reference model: same decoder, same data and schedule, a flow encoder.

@@ -45,8 +45,8 @@ from amortgap.device import resolve_device
 from amortgap.pipeline import project_root
 from amortgap.rng import seeded
 
+torch.manual_seed(seed)
 root = project_root()
-torch.manual_seed(seed);
 
 # %%
 device = resolve_device(device)

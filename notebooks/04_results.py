@@ -109,7 +109,9 @@ columns.update({"Cremer FFG": theirs["ffg"], "Cremer flow": theirs["planar"]})
 table = pd.DataFrame(columns).reindex(list(QUANTITIES))
 table.index = [QUANTITIES[q] for q in table.index]
 table.index.name = ""
-report.write_table(root / generated_dir / "gap_table.tex", table.astype(object).where(table.notna(), "--"));
+gap_table_file = root / generated_dir / "gap_table.tex"
+report.write_table(gap_table_file, table.astype(object).where(table.notna(), "--"))
+print("wrote", gap_table_file.relative_to(root))
 
 # %%
 sems = ours.xs("sem", axis=1, level=1)
@@ -169,14 +171,14 @@ widths_summary = pd.concat([
 ])  # fmt: skip
 widths_summary["gap"] = widths_summary.gap.map(plots.GAP_LABELS)
 fig = plots.sweep_gaps(widths_summary[widths_summary.split == "test"])
-plots.save(fig, root / figure_dir / "width_sweeps");
+plots.save(fig, root / figure_dir / "width_sweeps")
 print(widths_summary.pivot_table(index=["split", "width"], columns=["variant", "gap"], values="mean").round(2).to_string())
 
 # %%
 depth_summary = seed_summary(frozen[frozen.width == depth_width], ["split", "depth"])
 depth_summary = depth_summary[depth_summary.gap == "amortization_gap"]
 fig = plots.depth_gaps(depth_summary)
-plots.save(fig, root / figure_dir / "depth_sweep");
+plots.save(fig, root / figure_dir / "depth_sweep")
 print(depth_summary.round(2).to_string(index=False))
 
 
@@ -244,11 +246,11 @@ macros["DepthShallow"], macros["DepthDeep"] = int(depth_summary.depth.min()), in
 
 # %%
 fig = plots.gap_distributions(sweep)
-plots.save(fig, root / figure_dir / "gap_distributions");
+plots.save(fig, root / figure_dir / "gap_distributions")
 
 # %%
 fig = plots.elbo_scatter(sweep[sweep.split == "test"])
-plots.save(fig, root / figure_dir / "elbo_scatter");
+plots.save(fig, root / figure_dir / "elbo_scatter")
 
 # %% [markdown]
 # ## Experiment 3: refinement, plain VI, and what each costs
@@ -262,7 +264,7 @@ curve = curves.groupby(["init", "steps"]).agg(gap=("gap", "mean"), gap_sem=("gap
 best = optimum.groupby("init").agg(gap=("gap", "mean"), gap_sem=("gap", "sem"), seconds=("seconds_per_point", "first"),
                                    steps=("steps", "mean"), steps_sem=("steps", "sem")).reset_index()  # fmt: skip
 fig = plots.refinement(curve, best)
-plots.save(fig, root / figure_dir / "refinement");
+plots.save(fig, root / figure_dir / "refinement")
 print(curve.pivot(index="steps", columns="init", values="gap").round(2).to_string())
 
 # %%
@@ -306,7 +308,7 @@ print(seconds)
 tolerance = 0.1
 candidates = certification.drop(index="sandwich")
 fig = plots.certification(candidates, tolerance)
-plots.save(fig, root / figure_dir / "certification");
+plots.save(fig, root / figure_dir / "certification")
 print(certification[["error_nats", "error_se", "evaluations"]].round(3).to_string())
 
 # %%

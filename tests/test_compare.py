@@ -101,8 +101,10 @@ def test_the_committed_build_records_every_macro_with_its_uncertainty():
         names = set(pd.Series(tex.read_text().splitlines()).str.extract(r"\\newcommand\{\\(\w+)\}")[0].dropna())
         recorded = set(compare.read_numbers(ROOT)) if tex.with_suffix(".json").exists() else set()
         assert names <= recorded, f"{tex.name}: macros without a record {sorted(names - recorded)}"
-    judged = [v for v in compare.read_numbers(ROOT).values() if v.get("se") is not None]
-    assert judged and all(np.isfinite(v["se"]) and v["se"] > 0 for v in judged)
+    recorded = [v for v in compare.read_numbers(ROOT).values() if v.get("se") is not None]
+    assert recorded and all(np.isfinite(v["se"]) and v["se"] >= 0 for v in recorded), \
+        "an SE of 0 is a proportion at 0% or 100% (listed, not judged); a negative or NaN SE is a bug"
+    assert sum(v["se"] > 0 for v in recorded) >= 40, "the headline numbers are judged by their SEs"
 
 
 def test_a_build_without_records_is_compared_as_printed(tmp_path):
@@ -113,3 +115,22 @@ def test_a_build_without_records_is_compared_as_printed(tmp_path):
     assert result.numbers[["name", "base", "other"]].values.tolist() == [["TabFfgTestAmort", 5.17, 5.17]]
     assert result.claims.set_index("name").same.to_dict() == {"JointTrend": True, "TabPoints": True}
     assert result.reproduced
+
+
+def test_a_text_macro_that_looks_like_a_number_is_the_same_claim_when_read_from_latex(tmp_path):
+    numbers = {**NUMBERS, "SetupLr": "0.001", "Points": 1000}
+    old, new = build(tmp_path / "old", numbers, TABLE), build(tmp_path / "new", numbers, TABLE)
+    (old / "paper/generated/results.json").unlink()
+    claims = compare.compare(old, new).claims.set_index("name")
+    assert claims.same.all(), claims
+    changed = build(tmp_path / "changed", {**numbers, "SetupLr": "0.002"}, TABLE)
+    assert not compare.compare(old, changed).claims.set_index("name").same["SetupLr"]
+
+
+def test_empty_cells_of_a_text_column_are_unchanged_and_a_changed_word_is_counted(tmp_path):
+    table = TABLE.assign(verdict=["True", "False", None, None])
+    moved = TABLE.assign(verdict=["True", "True", None, None])
+    result = compare.compare(build(tmp_path / "a", NUMBERS, table), build(tmp_path / "b", NUMBERS, table))
+    assert result.columns.set_index("column").changed["verdict"] == 0 and result.reproduced
+    result = compare.compare(build(tmp_path / "c", NUMBERS, table), build(tmp_path / "d", NUMBERS, moved))
+    assert result.columns.set_index("column").changed["verdict"] == 1

@@ -47,6 +47,15 @@ def test_golden_notebook_is_current(source):
     )
 
 
+@pytest.mark.parametrize("source", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_code_cell_relies_on_a_trailing_semicolon(source):
+    """nbval runs each cell with store_history=False, and IPython then cannot see a trailing ';': the
+    value it hid in the rendered notebook is shown under nbval, and the cell fails on every machine."""
+    for cell in code_sources(jupytext.read(source)):
+        last = [line for line in cell.rstrip().splitlines() if line.strip() and not line.lstrip().startswith("#")][-1]
+        assert not last.rstrip().endswith(";"), f"{source.name}: end the cell with a statement, not `...;`:\n{cell}"
+
+
 def nbval(path: Path, mode: str) -> subprocess.CompletedProcess:
     """nbval on ``path`` (a notebook or a folder of them) in a fresh process in numeric ``mode``."""
     return subprocess.run(

@@ -107,10 +107,16 @@ def read_numbers(folder: Path) -> dict[str, dict]:
             if match is None:
                 numbers[name] = {"text": text}
             elif match.group(1) is None:
-                numbers[name] = {"value": int(plain), "decimals": 0}
+                numbers[name] = {"value": int(plain), "decimals": 0, "printed": plain}
             else:
-                numbers[name] = {"value": float(plain), "se": None, "decimals": len(match.group(2))}
+                numbers[name] = {"value": float(plain), "se": None, "decimals": len(match.group(2)), "printed": plain}
     return numbers
+
+
+def _claim(record: dict) -> str:
+    """A claim as the paper prints it, so that a text macro that looks like a number ("0.001") in
+    one build equals the same macro read from the other build's LaTeX."""
+    return str(record.get("text", record.get("printed", record.get("value")))).replace("\\,", "")
 
 
 def compare_numbers(base: dict[str, dict], other: dict[str, dict]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -120,7 +126,7 @@ def compare_numbers(base: dict[str, dict], other: dict[str, dict]) -> tuple[pd.D
         b, o = base[name], other[name]
         counts = isinstance(b.get("value"), int) and isinstance(o.get("value"), int) and "se" not in b and "se" not in o
         if "text" in b or "text" in o or counts:
-            bt, ot = b.get("text", b.get("value")), o.get("text", o.get("value"))
+            bt, ot = _claim(b), _claim(o)
             claims.append({"name": name, "base": bt, "other": ot, "same": bt == ot})
             continue
         bv, ov = b["value"], o["value"]
@@ -148,7 +154,8 @@ def compare_table(name: str, base: pd.DataFrame, other: pd.DataFrame) -> tuple[l
         b, o = base[column], other[column]
         row = {"table": name, "column": column, "rows": len(b), "max_abs_z": np.nan, "max_abs_diff": np.nan}
         if not (pd.api.types.is_float_dtype(b) and pd.api.types.is_float_dtype(o)):
-            rows.append({**row, "kind": "exact", "changed": int((b.astype(str) != o.astype(str)).sum())})
+            same = (b.astype(object) == o.astype(object)) | (b.isna() & o.isna())  # an empty cell equals an empty cell
+            rows.append({**row, "kind": "exact", "changed": int((~same).sum())})
             continue
         diff = o.to_numpy(float) - b.to_numpy(float)
         row["max_abs_diff"] = float(np.nanmax(np.abs(diff))) if len(diff) else 0.0
