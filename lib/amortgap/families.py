@@ -141,7 +141,12 @@ class PlanarFlowDistribution(Distribution):
 
     def rsample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:
         p = self.params
-        eps = torch.randn(torch.Size(sample_shape) + p["loc"].shape, dtype=p["loc"].dtype, device=p["loc"].device)
+        return self.from_noise(torch.randn(torch.Size(sample_shape) + p["loc"].shape, dtype=p["loc"].dtype,
+                                           device=p["loc"].device))  # fmt: skip
+
+    def from_noise(self, eps: Tensor) -> Tensor:
+        """The sample [S, *batch, d] that standard normal noise ``eps`` of that shape maps to."""
+        p = self.params
         z = p["loc"] + eps * p["log_scale"].exp()
         log_q = -0.5 * (eps.pow(2) + LOG_2PI).sum(-1) - p["log_scale"].sum(-1)
         for k in range(self._u.shape[-2]):
@@ -162,6 +167,17 @@ class PlanarFlowDistribution(Distribution):
                 "returned by the latest rsample/sample"
             )
         return self._last[1]
+
+
+def reparameterize(q: Distribution, eps: Tensor) -> Tensor:
+    """z = T_q(eps): the sample of q (a diagonal Gaussian or a planar flow) that standard normal noise
+    eps [S, *batch, d] maps to, so that the caller chooses the random numbers (one generator per
+    model when many train at once). For a flow, ``q.log_prob(z)`` is then defined for this z."""
+    if isinstance(q, PlanarFlowDistribution):
+        return q.from_noise(eps)
+    if isinstance(q, Independent) and isinstance(q.base_dist, Normal):
+        return q.base_dist.loc + eps * q.base_dist.scale
+    raise TypeError(f"no reparameterization of {type(q).__name__} from given noise")
 
 
 FAMILY_NAMES = ("diagonal", "planar")

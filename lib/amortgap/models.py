@@ -36,6 +36,29 @@ class LatentVariableModel(Protocol):
         """log p(x, z) for x [B, D] and z [S, B, d]: shape [S, B]."""
 
 
+class _BernoulliLogLikelihood(torch.autograd.Function):
+    """sum_d x_d l_d - log(1 + exp(l_d)) with its gradient x - sigmoid(l): the forward pass works in
+    place on one temporary (binary_cross_entropy_with_logits makes several), and nothing but the
+    logits is kept for the backward pass."""
+
+    @staticmethod
+    def forward(ctx, logits: Tensor, x: Tensor) -> Tensor:
+        ctx.save_for_backward(logits, x)
+        softplus = logits.abs().neg_().exp_().log1p_().add_(logits.clamp(min=0)).sum(-1)
+        return torch.linalg.vecdot(logits, x) - softplus
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        logits, x = ctx.saved_tensors
+        return torch.sigmoid(logits).neg_().add_(x).mul_(grad.unsqueeze(-1)), None
+
+
+def bernoulli_log_likelihood(logits: Tensor, x: Tensor) -> Tensor:
+    """log Bernoulli(x | sigmoid(logits)) summed over the last dimension, for logits [..., D] and
+    binary x broadcastable to them: [...]. Gradients flow to the logits, not to x."""
+    return _BernoulliLogLikelihood.apply(logits, x.detach())
+
+
 def standard_normal_log_prob(z: Tensor) -> Tensor:
     """log N(z; 0, I) summed over the last dimension: [..., d] -> [...]."""
     return -0.5 * (z.pow(2).sum(-1) + z.shape[-1] * LOG_2PI)
@@ -116,10 +139,7 @@ class VAE(nn.Module):
 
     def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
         """log p(x|z) for x [B, D] and z [S, B, d]: shape [S, B]."""
-        logits = self.decoder(z)
-        return -nn.functional.binary_cross_entropy_with_logits(
-            logits, x.expand_as(logits), reduction="none"
-        ).sum(-1)
+        return bernoulli_log_likelihood(self.decoder(z), x)
 
     def log_joint(self, x: Tensor, z: Tensor) -> Tensor:
         return self.log_likelihood(x, z) + self.log_prior(z)

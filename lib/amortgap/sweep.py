@@ -1,18 +1,20 @@
 """Encoder sweeps: VAEs that differ only in their encoder's hidden layers, trained either jointly with
 their own decoder or against one frozen decoder (which isolates the encoder's capacity from the
-decoder adapting to it). Every member is trained through :func:`amortgap.train.train_cached`, so a
-sweep resumes after an interruption and reuses finished members."""
+decoder adapting to it). Members of one shape (the seeds of one encoder) train as one stack through
+:func:`amortgap.train.train_stack_cached`, so a sweep resumes after an interruption and reuses
+finished members."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import replace
+from typing import Sequence
 
 import torch
 from torch import Tensor
 
 from .models import VAE, VAEConfig
-from .train import TrainConfig, TrainResult, train_cached
+from .train import TrainConfig, TrainResult, train_stack_cached
 
 
 def member_config(base: VAEConfig, width: int, depth: int) -> VAEConfig:
@@ -22,11 +24,13 @@ def member_config(base: VAEConfig, width: int, depth: int) -> VAEConfig:
     return replace(base, encoder_hidden=(width,) * depth)
 
 
-def train_member(
+Member = tuple[int, int, int]
+"""(width, depth, seed) of one sweep member."""
+
+
+def train_members(
     base: VAEConfig,
-    width: int,
-    depth: int,
-    seed: int,
+    members: Sequence[Member],
     train_x: Tensor,
     valid_x: Tensor,
     config: TrainConfig,
@@ -34,15 +38,36 @@ def train_member(
     frozen_decoder: VAE | None = None,
     progress: bool = False,
     device: torch.device | str = "cpu",
-) -> TrainResult:
-    """Train (or resume, or reload) one member: the encoder is initialised from ``seed``; with
-    ``frozen_decoder`` its decoder is a frozen copy of that model's (on that model's device), else
-    it is trained jointly on ``device``."""
+) -> list[TrainResult]:
+    """Train (or resume, or reload) ``members``, one stack per encoder shape, and return their results
+    in the order given. Each encoder is initialised from its seed; with ``frozen_decoder`` each
+    decoder is a frozen copy of that model's (on that model's device, and run once for the whole
+    stack), else it is trained jointly on ``device``."""
+    results: dict[Member, TrainResult] = {}
+    for shape in dict.fromkeys((w, d) for w, d, _ in members):
+        group = [m for m in members if m[:2] == shape]
+        models = [_fresh_member(base, *member, frozen_decoder, device) for member in group]
+        kind = "joint" if frozen_decoder is None else "frozen"
+        names = [f"{kind}_w{w}_d{d}_s{s}" for w, d, s in group]
+        configs = [replace(config, seed=s) for _, _, s in group]
+        trained = train_stack_cached(models, train_x, valid_x, configs, checkpoint_dir, names, progress)
+        results.update(zip(group, trained))
+    return [results[m] for m in members]
+
+
+def train_member(base: VAEConfig, width: int, depth: int, seed: int, train_x: Tensor, valid_x: Tensor,
+                 config: TrainConfig, checkpoint_dir: str | os.PathLike, frozen_decoder: VAE | None = None,
+                 progress: bool = False, device: torch.device | str = "cpu") -> TrainResult:  # fmt: skip
+    """:func:`train_members` of the one member (width, depth, seed)."""
+    return train_members(base, [(width, depth, seed)], train_x, valid_x, config, checkpoint_dir, frozen_decoder,
+                         progress, device)[0]  # fmt: skip
+
+
+def _fresh_member(base: VAEConfig, width: int, depth: int, seed: int, frozen_decoder: VAE | None,
+                  device: torch.device | str) -> VAE:  # fmt: skip
+    """A member initialised from ``seed``: a whole VAE, or an encoder before a frozen decoder."""
     model_config = member_config(base, width, depth)
     torch.manual_seed(seed)
     if frozen_decoder is None:
-        model, kind = VAE(model_config).to(device), "joint"
-    else:
-        model, kind = frozen_decoder.with_frozen_decoder(model_config), "frozen"
-    name = f"{kind}_w{width}_d{depth}_s{seed}"
-    return train_cached(model, train_x, valid_x, replace(config, seed=seed), checkpoint_dir, name, progress)
+        return VAE(model_config).to(device)
+    return frozen_decoder.with_frozen_decoder(model_config)

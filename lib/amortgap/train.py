@@ -1,9 +1,12 @@
-"""Training a VAE: Adam, KL warm-up, a learning-rate schedule, validation-based early stopping, and
+"""Training VAEs: Adam, KL warm-up, a learning-rate schedule, validation-based early stopping, and
 atomic per-epoch checkpoints from which an interrupted run resumes to the identical result.
 
-All randomness (shuffling, dynamic binarization, reparameterization noise) comes from the global
-torch RNG, whose state is saved in every checkpoint; validation uses a fixed seed on a forked RNG,
-so it neither depends on nor disturbs the training stream.
+Models of one architecture train together as one stacked computation (:mod:`amortgap.stacked`);
+a single model is a stack of one. Each member keeps its own seed, data order, Adam state, early
+stopping and checkpoint: its randomness (shuffling, dynamic binarization, reparameterization noise)
+comes from its own generator, seeded with its ``TrainConfig.seed`` and saved in its checkpoint, and
+validation draws from a generator seeded afresh, so it neither depends on nor disturbs training.
+A member that stops early leaves the stack.
 """
 
 from __future__ import annotations
@@ -15,21 +18,20 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, fields, is_dataclass
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable, Literal, Sequence
 
 import pandas as pd
 import torch
 from torch import Tensor
-from torch.distributions import Independent, kl_divergence
 
+from . import stacked
 from .data import Binarization, binarize
-from .families import diagonal_gaussian
 from .models import VAE, CheckpointError, atomic_save, safe_load
 from .progress import bar as progress_bar
 
-TRAIN_FORMAT = "amortgap.train/1"
+TRAIN_FORMAT = "amortgap.train/2"
 
 
 @dataclass(frozen=True)
@@ -88,29 +90,30 @@ class TrainResult:
     history: pd.DataFrame
 
 
-def negative_elbo(model: VAE, x: Tensor, samples: int = 1, kl_weight: float = 1.0) -> tuple[Tensor, Tensor]:
-    """The training loss -(E_q[log p(x|z)] - kl_weight KL(q || p(z))), averaged over the batch, and
-    the per-datapoint ELBO [B] (at kl_weight 1). The KL of a diagonal Gaussian is analytic; for other
-    families it is the Monte Carlo estimate log q(z) - log p(z) on the same samples."""
-    q = model.encode(x)
-    z = q.rsample((samples,))
-    expected_log_lik = model.log_likelihood(x, z).mean(0)
-    if isinstance(q, Independent):
-        zeros = torch.zeros_like(q.mean)
-        kl = kl_divergence(q, diagonal_gaussian(zeros, zeros))
-    else:
-        kl = (q.log_prob(z) - model.log_prior(z)).mean(0)
-    loss = -(expected_log_lik - kl_weight * kl).mean()
-    return loss, (expected_log_lik - kl).detach()
+@dataclass
+class _Member:
+    """One model's training state: what its checkpoint holds, and where."""
+
+    model: VAE
+    config: TrainConfig
+    checkpoint: Path | None
+    generator: torch.Generator
+    adam: dict[str, dict[str, Tensor]] = field(default_factory=dict)  # name -> step, exp_avg, exp_avg_sq
+    epoch: int = 0
+    history: list[dict] = field(default_factory=list)
+    best_valid: float = -math.inf
+    best_state: dict[str, Tensor] | None = None
+    stalls: int = 0
+
+    @property
+    def running(self) -> bool:
+        stopped = self.config.patience is not None and self.stalls >= self.config.patience
+        return self.epoch < self.config.epochs and not stopped
 
 
-@torch.no_grad()
 def evaluate_elbo(model: VAE, x: Tensor, batch_size: int = 1000, seed: int = 0) -> float:
-    """Mean single-sample ELBO over x [N, D], with a fixed seed and the caller's RNG left untouched."""
-    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        total = sum(negative_elbo(model, x[i : i + batch_size])[1].sum().item() for i in range(0, len(x), batch_size))
-    return total / len(x)
+    """Mean single-sample ELBO over x [N, D], with noise from a generator seeded with ``seed``."""
+    return stacked.mean_elbo(stacked.stack_models([model]), x, batch_size, seed).item()
 
 
 def train(
@@ -123,64 +126,120 @@ def train(
     progress: bool = True,
     callback: Callable[[dict], None] | None = None,
 ) -> TrainResult:
-    """Train ``model`` on intensities or binary data ``train_x`` [N, D] (binarized per
-    ``config.binarization``); ``valid_x`` [M, D] must already be binary. Parameters with
-    ``requires_grad=False`` (a frozen decoder) stay as they are. With ``checkpoint``, the full state
-    is written atomically after every epoch, and ``resume=True`` continues from it.
-    ``callback`` receives each epoch's history row (raise in it to stop)."""
-    device = next(model.parameters()).device
+    """Train ``model`` alone: :func:`train_stack` with one member."""
+    on_epoch = None if callback is None else (lambda member, row: callback(row))
+    return train_stack([model], train_x, valid_x, [config], [checkpoint], resume, progress, on_epoch)[0]
+
+
+def train_stack(
+    models: Sequence[VAE],
+    train_x: Tensor,
+    valid_x: Tensor,
+    configs: Sequence[TrainConfig],
+    checkpoints: Sequence[str | os.PathLike | None] | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    callback: Callable[[int, dict], None] | None = None,
+) -> list[TrainResult]:
+    """Train ``models`` (one architecture, one device) as one stacked computation on intensities or
+    binary data ``train_x`` [N, D] (binarized per the configs' ``binarization``); ``valid_x`` [M, D]
+    must already be binary. ``configs`` may differ only in their seeds. Parameters with
+    ``requires_grad=False`` (a frozen decoder) stay as they are. Member i's state is written
+    atomically to ``checkpoints[i]`` after every epoch, and ``resume=True`` continues from it.
+    ``callback(i, row)`` receives member i's history row of each epoch (raise in it to stop)."""
+    if len(configs) != len(models) or (checkpoints is not None and len(checkpoints) != len(models)):
+        raise ValueError("give one config (and one checkpoint, if any) per model")
+    differ = {f.name for f in fields(TrainConfig) for c in configs[1:]
+              if f.name != "seed" and getattr(c, f.name) != getattr(configs[0], f.name)}  # fmt: skip
+    if differ:
+        raise ValueError(f"models train in one stack only with the same settings but seed; {sorted(differ)} differ")
+    config = configs[0]
+    device = next(models[0].parameters()).device
     train_x, valid_x = train_x.to(device), valid_x.to(device)
     static = binarize(train_x, "static") if config.binarization == "static" else None
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
-    state = {"epoch": 0, "history": [], "best_valid": -math.inf, "best_state": None, "stalls": 0}
-    if resume and checkpoint is not None and Path(checkpoint).exists():
-        state = _restore(checkpoint, model, optimizer, config)
-    else:
-        torch.manual_seed(config.seed)
+    members = []
+    for model, member_config, path in zip(models, configs, checkpoints or [None] * len(models)):
+        member = _Member(model, member_config, Path(path) if path is not None else None,
+                         torch.Generator(device).manual_seed(member_config.seed))  # fmt: skip
+        if resume and member.checkpoint is not None and member.checkpoint.exists():
+            _restore(member)
+        members.append(member)
 
-    n, bs = train_x.shape[0], config.batch_size
-    batches = math.ceil(n / bs)
-    bar = progress_bar(range(state["epoch"], config.epochs), desc="train epochs", show=progress,
-                       initial=state["epoch"], total=config.epochs)
-    for epoch in bar:
-        if config.patience is not None and state["stalls"] >= config.patience:
-            break
-        start = time.perf_counter()
-        lr = config.learning_rate(epoch)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        model.train()
-        order = torch.randperm(n, device=device)
-        elbo_sum = 0.0
-        for b in range(batches):
-            rows = order[b * bs : (b + 1) * bs]
-            xb = static[rows] if static is not None else binarize(train_x[rows], "dynamic")
-            loss, elbo_b = negative_elbo(model, xb, config.samples, config.kl_weight(epoch, b, batches))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            elbo_sum += elbo_b.sum().item()
-        model.eval()
-        valid = evaluate_elbo(model, valid_x, config.valid_batch_size)
-        improved = valid > state["best_valid"]
-        if improved:
-            state["best_valid"] = valid
-            state["best_state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        state["stalls"] = 0 if improved else state["stalls"] + 1
-        row = {"epoch": epoch + 1, "train_elbo": elbo_sum / n, "valid_elbo": valid, "lr": lr,
-               "kl_weight": config.kl_weight(epoch, batches, batches),
-               "seconds": time.perf_counter() - start}
-        state["history"].append(row)
-        state["epoch"] = epoch + 1
-        if checkpoint is not None:
-            _checkpoint(checkpoint, model, optimizer, config, state)
-        bar.set_postfix(train=f"{row['train_elbo']:.2f}", valid=f"{valid:.2f}")
-        if callback is not None:
-            callback(row)
+    first = min(m.epoch for m in members)
+    bar = progress_bar(desc=f"train epochs ({len(members)} model{'s' * (len(members) > 1)})", show=progress,
+                       initial=first, total=config.epochs)  # fmt: skip
+    while running := [m for m in members if m.running]:
+        epoch = min(m.epoch for m in running)
+        _train_epoch([m for m in running if m.epoch == epoch], train_x if static is None else static,
+                     valid_x, epoch, callback and (lambda m, row: callback(members.index(m), row)))  # fmt: skip
+        still = [m.epoch for m in members if m.running]
+        bar.update(min(still, default=config.epochs) - bar.n)  # the slowest running member's epoch
+        bar.set_postfix(running=len(still), best_valid=f"{max(m.best_valid for m in members):.2f}")
     bar.close()
-    if state["best_state"] is not None:
-        model.load_state_dict(state["best_state"])
-    return TrainResult(model, pd.DataFrame(state["history"]))
+    results = []
+    for member in members:
+        if member.best_state is not None:
+            member.model.load_state_dict(member.best_state)
+        results.append(TrainResult(member.model, pd.DataFrame(member.history)))
+    return results
+
+
+def _train_epoch(group: list[_Member], train_x: Tensor, valid_x: Tensor, epoch: int,
+                 callback: Callable[[_Member, dict], None] | None) -> None:  # fmt: skip
+    """One epoch of every member of ``group`` (all at ``epoch``, so their Adam steps agree) as one
+    stack; then validation, early-stopping bookkeeping and each member's checkpoint."""
+    start = time.perf_counter()
+    config = group[0].config
+    stack = stacked.stack_models([m.model for m in group])
+    names = list(stack.trainable)
+    lr = config.learning_rate(epoch)
+    optimizer = torch.optim.Adam(list(stack.trainable.values()), lr=lr, fused=True)
+    for name, p in stack.trainable.items():
+        if name in group[0].adam:
+            state = [m.adam[name] for m in group]
+            optimizer.state[p] = {"step": state[0]["step"].clone(),
+                                  "exp_avg": torch.stack([s["exp_avg"] for s in state]),
+                                  "exp_avg_sq": torch.stack([s["exp_avg_sq"] for s in state])}  # fmt: skip
+
+    dynamic = config.binarization == "dynamic"
+    n, bs, d = train_x.shape[0], config.batch_size, stack.template.latent_dim
+    batches = math.ceil(n / bs)
+    orders = [torch.randperm(n, generator=m.generator, device=train_x.device) for m in group]
+    elbo_sum = torch.zeros(len(group), device=train_x.device)
+    for b in range(batches):
+        xs, noise = [], []
+        for member, order in zip(group, orders):
+            xb = train_x[order[b * bs : (b + 1) * bs]]
+            xs.append(binarize(xb, "dynamic", member.generator) if dynamic else xb)
+            noise.append(torch.randn(config.samples, len(xb), d, generator=member.generator, device=xb.device))
+        loss, elbo = stacked.negative_elbo(stack, torch.stack(xs), torch.stack(noise, 1),
+                                           config.kl_weight(epoch, b, batches))  # fmt: skip
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        elbo_sum += elbo.sum(-1)
+    valid = stacked.mean_elbo(stack, valid_x, config.valid_batch_size).tolist()
+
+    stacked.unstack_into(stack, [m.model for m in group])
+    seconds = (time.perf_counter() - start) / len(group)
+    for i, (member, train_elbo) in enumerate(zip(group, (elbo_sum / n).tolist())):
+        member.adam = {name: {"step": optimizer.state[stack.trainable[name]]["step"].clone(),
+                              "exp_avg": optimizer.state[stack.trainable[name]]["exp_avg"][i].clone(),
+                              "exp_avg_sq": optimizer.state[stack.trainable[name]]["exp_avg_sq"][i].clone()}
+                       for name in names}  # fmt: skip
+        improved = valid[i] > member.best_valid
+        if improved:
+            member.best_valid = valid[i]
+            member.best_state = {k: v.detach().clone() for k, v in member.model.state_dict().items()}
+        member.stalls = 0 if improved else member.stalls + 1
+        row = {"epoch": epoch + 1, "train_elbo": train_elbo, "valid_elbo": valid[i], "lr": lr,
+               "kl_weight": config.kl_weight(epoch, batches, batches), "seconds": seconds}
+        member.history.append(row)
+        member.epoch = epoch + 1
+        if member.checkpoint is not None:
+            _checkpoint(member)
+        if callback is not None:
+            callback(member, row)
 
 
 def train_cached(
@@ -192,15 +251,31 @@ def train_cached(
     name: str,
     progress: bool = False,
 ) -> TrainResult:
-    """:func:`train` with its checkpoint at ``checkpoint_dir/name-<fingerprint>.pt``, the fingerprint
-    covering the architecture, ``config``, the training data, any frozen weights and the training
-    code: an interrupted run resumes, a finished one is loaded instead of retrained, and any change
-    trains afresh. ``model`` must be freshly initialised (its initial weights are not fingerprinted,
-    so initialise it from ``config.seed``)."""
-    frozen = [p for p in model.parameters() if not p.requires_grad]
-    tag = fingerprint(model.config, config, data=tensor_digest(train_x, valid_x), frozen=tensor_digest(*frozen))
-    path = Path(checkpoint_dir) / f"{name}-{tag}.pt"
-    return train(model, train_x, valid_x, config, checkpoint=path, resume=True, progress=progress)
+    """:func:`train_stack_cached` of one model."""
+    return train_stack_cached([model], train_x, valid_x, [config], checkpoint_dir, [name], progress)[0]
+
+
+def train_stack_cached(
+    models: Sequence[VAE],
+    train_x: Tensor,
+    valid_x: Tensor,
+    configs: Sequence[TrainConfig],
+    checkpoint_dir: str | os.PathLike,
+    names: Sequence[str],
+    progress: bool = False,
+) -> list[TrainResult]:
+    """:func:`train_stack` with member i's checkpoint at ``checkpoint_dir/names[i]-<fingerprint>.pt``,
+    the fingerprint covering the architecture, its config, the training data, any frozen weights and
+    the training code: an interrupted run resumes, a finished member is loaded instead of retrained,
+    and any change trains afresh. Each model must be freshly initialised (its initial weights are not
+    fingerprinted, so initialise it from its config's seed)."""
+    data = tensor_digest(train_x, valid_x)
+    paths = []
+    for model, config, name in zip(models, configs, names, strict=True):
+        frozen = [p for p in model.parameters() if not p.requires_grad]
+        tag = fingerprint(model.config, config, data=data, frozen=tensor_digest(*frozen))
+        paths.append(Path(checkpoint_dir) / f"{name}-{tag}.pt")
+    return train_stack(models, train_x, valid_x, configs, paths, resume=True, progress=progress)
 
 
 def tensor_digest(*tensors: Tensor) -> str:
@@ -216,34 +291,36 @@ def fingerprint(*configs, **extra) -> str:
     """A short hash of the given configs (dataclasses or plain values), ``extra`` values, and the
     source of the modules that load data, build and train models: a cached model is reused only
     when settings and training code are the same."""
-    from . import data, families, models
+    from . import data, families, models, stacked
 
     payload = json.dumps([asdict(c) if is_dataclass(c) else c for c in configs] + [extra], sort_keys=True,
                          default=str)  # fmt: skip
-    code = "".join(inspect.getsource(module) for module in (data, families, models, sys.modules[__name__]))
+    code = "".join(inspect.getsource(module) for module in (data, families, models, stacked, sys.modules[__name__]))
     return hashlib.sha256((payload + code).encode()).hexdigest()[:12]
 
 
-def _checkpoint(path, model: VAE, optimizer, config: TrainConfig, state: dict) -> None:
-    rng = {"cpu": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        rng["cuda"] = torch.cuda.get_rng_state_all()
+def _checkpoint(member: _Member) -> None:
     atomic_save({
         "format": TRAIN_FORMAT,
-        "train_config": asdict(config),
-        "model_config": model.config.to_dict(),
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "rng": rng,
-        **state,
-    }, path)  # fmt: skip
+        "train_config": asdict(member.config),
+        "model_config": member.model.config.to_dict(),
+        "model": member.model.state_dict(),
+        "adam": member.adam,
+        "rng": member.generator.get_state(),
+        "epoch": member.epoch,
+        "history": member.history,
+        "best_valid": member.best_valid,
+        "best_state": member.best_state,
+        "stalls": member.stalls,
+    }, member.checkpoint)  # fmt: skip
 
 
-def _restore(path, model: VAE, optimizer, config: TrainConfig) -> dict:
-    device = next(model.parameters()).device
-    obj = safe_load(path, map_location=device)
+def _restore(member: _Member) -> None:
+    path, model, config = member.checkpoint, member.model, member.config
+    obj = safe_load(path, map_location=next(model.parameters()).device)
     if obj["format"] != TRAIN_FORMAT:
-        raise CheckpointError(f"{path} is not a training checkpoint (format {obj['format']!r})")
+        raise CheckpointError(f"{path} is not a training checkpoint of this version (format {obj['format']!r}, "
+                              f"expected {TRAIN_FORMAT!r}); start afresh without resume")  # fmt: skip
     if obj["model_config"] != model.config.to_dict():
         raise CheckpointError(
             f"{path} was written for architecture {obj['model_config']}, not {model.config.to_dict()}"
@@ -256,9 +333,6 @@ def _restore(path, model: VAE, optimizer, config: TrainConfig) -> dict:
             "the same settings (only epochs may grow), or start afresh without resume"
         )
     model.load_state_dict(obj["model"])
-    optimizer.load_state_dict(obj["optimizer"])
-    torch.set_rng_state(obj["rng"]["cpu"].cpu())
-    if "cuda" in obj["rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in obj["rng"]["cuda"]])
-    return {k: obj[k] for k in ("epoch", "history", "best_valid", "best_state", "stalls")}
-
+    member.generator.set_state(obj["rng"].cpu())
+    member.adam, member.epoch, member.history = obj["adam"], obj["epoch"], obj["history"]
+    member.best_valid, member.best_state, member.stalls = obj["best_valid"], obj["best_state"], obj["stalls"]

@@ -1,0 +1,126 @@
+"""Many VAEs of one architecture as one computation.
+
+The trainable weights of M models of the same shape are stacked along a new leading member dimension
+[M, ...], and each Linear layer becomes one batched matmul over the members. A weight that every
+member holds frozen and equal (the reference decoder of the frozen-decoder sweep) stays unstacked,
+so that layer runs once, as one matmul, on all members' inputs. Each member sees its own batch
+x [M, B, D] and its own noise eps [S, M, B, d]; nothing couples two members, so member m's loss,
+gradient and Adam step are those it would have alone (up to the last bits of a batched matmul).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution, Independent, kl_divergence
+
+from .families import diagonal_gaussian, reparameterize
+from .models import VAE, bernoulli_log_likelihood, standard_normal_log_prob
+
+
+@dataclass
+class Stack:
+    """M same-shape VAEs: ``params[name]`` is [M, *shape] (stacked) or [*shape] (shared by all and
+    frozen). ``template`` gives the architecture and family; its own weights are never used."""
+
+    template: VAE
+    params: dict[str, Tensor]
+    size: int
+
+    @property
+    def trainable(self) -> dict[str, Tensor]:
+        """The stacked leaves that an optimizer updates, by parameter name."""
+        return {name: p for name, p in self.params.items() if p.requires_grad}
+
+
+def stack_models(models: Sequence[VAE]) -> Stack:
+    """Stack ``models`` (same :class:`~amortgap.models.VAEConfig`, same device) into fresh leaf tensors.
+    A parameter that is frozen and equal in every member is shared, not copied."""
+    if not models:
+        raise ValueError("a stack needs at least one model")
+    config = models[0].config
+    if any(m.config != config for m in models):
+        raise ValueError("only models of one architecture stack; group them by VAEConfig first")
+    named = [dict(m.named_parameters()) for m in models]
+    params = {}
+    for name, first in named[0].items():
+        members = [n[name] for n in named]
+        if not any(p.requires_grad for p in members) and all(torch.equal(first, p) for p in members[1:]):
+            params[name] = first.detach()
+        else:
+            params[name] = torch.stack([p.detach() for p in members]).requires_grad_(first.requires_grad)
+    return Stack(models[0], params, len(models))
+
+
+@torch.no_grad()
+def unstack_into(stack: Stack, models: Sequence[VAE]) -> None:
+    """Copy each member's slice of the stacked trainable weights back into its model."""
+    for name, p in stack.trainable.items():
+        for i, model in enumerate(models):
+            model.get_parameter(name).copy_(p[i])
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """x [M, N, in] -> [M, N, out]: one batched matmul over the members for a stacked weight
+    [M, out, in], or a single matmul over all M*N rows for a shared weight [out, in]."""
+    if weight.dim() == 2:
+        return nn.functional.linear(x, weight, bias)
+    return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+
+
+def mlp(stack: Stack, prefix: str, x: Tensor) -> Tensor:
+    """x [M, N, in] through the template's ``prefix`` MLP (its Linear layers and activations)."""
+    for i, layer in enumerate(stack.template.get_submodule(prefix)):
+        if isinstance(layer, nn.Linear):
+            x = linear(x, stack.params[f"{prefix}.{i}.weight"], stack.params[f"{prefix}.{i}.bias"])
+        else:
+            x = layer(x)
+    return x
+
+
+def encode(stack: Stack, x: Tensor) -> Distribution:
+    """q(z|x) of every member for its own x [M, B, D]: batch shape [M, B], event shape [d]."""
+    family, d = stack.template.family, stack.template.latent_dim
+    return family.distribution(family.unflatten(mlp(stack, "encoder", x), d))
+
+
+def log_likelihood(stack: Stack, x: Tensor, z: Tensor) -> Tensor:
+    """log p(x|z) for x [M, B, D] and z [S, M, B, d]: [S, M, B]. The decoder sees each member's
+    S*B latents as one batch."""
+    S, M, B, d = z.shape
+    logits = mlp(stack, "decoder", z.transpose(0, 1).reshape(M, S * B, d)).view(M, S, B, -1)
+    return bernoulli_log_likelihood(logits, x.unsqueeze(1)).transpose(0, 1)
+
+
+def negative_elbo(stack: Stack, x: Tensor, eps: Tensor, kl_weight: float = 1.0) -> tuple[Tensor, Tensor]:
+    """The training loss, sum over members of -(E_q[log p(x|z)] - kl_weight KL(q || p(z))) averaged
+    over the member's batch, for x [M, B, D] and noise eps [S, M, B, d]; and the per-datapoint ELBO
+    [M, B] (at kl_weight 1). The KL of a diagonal Gaussian is analytic; for other families it is the
+    Monte Carlo estimate log q(z) - log p(z) on the same samples."""
+    q = encode(stack, x)
+    z = reparameterize(q, eps)
+    expected_log_lik = log_likelihood(stack, x, z).mean(0)
+    if isinstance(q, Independent):
+        zeros = torch.zeros_like(q.mean)
+        kl = kl_divergence(q, diagonal_gaussian(zeros, zeros))
+    else:
+        kl = (q.log_prob(z) - standard_normal_log_prob(z)).mean(0)
+    loss = -(expected_log_lik - kl_weight * kl).mean(-1).sum()
+    return loss, (expected_log_lik - kl).detach()
+
+
+@torch.no_grad()
+def mean_elbo(stack: Stack, x: Tensor, batch_size: int = 1000, seed: int = 0) -> Tensor:
+    """Each member's mean single-sample ELBO over the same x [N, D]: [M]. The noise comes from a
+    generator seeded with ``seed`` (the same for every member, and the global RNG untouched)."""
+    generator = torch.Generator(x.device).manual_seed(seed)
+    d, M = stack.template.latent_dim, stack.size
+    total = torch.zeros(M, device=x.device)
+    for start in range(0, len(x), batch_size):
+        xb = x[start : start + batch_size]
+        eps = torch.randn(1, 1, len(xb), d, generator=generator, device=x.device).expand(1, M, -1, -1)
+        total += negative_elbo(stack, xb.expand(M, -1, -1), eps)[1].sum(-1)
+    return total / len(x)
