@@ -24,11 +24,13 @@
 #   its own rule), evaluated with the same random numbers as $\mathcal{L}[q]$;
 # - $\log p(x)$: annealed importance sampling with HMC, started from $q^*$.
 #
-# Each (width, seed) pair writes one per-datapoint table; the DVC pipeline runs one pair per branch,
-# so changing one width reruns one branch. Training checkpoints go to a scratch folder under a name
-# that fingerprints the settings and the training code: an interrupted run resumes, a finished one
-# is loaded instead of retrained (when only the evaluation settings change), and any other change
-# trains afresh.
+# The seeds of one width share every shape, so they train together as one stacked computation
+# (`amortgap.train.train_stack`), each with its own seed, data order, optimizer state and early
+# stopping. Each (width, seed) pair writes one per-datapoint table; the DVC pipeline runs one width
+# per branch, so changing one width reruns one branch. Every member's checkpoint goes to a scratch
+# folder under a name that fingerprints the settings and the training code: an interrupted run
+# resumes, a finished member is loaded instead of retrained (when only the evaluation settings
+# change), and any other change trains afresh.
 
 # %% tags=["parameters"]
 widths = [16, 64]
@@ -91,10 +93,12 @@ print(decompose_config)
 base = models.VAEConfig(latent_dim=latent_dim, decoder_hidden=tuple(decoder_hidden))
 
 
-def run(width: int, seed: int) -> pd.DataFrame:
-    """Train (or resume, or reload) the VAE of one (width, seed) and decompose its gaps on both splits."""
-    result = sweep.train_member(base, width, depth, seed, train_x, valid_x, train_config, root / checkpoint_dir,
-                                device=device)
+members = [(width, depth, seed) for width in widths for seed in seeds]
+trained = sweep.train_members(base, members, train_x, valid_x, train_config, root / checkpoint_dir, device=device)
+
+
+def decompose(width: int, seed: int, result: train.TrainResult) -> pd.DataFrame:
+    """The gaps of one trained (width, seed) member on both evaluation splits, one row per datapoint."""
     tables = []
     for split, x in eval_x.items():
         table = gaps.decompose(result.model, x, decompose_config)
@@ -111,11 +115,10 @@ def run(width: int, seed: int) -> pd.DataFrame:
 
 
 summaries = []
-for width in widths:
-    for seed in seeds:
-        table = run(width, seed)
-        path = root / table_dir / f"w{width}_s{seed}.csv"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        table.to_csv(path, index=False, float_format="%.6f")
-        summaries.append(table.groupby(["width", "seed", "split"])[gaps.COLUMNS[:6]].mean())
+for (width, _, seed), result in zip(members, trained):
+    table = decompose(width, seed, result)
+    path = root / table_dir / f"w{width}" / f"s{seed}.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(path, index=False, float_format="%.6f")
+    summaries.append(table.groupby(["width", "seed", "split"])[gaps.COLUMNS[:6]].mean())
 print(pd.concat(summaries).round(2).T.to_string())

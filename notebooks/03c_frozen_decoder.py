@@ -22,15 +22,16 @@
 # contributes only $\mathcal{L}[q]$, and its amortization gap is
 # $\mathcal{L}[q^*] - \mathcal{L}[q]$ against that shared $q^*$.
 #
-# One DVC branch per seed trains all encoders of that seed (checkpointed and fingerprinted like the
-# joint sweep, decoder weights included) and writes one table.
+# The seeds of one encoder shape train together as one stack, and the frozen decoder runs once, as one
+# matmul, on all of their latents. Each member is checkpointed and fingerprinted like the joint
+# sweep's (decoder weights included); each seed writes one table.
 
 # %% tags=["parameters"]
 model_path = "build/tiny/models/reference.pt"
 widths = [16, 64]
 depths = [1, 2]
 depth_width = 16
-seeds = [0]
+frozen_seeds = [0]
 binarization = "static"
 split_seed = 0
 num_train = 2000
@@ -80,22 +81,22 @@ def amortized_elbo(model: models.VAE, x: torch.Tensor) -> tuple[torch.Tensor, to
     return estimate.value, estimate.stderr
 
 
+members = [(width, depth, seed) for seed in frozen_seeds for width, depth in encoders]
+trained = sweep.train_members(reference.config, members, train_x, valid_x, train_config, root / checkpoint_dir,
+                              frozen_decoder=reference)
 rows = []
-for seed in seeds:
-    for width, depth in encoders:
-        result = sweep.train_member(reference.config, width, depth, seed, train_x, valid_x, train_config,
-                                    root / checkpoint_dir, frozen_decoder=reference)
-        for split, x in eval_x.items():
-            value, stderr = amortized_elbo(result.model, x)
-            rows.append(pd.DataFrame({
-                "seed": seed, "width": width, "depth": depth, "split": split, "datapoint": range(len(x)),
-                "elbo_amortized": value.cpu().numpy(), "elbo_amortized_se": stderr.cpu().numpy(),
-                "valid_elbo": result.history.valid_elbo.max(),
-                "train_seconds": result.history.seconds.sum(), "epochs": len(result.history),
-                "encoder_parameters": sum(p.numel() for p in result.model.encoder.parameters()),
-            }))  # fmt: skip
+for (width, depth, seed), result in zip(members, trained):
+    for split, x in eval_x.items():
+        value, stderr = amortized_elbo(result.model, x)
+        rows.append(pd.DataFrame({
+            "seed": seed, "width": width, "depth": depth, "split": split, "datapoint": range(len(x)),
+            "elbo_amortized": value.cpu().numpy(), "elbo_amortized_se": stderr.cpu().numpy(),
+            "valid_elbo": result.history.valid_elbo.max(),
+            "train_seconds": result.history.seconds.sum(), "epochs": len(result.history),
+            "encoder_parameters": sum(p.numel() for p in result.model.encoder.parameters()),
+        }))  # fmt: skip
 table = pd.concat(rows, ignore_index=True)
-for seed in seeds:
+for seed in frozen_seeds:
     path = root / table_dir / f"s{seed}.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     table[table.seed == seed].to_csv(path, index=False, float_format="%.6f")

@@ -61,7 +61,7 @@ def paired(a: pd.Series, b: pd.Series, digits: int | None = None) -> Number:
 
 
 gap_table = read([root / gap_table_dir / f"{m}_{s}.csv" for m in ("diagonal", "planar") for s in ("train", "test")])
-sweep = read([root / sweep_dir / f"w{w}_s{s}.csv" for w in widths for s in seeds])
+sweep = read([root / sweep_dir / f"w{w}" / f"s{s}.csv" for w in widths for s in seeds])
 frozen = read([root / frozen_dir / f"s{s}.csv" for s in frozen_seeds])
 curves = read([root / refinement_dir / "curves.csv"])
 optimum = read([root / refinement_dir / "optimum.csv"])

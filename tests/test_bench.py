@@ -41,8 +41,11 @@ def test_profile_sees_the_likelihood_and_the_optimizer(bench):
     model = models.VAE()
     x, z = torch.bernoulli(torch.full((100, 784), 0.3)), torch.randn(40, 100, 50)
     logits = model.decoder(z).detach()
-    shares = bench.where_time_goes(lambda: torch.nn.functional.binary_cross_entropy_with_logits(logits, x.expand_as(logits)))
+    shares = bench.where_time_goes(lambda: models.bernoulli_log_likelihood(logits, x))
     assert shares["likelihood"] > 0.5
+    logits.requires_grad_()
+    shares = bench.where_time_goes(lambda: models.bernoulli_log_likelihood(logits, x).sum().backward())
+    assert shares["likelihood"] > 0.5, "the backward pass is the likelihood's too"
     weight = torch.nn.Parameter(torch.randn(100, 100))
     optimizer = torch.optim.Adam([weight])
 
@@ -73,10 +76,26 @@ def test_gpu_runs_are_not_profiled_by_cpu_time(bench):
     assert bench.where_time_goes(fail, torch.device("cuda")) is None
 
 
-def test_the_likelihood_not_adopted_is_the_same_number(bench):
+def test_the_adopted_likelihood_is_the_same_number(bench):
     torch.manual_seed(0)
     model = models.VAE()
     x = torch.bernoulli(torch.full((100, 784), 0.3))
-    r = bench.bench_not_adopted(model, x)
-    assert r["not_adopted_likelihood_max_abs_difference_nats"] < 1e-2
-    assert r["not_adopted_fused_adam_step_speedup"] > 0 and r["not_adopted_likelihood_speedup"] > 0
+    r = bench.bench_adopted(model, x)
+    assert r["likelihood_max_abs_difference_nats"] < 1e-2
+    assert r["fused_adam_step_speedup"] > 0 and r["likelihood_speedup"] > 0
+
+
+def test_a_sweep_is_timed_stacked_and_alone_on_the_same_members(bench, monkeypatch):
+    """Every member trains once in its stack and once alone, with its own seed, and both times are
+    summed over the stacks."""
+    calls = {"stack": [], "alone": []}
+    train_stack, train_alone = bench.train.train_stack, bench.train.train
+    monkeypatch.setattr(bench.train, "train_stack", lambda ms, *a, **k: calls["stack"].append(len(ms)) or train_stack(ms, *a, **k))
+    monkeypatch.setattr(bench.train, "train", lambda m, *a, **k: calls["alone"].append(a[2].seed) or train_alone(m, *a, **k))
+    config = models.VAEConfig(data_dim=20, latent_dim=3, encoder_hidden=(8,), decoder_hidden=(8,))
+    torch.manual_seed(0)
+    stacks = {"a": [models.VAE(config) for _ in range(3)], "b": [models.VAE(config) for _ in range(2)]}
+    x = torch.bernoulli(torch.full((64, 20), 0.3))
+    together, alone = bench.sweep_epoch_seconds(stacks, x, x[:16], bench.train.TrainConfig(epochs=2, batch_size=16))
+    assert calls == {"stack": [3, 1, 1, 1, 2, 1, 1], "alone": [0, 1, 2, 0, 1]}, "alone = a stack of one"
+    assert together > 0 and alone > 0

@@ -66,6 +66,6 @@ def test_a_changed_parameter_reruns_only_what_depends_on_it(quick_copy):
         params["sweep"]["widths"] = [16, 32]  # 64 -> 32: one new branch, the 16 branch untouched
         params_file.write_text(yaml.safe_dump(params, sort_keys=False))
         status = json.loads(pipeline.run_dvc(["status", "--json"], quick_copy, capture=True).stdout)
-        assert set(status) == {"background", "width_sweep@32-0", "results"}, status
+        assert set(status) == {"background", "width_sweep@32", "results"}, status
     finally:
         params_file.write_text(original)

@@ -23,8 +23,10 @@ from .models import VAE, bernoulli_log_likelihood, standard_normal_log_prob
 
 @dataclass
 class Stack:
-    """M same-shape VAEs: ``params[name]`` is [M, *shape] (stacked) or [*shape] (shared by all and
-    frozen). ``template`` gives the architecture and family; its own weights are never used."""
+    """M same-shape VAEs: ``params[name]`` is stacked over the members, or shared by all (and frozen)
+    as it is in the models. A stacked Linear weight is stored transposed, [M, in, out], so that the
+    batched matmuls and their gradients need no copies; a stacked bias is [M, out]. ``template``
+    gives the architecture and family; its own weights are never used."""
 
     template: VAE
     params: dict[str, Tensor]
@@ -51,8 +53,18 @@ def stack_models(models: Sequence[VAE]) -> Stack:
         if not any(p.requires_grad for p in members) and all(torch.equal(first, p) for p in members[1:]):
             params[name] = first.detach()
         else:
-            params[name] = torch.stack([p.detach() for p in members]).requires_grad_(first.requires_grad)
+            params[name] = stack_tensors([p.detach() for p in members]).requires_grad_(first.requires_grad)
     return Stack(models[0], params, len(models))
+
+
+def stack_tensors(tensors: Sequence[Tensor]) -> Tensor:
+    """Per-member tensors shaped like one parameter (or its Adam moments) in the stacked layout."""
+    return torch.stack([t.t() if t.dim() == 2 else t for t in tensors])
+
+
+def member_tensor(stacked: Tensor, i: int) -> Tensor:
+    """Member i's slice of a stacked tensor, shaped like the parameter in its model (a view)."""
+    return stacked[i].t() if stacked.dim() == 3 else stacked[i]
 
 
 @torch.no_grad()
@@ -60,15 +72,15 @@ def unstack_into(stack: Stack, models: Sequence[VAE]) -> None:
     """Copy each member's slice of the stacked trainable weights back into its model."""
     for name, p in stack.trainable.items():
         for i, model in enumerate(models):
-            model.get_parameter(name).copy_(p[i])
+            model.get_parameter(name).copy_(member_tensor(p, i))
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     """x [M, N, in] -> [M, N, out]: one batched matmul over the members for a stacked weight
-    [M, out, in], or a single matmul over all M*N rows for a shared weight [out, in]."""
+    [M, in, out], or a single matmul over all M*N rows for a shared weight [out, in]."""
     if weight.dim() == 2:
         return nn.functional.linear(x, weight, bias)
-    return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+    return torch.baddbmm(bias.unsqueeze(1), x, weight)
 
 
 def mlp(stack: Stack, prefix: str, x: Tensor) -> Tensor:

@@ -198,8 +198,8 @@ def _train_epoch(group: list[_Member], train_x: Tensor, valid_x: Tensor, epoch: 
         if name in group[0].adam:
             state = [m.adam[name] for m in group]
             optimizer.state[p] = {"step": state[0]["step"].clone(),
-                                  "exp_avg": torch.stack([s["exp_avg"] for s in state]),
-                                  "exp_avg_sq": torch.stack([s["exp_avg_sq"] for s in state])}  # fmt: skip
+                                  "exp_avg": stacked.stack_tensors([s["exp_avg"] for s in state]),
+                                  "exp_avg_sq": stacked.stack_tensors([s["exp_avg_sq"] for s in state])}  # fmt: skip
 
     dynamic = config.binarization == "dynamic"
     n, bs, d = train_x.shape[0], config.batch_size, stack.template.latent_dim
@@ -223,10 +223,10 @@ def _train_epoch(group: list[_Member], train_x: Tensor, valid_x: Tensor, epoch: 
     stacked.unstack_into(stack, [m.model for m in group])
     seconds = (time.perf_counter() - start) / len(group)
     for i, (member, train_elbo) in enumerate(zip(group, (elbo_sum / n).tolist())):
-        member.adam = {name: {"step": optimizer.state[stack.trainable[name]]["step"].clone(),
-                              "exp_avg": optimizer.state[stack.trainable[name]]["exp_avg"][i].clone(),
-                              "exp_avg_sq": optimizer.state[stack.trainable[name]]["exp_avg_sq"][i].clone()}
-                       for name in names}  # fmt: skip
+        member.adam = {name: {"step": state["step"].clone(),
+                              "exp_avg": stacked.member_tensor(state["exp_avg"], i).clone(memory_format=torch.contiguous_format),
+                              "exp_avg_sq": stacked.member_tensor(state["exp_avg_sq"], i).clone(memory_format=torch.contiguous_format)}
+                       for name, state in ((n, optimizer.state[stack.trainable[n]]) for n in names)}  # fmt: skip
         improved = valid[i] > member.best_valid
         if improved:
             member.best_valid = valid[i]
