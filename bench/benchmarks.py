@@ -219,7 +219,7 @@ LEAF_OPS = {
 }
 CALLS = {
     "likelihood": ("bernoulli_log_likelihood",
-                   "autograd::engine::evaluate_function: _BernoulliLogLikelihoodBackward"),
+                   "autograd::engine::evaluate_function: LogSigmoidBackward"),
     "optimizer": ("Optimizer.step",),
 }  # fmt: skip
 

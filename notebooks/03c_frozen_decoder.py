@@ -23,8 +23,9 @@
 # $\mathcal{L}[q^*] - \mathcal{L}[q]$ against that shared $q^*$.
 #
 # The seeds of one encoder shape train together as one stack, and the frozen decoder runs once, as one
-# matmul, on all of their latents. Each member is checkpointed and fingerprinted like the joint
-# sweep's (decoder weights included); each seed writes one table.
+# matmul, on all of their latents; with `workers` > 1 the stacks train in that many single-thread
+# processes at once. Each member is checkpointed and fingerprinted like the joint sweep's (decoder
+# weights included); each seed writes one table.
 
 # %% tags=["parameters"]
 model_path = "build/tiny/models/reference.pt"
@@ -43,6 +44,7 @@ elbo_samples = 100
 eval_seed = 0
 table_dir = "build/tiny/results/frozen"
 checkpoint_dir = "build/tiny/checkpoints/frozen"
+workers = 1
 device = "auto"
 
 # %%
@@ -83,7 +85,7 @@ def amortized_elbo(model: models.VAE, x: torch.Tensor) -> tuple[torch.Tensor, to
 
 members = [(width, depth, seed) for seed in frozen_seeds for width, depth in encoders]
 trained = sweep.train_members(reference.config, members, train_x, valid_x, train_config, root / checkpoint_dir,
-                              frozen_decoder=reference)
+                              frozen_decoder=reference, workers=workers)
 rows = []
 for (width, depth, seed), result in zip(members, trained):
     for split, x in eval_x.items():

@@ -68,3 +68,21 @@ def test_a_planar_flow_vae_trains_and_round_trips(tiny_data, tmp_path):
     assert isinstance(loaded.encode(tiny_data[1][:4]), PlanarFlowDistribution)
     with pytest.raises(ValueError, match="family must be one of"):
         models.VAEConfig(family="iaf")
+
+
+def test_stacks_trained_in_worker_processes_are_loaded_as_trained(tiny_data, tmp_path):
+    """Two single-thread workers train the stacks and checkpoint them; the caller then loads them:
+    the same members as training in this process, up to the last bits of another thread count."""
+    torch.manual_seed(0)
+    reference = models.VAE(CONFIG)
+    members = [(8, 1, 0), (8, 1, 1), (16, 1, 0), (8, 2, 0)]
+    here = sweep.train_members(CONFIG, members, *tiny_data, FAST, tmp_path / "here", frozen_decoder=reference)
+    there = sweep.train_members(CONFIG, members, *tiny_data, FAST, tmp_path / "there", frozen_decoder=reference,
+                                workers=2)
+    assert len(list((tmp_path / "there").iterdir())) == len(members)
+    for a, b in zip(here, there):
+        assert a.model.config == b.model.config
+        for x, y in zip(a.model.encoder.parameters(), b.model.encoder.parameters()):
+            torch.testing.assert_close(x, y, rtol=0, atol=1e-4)
+    reloaded = sweep.train_members(CONFIG, members, *tiny_data, FAST, tmp_path / "there", frozen_decoder=reference)
+    assert all(a.history.equals(b.history) for a, b in zip(there, reloaded)), "the workers' histories, not new ones"

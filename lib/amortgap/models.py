@@ -36,28 +36,12 @@ class LatentVariableModel(Protocol):
         """log p(x, z) for x [B, D] and z [S, B, d]: shape [S, B]."""
 
 
-class _BernoulliLogLikelihood(torch.autograd.Function):
-    """sum_d x_d l_d - log(1 + exp(l_d)) with its gradient x - sigmoid(l): the forward pass works in
-    place on one temporary (binary_cross_entropy_with_logits makes several), and nothing but the
-    logits is kept for the backward pass."""
-
-    @staticmethod
-    def forward(ctx, logits: Tensor, x: Tensor) -> Tensor:
-        ctx.save_for_backward(logits, x)
-        softplus = logits.abs().neg_().exp_().log1p_().add_(logits.clamp(min=0)).sum(-1)
-        return torch.linalg.vecdot(logits, x) - softplus
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
-        logits, x = ctx.saved_tensors
-        return torch.sigmoid(logits).neg_().add_(x).mul_(grad.unsqueeze(-1)), None
-
-
 def bernoulli_log_likelihood(logits: Tensor, x: Tensor) -> Tensor:
     """log Bernoulli(x | sigmoid(logits)) summed over the last dimension, for logits [..., D] and
-    binary x broadcastable to them: [...]. Gradients flow to the logits, not to x."""
+    binary x broadcastable to them: [...]. Written as log sigmoid((2x - 1) * logits), one fused,
+    stable kernel (and its gradient), faster than binary_cross_entropy_with_logits (`make bench`)."""
     with torch.profiler.record_function("bernoulli_log_likelihood"):  # named in `make bench`'s profiles
-        return _BernoulliLogLikelihood.apply(logits, x.detach())
+        return nn.functional.logsigmoid(logits * (2 * x - 1)).sum(-1)
 
 
 def standard_normal_log_prob(z: Tensor) -> Tensor:

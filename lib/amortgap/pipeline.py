@@ -32,9 +32,9 @@ from .progress import ENV as PROGRESS_ENV
 
 POSITIVE_INT = re.compile(
     r"^(epochs|batch_size|latent_dim|num_.*|.*_steps|.*_samples|.*_chains|.*widths?|.*_hidden|.*_points"
-    r"|patience|warmup_epochs|max_steps|window|repeats)$"
+    r"|patience|warmup_epochs|max_steps|window|repeats|workers)$"
 )
-NON_NEGATIVE_INT = re.compile(r"^(seeds?|.*_seed|refine_steps)$")
+NON_NEGATIVE_INT = re.compile(r"^(seeds?|.*_seeds?|refine_steps)$")
 POSITIVE_NUMBER = re.compile(r"^(lr|.*_lr|noise_scale)$")
 
 
