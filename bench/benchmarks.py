@@ -18,8 +18,11 @@ import argparse
 import copy
 import dataclasses
 import json
+import os
 import platform
 import shutil
+import subprocess
+import sys
 import time
 from datetime import date
 from pathlib import Path
@@ -85,11 +88,13 @@ def bench_training(peak: float, device: torch.device) -> dict:
             "training_profile": where_time_goes(lambda: training_steps([model], batch, 50), device)}  # fmt: skip
 
 
-def training_steps(members: list[models.VAE], batch: torch.Tensor, n: int, loss=stacked.negative_elbo) -> None:
+def training_steps(members: list[models.VAE], batch: torch.Tensor, n: int, loss=stacked.negative_elbo,
+                   fused: bool = True) -> None:  # fmt: skip
     """``n`` steps of :func:`amortgap.train.train_stack` on one batch [B, D] (every member's): the
-    stacked loss (``loss``, eager or compiled), its gradient and a fused Adam step."""
+    stacked loss (``loss``, eager or compiled), its gradient and an Adam step (``fused``, as in
+    training, or torch's default foreach Adam)."""
     stack = stacked.stack_models(members)
-    optimizer = torch.optim.Adam(list(stack.trainable.values()), fused=True)
+    optimizer = torch.optim.Adam(list(stack.trainable.values()), fused=fused or None)
     x = batch.expand(stack.size, -1, -1)
     for _ in range(n):
         eps = torch.randn(1, stack.size, len(batch), stack.template.latent_dim, device=batch.device)
@@ -170,7 +175,7 @@ def bench_compile(device: torch.device, steps: int = 200, width: int = 200, memb
 
 
 WORKER = """
-import sys, time, torch
+import torch
 from amortgap import data, models, sweep, train
 train_x, valid_x = data.load("train").x[:5000], data.load_binarized("valid")[:1000]
 torch.manual_seed(0)
@@ -184,9 +189,6 @@ def bench_processes() -> dict:
     """Two training jobs (a width-200 stack of 3, 2 epochs of 5000 images each) run one after the
     other in one process with 2 threads, or side by side in two processes with 1 thread each: wall
     seconds of each way, process start-up included in both."""
-    import os
-    import subprocess
-    import sys
 
     def job(threads: int) -> subprocess.Popen:
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
@@ -343,17 +345,7 @@ def bench_adopted(model: models.VAE, x: torch.Tensor) -> dict:
     batch = x[:100]
 
     def step_seconds(fused: bool) -> float:
-        optimizer = torch.optim.Adam(fresh.parameters(), fused=fused or None)
-
-        def steps() -> None:
-            for _ in range(100):
-                optimizer.zero_grad(set_to_none=True)
-                q = fresh.encode(batch)
-                z = q.rsample((1,))
-                (q.log_prob(z) - fresh.log_joint(batch, z)).mean().backward()
-                optimizer.step()
-
-        return min(timed(steps)[1] for _ in range(3))
+        return min(timed(training_steps, [fresh], batch, 100, fused=fused)[1] for _ in range(3))
 
     def bce(logits: torch.Tensor) -> torch.Tensor:
         return -nn.functional.binary_cross_entropy_with_logits(logits, batch.expand_as(logits), reduction="none").sum(-1)
