@@ -37,6 +37,7 @@ from amortgap.device import resolve_device
 from amortgap.families import diagonal_gaussian
 
 ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = ROOT / "models" / "reference" / "reference_diagonal_s0.pt"  # written by the model_setup stage
 CREMER_AIS_EVALUATIONS = 100 * 10_000 * 10  # chains x intermediate distributions x leapfrog steps
 
 
@@ -120,27 +121,24 @@ def sweep_epoch_seconds(stacks: dict[str, list[models.VAE]], train_x: torch.Tens
 
 
 def bench_stacked(peak: float, device: torch.device, num_train: int = 10_000, num_valid: int = 2_000) -> dict:
-    """Model-epochs per second, stacked vs one model at a time, for the paper's two sweeps (their
-    widths, depths and seed counts from params.yaml), on ``num_train`` training images (an epoch of
+    """Model-epochs per second, stacked vs one model at a time, for the paper's two sweeps (the joint
+    widths and the frozen-decoder encoder widths, depth and seeds of params.yaml's width_sweep), on ``num_train`` training images (an epoch of
     100 steps) and ``num_valid`` validation images; and the stacked joint sweep's training FLOP/s over
     the matmul FLOP/s (6 x MACs per image trained, 2 x per image validated)."""
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    seeds, frozen_seeds = params["sweep"]["seeds"], params["frozen_sweep"]["frozen_seeds"]
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())["width_sweep"]
+    seeds, depth = params["seeds"], params["depth"]
     train_x = data.load("train").x[:num_train]
     valid_x = data.load_binarized("valid")[:num_valid]
     config = train.TrainConfig(epochs=2, patience=None)
     base = models.VAEConfig()
     joint = {}
-    for width in params["sweep"]["widths"]:
+    for width in params["widths"]:
         torch.manual_seed(0)
-        joint[f"w{width}"] = [models.VAE(sweep.member_config(base, width, params["width_sweep"]["depth"])).to(device)
-                              for _ in seeds]  # fmt: skip
-    reference = models.load(ROOT / "models" / "reference.pt", map_location=device)
-    f = params["frozen_decoder"]
-    shapes = sorted({(w, 2) for w in f["widths"]} | {(f["depth_width"], d) for d in f["depths"]})
+        joint[f"w{width}"] = [models.VAE(sweep.member_config(base, width, depth)).to(device) for _ in seeds]
+    reference = models.load(REFERENCE, map_location=device)
     torch.manual_seed(0)
-    frozen = {f"w{w}_d{d}": [reference.with_frozen_decoder(sweep.member_config(base, w, d)) for _ in frozen_seeds]
-              for w, d in shapes}  # fmt: skip
+    frozen = {f"w{w}": [reference.with_frozen_decoder(sweep.member_config(base, w, depth)) for _ in seeds]
+              for w in params["frozen_widths"]}  # fmt: skip
     joint_together, joint_alone = sweep_epoch_seconds(joint, train_x, valid_x, config)
     frozen_together, frozen_alone = sweep_epoch_seconds(frozen, train_x, valid_x, config)
     flops = sum(len(ms) * linear_macs(ms[0].encoder, ms[0].decoder) * (6 * num_train + 2 * num_valid)
@@ -390,7 +388,7 @@ def main() -> None:
                      "torch": torch.__version__}  # fmt: skip
     peak = matmul_flops(device=device)
     results["matmul_flops"] = peak
-    model = models.load(ROOT / "models" / "reference.pt", map_location=device)
+    model = models.load(REFERENCE, map_location=device)
     model.requires_grad_(False)
     test_x = data.load_binarized("test").to(device)
     steps = [

@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # 2. Model setup: data, architecture and the reference VAE
+# # 2. Model setup: data, architecture and the reference VAEs
 #
 # **Data.** Fashion-MNIST (Xiao et al., 2017): 28x28 grey images of clothing, 60,000 for training
 # and 10,000 for testing, read from Debian's `dataset-fashion-mnist` package (nothing is downloaded).
@@ -23,8 +23,14 @@
 # $p(x \mid z)$ and a diagonal-Gaussian encoder $q(z \mid x)$, both MLPs with ELU activations; by
 # default Cremer et al.'s architecture, encoder 784-200-200-(2x50) and decoder 50-200-200-784.
 #
-# **Training.** Adam on the single-sample ELBO with the analytic KL, a linear KL warm-up, a cosine
-# learning-rate schedule, and early stopping on the validation ELBO (the best weights are kept).
+# **Training to convergence.** Adam on the single-sample ELBO with the analytic KL and a linear KL
+# warm-up. The learning rate falls by `lr_decay` whenever the validation ELBO has not improved for
+# `plateau_patience` epochs, at most `max_decays` times, and a model stops once its smallest rate
+# has gone `patience` epochs without improving: it stops because its validation ELBO stopped
+# improving, not because a budget ran out (`epochs` is only a cap, and the table below says which
+# models reached it). The best weights are kept. Each reference model is trained from three seeds,
+# so that every number about it carries the spread between training runs; the weights of the first
+# seed's diagonal model are also kept at log-spaced epochs, for the convergence experiment.
 #
 # **A second reference model with a richer encoder.** For the gap table in the form of Cremer et
 # al.'s Table 2 we train the same architecture a second time, with an encoder that outputs a
@@ -40,19 +46,22 @@ latent_dim = 50
 encoder_hidden = [200, 200]
 decoder_hidden = [200, 200]
 activation = "elu"
-epochs = 3
+epochs = 4
 batch_size = 100
 lr = 0.001
-lr_schedule = "cosine"
-lr_decay = 0.1
+lr_decay = 0.3
+plateau_patience = 1
+max_decays = 1
+patience = 2
+min_delta = 0.05
 warmup_epochs = 1
-patience = 50
-seed = 0
+seeds = [0, 1]
 flow_length = 10
-model_path = "build/tiny/models/reference.pt"
-flow_model_path = "build/tiny/models/reference_planar.pt"
-history_path = "build/tiny/results/reference_history.csv"
-flow_history_path = "build/tiny/results/reference_planar_history.csv"
+snapshot_epochs = [1, 3]
+workers = 1
+max_stack = 3
+model_dir = "build/tiny/models"
+history_dir = "build/tiny/results/training"
 checkpoint_dir = "build/tiny/checkpoints/model_setup"
 device = "auto"
 figure_dir = "build/tiny/figures/model_setup"
@@ -62,9 +71,10 @@ generated_dir = "build/tiny/generated"
 from dataclasses import replace
 
 import matplotlib.pyplot as plt
+import pandas as pd
 import torch
 
-from amortgap import data, models, plots, report, train
+from amortgap import data, models, plots, report, sweep, train
 from amortgap.device import resolve_device
 from amortgap.pipeline import project_root
 
@@ -84,81 +94,110 @@ print(f"validation images {len(valid_x):6d}")
 print(f"test images       {len(test_x):6d}")
 print(f"fraction of pixels on after {binarization} binarization: {data.binarize(train_x).mean():.3f}")
 
+# %% [markdown]
+# Twenty test images drawn at random (seed 0), as the models see them after binarization:
+
 # %%
 fig, axes = plt.subplots(2, 10, figsize=(8, 1.8))
-for ax, image in zip(axes.flat, test_x[:20]):
+for ax, image in zip(axes.flat, test_x[data.random_subset(len(test_x), 20, seed=0)]):
     ax.imshow(image.view(28, 28), cmap="gray_r")
     ax.axis("off")
 plots.save(fig, root / figure_dir / "data_examples")
 
 # %% [markdown]
-# ## The reference VAE
+# ## The reference VAEs: two encoder families, three seeds each
 
 # %%
+device = resolve_device(device)
 config = models.VAEConfig(latent_dim=latent_dim, encoder_hidden=tuple(encoder_hidden),
                           decoder_hidden=tuple(decoder_hidden), activation=activation)
-train_config = train.TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
-                                 lr_decay=lr_decay, warmup_epochs=warmup_epochs, patience=patience,
-                                 binarization=binarization, seed=seed)
-device = resolve_device(device)
-torch.manual_seed(seed)
-model = models.VAE(config).to(device)
-print(model)
-print(f"{sum(p.numel() for p in model.parameters()):,} parameters")
-
-
-# %%
-def train_reference(model: models.VAE, path: str, history_path: str) -> train.TrainResult:
-    """Train (or reload the finished checkpoint of) one reference model and save weights + history."""
-    result = train.train_cached(model, train_x, valid_x, train_config, root / checkpoint_dir, f"reference_{model.config.family}")
-    models.save(result.model, root / path)
-    (root / history_path).parent.mkdir(parents=True, exist_ok=True)
-    result.history.to_csv(root / history_path, index=False, float_format="%.6f")
-    return result
-
-
-result = train_reference(model, model_path, history_path)
+families = {"diagonal": config, "planar": replace(config, family="planar", flow_length=flow_length)}
+train_config = train.TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule="plateau", lr_decay=lr_decay,
+                                 plateau_patience=plateau_patience, max_decays=max_decays, patience=patience,
+                                 min_delta=min_delta,
+                                 warmup_epochs=warmup_epochs, binarization=binarization,
+                                 snapshot_epochs=tuple(snapshot_epochs))
+print(train_config)
+print(models.VAE(config))
+print(f"{sum(p.numel() for p in models.VAE(config).parameters()):,} parameters (diagonal encoder)")
+members = [sweep.Member(c, seed) for c in families.values() for seed in seeds]
+results = sweep.train_members(members, train_x, valid_x, train_config, root / checkpoint_dir,
+                              device=device, workers=workers, max_stack=max_stack)
 
 # %%
-history = result.history
-best = history.loc[history.valid_elbo.idxmax()]
-print(f"epochs run: {len(history)}; best validation ELBO {best.valid_elbo:.2f} nats at epoch {int(best.epoch)}")
-print(f"final training ELBO {history.train_elbo.iloc[-1]:.2f} nats")
-fig = plots.learning_curves(history)
+histories, rows = [], []
+for member, result in zip(members, results):
+    name = f"reference_{member.config.family}_s{member.seed}"
+    models.save(result.model, root / model_dir / f"{name}.pt")
+    history = result.history.assign(model=member.config.family, seed=member.seed)
+    (root / history_dir).mkdir(parents=True, exist_ok=True)
+    history.to_csv(root / history_dir / f"{name}.csv", index=False, float_format="%.6f")
+    histories.append(history)
+    best = history.loc[history.valid_elbo.idxmax()]
+    rows.append({"model": member.config.family, "seed": member.seed, "epochs": len(history),
+                 "best_epoch": int(best.epoch), "best_valid_elbo": best.valid_elbo,
+                 "stopped": "cap" if len(history) == epochs else "converged",
+                 "final_lr": history.lr.iloc[-1], "training_minutes": history.seconds.sum() / 60})
+summary = pd.DataFrame(rows)
+summary.to_csv(root / history_dir / "summary.csv", index=False, float_format="%.6f")
+shown = summary.drop(columns="training_minutes").round(2)
+print(shown[shown.model == "diagonal"].to_string(index=False))
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+# The planar-flow model's numbers: at this notebook's defaults (4 epochs) its training amplifies the
+# last bits in which CPUs differ, and they moved by up to 2 nats across numeric modes (`make modes`),
+# so no printed precision would hold on another machine; the regression tests skip this cell.
+print(shown[shown.model == "planar"].to_string(index=False))
+
+# %% [markdown]
+# The validation ELBO of every model and seed, on a log scale of epochs: each curve flattens,
+# steps up where the learning rate falls, and ends where a further fall no longer helps.
+
+# %%
+fig = plots.learning_curves(pd.concat(histories))
 plots.save(fig, root / figure_dir / "learning_curves")
 
 # %% [markdown]
-# The planar-flow reference model: same decoder, same data and schedule, a flow encoder.
+# The first seed's diagonal model at log-spaced epochs, for the convergence experiment:
 
 # %%
-flow_config = replace(config, family="planar", flow_length=flow_length)
-torch.manual_seed(seed)
-flow_result = train_reference(models.VAE(flow_config).to(device), flow_model_path, flow_history_path)
-flow_history = flow_result.history
-flow_best = flow_history.loc[flow_history.valid_elbo.idxmax()]
-print(f"planar flow ({flow_length} layers): best validation ELBO {flow_best.valid_elbo:.2f} nats "
-      f"at epoch {int(flow_best.epoch)} (diagonal Gaussian: {best.valid_elbo:.2f})")
+first = members.index(sweep.Member(families["diagonal"], seeds[0]))
+snapshot_model = models.VAE(config)
+for epoch, state in results[first].snapshots.items():
+    snapshot_model.load_state_dict(state)
+    models.save(snapshot_model, root / model_dir / "snapshots" / f"reference_diagonal_s{seeds[0]}_e{epoch}.pt")
+print("kept epochs:", sorted(results[first].snapshots))
 
 # %% [markdown]
 # ## Numbers for the paper
 
 # %%
-print(report.write_macros(root / generated_dir / "model_setup.tex", {
+by_model = summary.groupby("model")
+numbers = {
     "SetupNumTrain": len(train_x),
     "SetupNumValid": len(valid_x),
     "SetupBinarization": binarization,
     "SetupLatentDim": latent_dim,
     "SetupEncoder": "-".join(map(str, [config.data_dim, *encoder_hidden])) + f"-(2$\\times${latent_dim})",
     "SetupDecoder": "-".join(map(str, [latent_dim, *decoder_hidden, config.data_dim])),
-    "SetupEpochs": len(history),
+    "SetupSeeds": len(seeds),
     "SetupMaxEpochs": epochs,
+    "SetupPlateauPatience": plateau_patience,
+    "SetupPatience": patience,
+    "SetupMaxDecays": max_decays,
+    "SetupLrDecay": f"{lr_decay:g}",
     "SetupWarmup": warmup_epochs,
     "SetupLr": f"{lr:g}",
     "SetupBatch": batch_size,
-    "SetupBestEpoch": int(best.epoch),
-    "SetupValidElbo": best.valid_elbo,
-    "SetupTrainElbo": history.train_elbo.iloc[-1],
+    "SetupEpochsMin": int(by_model.epochs.min()["diagonal"]),
+    "SetupEpochsMax": int(by_model.epochs.max()["diagonal"]),
+    "SetupFlowEpochsMin": int(by_model.epochs.min()["planar"]),
+    "SetupFlowEpochsMax": int(by_model.epochs.max()["planar"]),
+    "SetupAtCap": int((summary.stopped == "cap").sum()),
+    "SetupValidElbo": by_model.best_valid_elbo.mean()["diagonal"],
+    "SetupFlowValidElbo": by_model.best_valid_elbo.mean()["planar"],
     "SetupFlowLength": flow_length,
-    "SetupFlowValidElbo": flow_best.valid_elbo,
-    "SetupFlowBestEpoch": int(flow_best.epoch),
-}))
+}
+report.write_macros(root / generated_dir / "model_setup.tex", numbers)
+print(report.macros({k: v for k, v in numbers.items() if k != "SetupFlowValidElbo"}))  # planar: see above

@@ -11,83 +11,201 @@
 # ---
 
 # %% [markdown]
-# # 3d. Experiments: closing the amortization gap by refinement, and what it costs
+# # 3d. Experiments: a fair compute frontier for closing the amortization gap
 #
-# **Protocol.** On test images and the reference model, start from the encoder's $q$ and take $k$
-# stochastic-gradient steps on each image's ELBO (semi-amortized inference, Kim et al. 2018, here at
-# test time only), for a grid of $k$; and, as the other end, start from the prior $\mathcal{N}(0, I)$
-# (plain per-datapoint VI, "F-VI"). Every run is one vectorized problem over all images, timed on
-# this machine; seconds per datapoint are the batch's wall time divided by the number of images, so
-# they are throughput figures. Full optimisation to $q^*$ (our stopping rule) is timed from both
-# starts. The gap that remains after $k$ steps is measured against $\mathcal{L}[q^*]$ from the
-# encoder, with common random numbers for every $k$.
+# **Question.** How much computation per image does it take to close the amortization gap, by
+# refining the encoder's $q$ (semi-amortized inference, Kim et al. 2018, here at test time), by
+# plain per-image VI from the prior, by full optimisation to $q^*$, or by MCMC, which needs no
+# encoder at all; and after how many images has training the encoder paid for itself?
+#
+# **Fair baselines.** Every gradient method is tuned on held-out images: for each start
+# (encoder or prior) and each budget of $k$ steps, the learning rate and its schedule (constant,
+# or falling linearly to zero over the $k$ steps) are chosen from a grid on `tune_points` random
+# validation images, and the chosen setting is then run on `num_points` random test images. Costs
+# are counted in decoder gradient evaluations per image (machine-independent) and in seconds
+# (this machine, repeated `timing_repeats` times for an interval).
+#
+# **MCMC.** HMC chains from the prior (the transitions of AIS at $\beta = 1$) estimate the posterior
+# mean of $z$ and $E[\log p(x \mid z)]$; a second, long run is the reference. The question is how
+# many gradient evaluations HMC needs to estimate these summaries as accurately as the encoder does
+# in one pass.
 
 # %% tags=["parameters"]
-model_path = "build/tiny/models/reference.pt"
-binarization = "static"
-num_points = 8
-steps = [0, 1, 5, 20]
-elbo_samples = 100
-qstar_max_steps = 200
+model_dir = "build/tiny/models"
 seed = 0
+binarization = "static"
+split_seed = 0
+num_points = 6
+tune_points = 4
+subset_seed = 0
+steps = [1, 3, 10]
+lrs = [0.1]
+schedules = ["constant", "linear"]
+elbo_samples = 100
+qstar_samples = 20
+qstar_max_steps = 100
+timing_repeats = 2
+hmc_points = 4
+hmc_record = [1, 3, 10]
+hmc_reference = 50
+hmc_chains = 2
+workers = 1
 table_dir = "build/tiny/results/refinement"
-device = "auto"
+training_summary = "build/tiny/results/training/summary.csv"
 
 # %%
 import time
 
+import numpy as np
 import pandas as pd
 import torch
 
-from amortgap import data, local, models
+from amortgap import data, latents, local, mcmc, models
 from amortgap.bounds import elbo
-from amortgap.device import resolve_device
+from amortgap.parallel import run_tasks
 from amortgap.pipeline import project_root
 from amortgap.rng import seeded
+from amortgap.stats import crossed_interval, mean_ci
 
-torch.manual_seed(seed)
 root = project_root()
+out = root / table_dir
+out.mkdir(parents=True, exist_ok=True)
 
 # %%
-device = resolve_device(device)
-model = models.load(root / model_path, map_location=device)
-x = data.load_binarized("test", binarization)[:num_points].to(device)
-qstar_config = local.QStarConfig(max_steps=qstar_max_steps)
-curves = pd.concat([local.refinement_curve(model, x, steps, init=init, config=qstar_config, elbo_samples=elbo_samples,
-                                           seed=seed) for init in ("encoder", "prior")], ignore_index=True)  # fmt: skip
-
-
-# %%
-def full_optimisation(init: str) -> pd.DataFrame:
-    """q* by the stopping rule from ``init``, timed, with its ELBO on the curves' evaluation noise."""
-    with seeded(seed, device):
-        start = time.perf_counter()
-        result = local.optimal_q(model, x, config=qstar_config, init=init)
-        seconds = (time.perf_counter() - start) / len(x)
-        torch.manual_seed(seed + 1)
-        estimate = elbo(model, x, result.q, elbo_samples)
-    return pd.DataFrame({"init": init, "datapoint": range(len(x)), "elbo": estimate.value.cpu().numpy(),
-                         "elbo_se": estimate.stderr.cpu().numpy(), "steps": result.steps.cpu().numpy(),
-                         "seconds_per_point": seconds})  # fmt: skip
-
-
-optimum = pd.concat([full_optimisation(init) for init in ("encoder", "prior")], ignore_index=True)
-for name, table in (("curves", curves), ("optimum", optimum)):
-    path = root / table_dir / f"{name}.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(path, index=False, float_format="%.6g")
+model = models.load(root / model_dir / f"reference_diagonal_s{seed}.pt")
+test_x, valid_x = data.load_binarized("test", binarization), data.load_binarized("valid", binarization, split_seed=split_seed)
+x = test_x[data.random_subset(len(test_x), num_points, subset_seed)]
+tune_x = valid_x[data.random_subset(len(valid_x), tune_points, subset_seed)]
+both = torch.cat([tune_x, x])
+qstar_config = local.QStarConfig(max_steps=qstar_max_steps, num_samples=qstar_samples)
+settings = [(init, lr, schedule) for init in ("encoder", "prior") for lr in lrs for schedule in schedules]
+print(f"{len(settings)} settings x {len(steps)} budgets, tuned on {len(tune_x)} validation images, "
+      f"run on {len(x)} test images")
 
 # %%
-qstar_elbo = optimum[optimum.init == "encoder"].set_index("datapoint").elbo
-curves["gap_remaining"] = curves.datapoint.map(qstar_elbo) - curves.elbo
-print(curves.groupby(["init", "steps"]).gap_remaining.mean().unstack(0).round(2).to_string())
-print(optimum.groupby("init")[["elbo", "steps"]].mean().round(2).to_string())
+curves = run_tasks(local.refinement_curve,
+                   [(model, both, steps, init, model.family, local.QStarConfig(**{**vars(qstar_config), "lr": lr}),
+                     elbo_samples, seed, schedule) for init, lr, schedule in settings], workers, desc="settings")
+curves = pd.concat(curves, ignore_index=True)
+curves["split"] = np.where(curves.datapoint < len(tune_x), "valid", "test")
+tuning = curves[curves.split == "valid"].groupby(["init", "steps", "lr", "schedule"]).elbo.mean().reset_index()
+chosen = tuning.loc[tuning.groupby(["init", "steps"]).elbo.idxmax()].drop(columns="elbo")
+chosen.to_csv(out / "chosen.csv", index=False)
+print("chosen on validation images:")
+print(chosen.pivot(index="steps", columns="init", values=["lr", "schedule"]).to_string())
+test = curves[curves.split == "test"].merge(chosen, on=["init", "steps", "lr", "schedule"])
+test = test.assign(datapoint=test.datapoint - len(tune_x)).drop(columns=["split", "seconds_per_point"])
 
 # %% [markdown]
-# Seconds per datapoint depend on the machine; they go to the tables and the paper's figure, and are
-# shown here without being compared by the regression tests.
+# ## The target: q*, from the encoder
+
+# %%
+with seeded(seed):
+    qstar = local.optimal_q(model, x, config=qstar_config)
+    torch.manual_seed(seed + 1)
+    qstar_elbo = elbo(model, x, qstar.q, elbo_samples).value
+with seeded(seed + 1), torch.no_grad():  # the same random numbers as q*'s ELBO: a paired difference
+    amortized = elbo(model, x, model.encode(x), elbo_samples).value
+pd.DataFrame({"datapoint": range(len(x)), "elbo": qstar_elbo.numpy(), "steps": qstar.steps.numpy(),
+              "evaluations": qstar.steps.numpy() * qstar_samples}).to_csv(out / "qstar.csv", index=False, float_format="%.6g")
+test["gap_remaining"] = qstar_elbo.numpy()[test.datapoint] - test.elbo
+test["evaluations"] = test.steps * qstar_samples
+test.to_csv(out / "curves.csv", index=False, float_format="%.6g")
+frontier = pd.DataFrame([{"init": init, "steps": k, **vars(crossed_interval(g.gap_remaining.to_numpy()[None]))}
+                         for (init, k), g in test.groupby(["init", "steps"])])
+frontier["evaluations"] = frontier.steps * qstar_samples
+frontier.to_csv(out / "frontier.csv", index=False, float_format="%.6g")
+print(f"amortization gap of the encoder: {(qstar_elbo - amortized).mean():.2f} nats; "
+      f"q* took {qstar.steps.float().mean():.0f} steps per image on average")
+print(frontier.pivot(index="steps", columns="init", values="mean").round(2).to_string())
+
+# %% [markdown]
+# ## Timings, repeated
+#
+# Each chosen setting, the encoder's single pass, and full optimisation to $q^*$ are timed
+# `timing_repeats` times on the test images, in this process; seconds per image are the wall time of
+# the vectorized batch divided by the number of images. They depend on the machine and are not
+# compared by the regression tests.
+
+
+# %%
+def seconds_per_image(run) -> float:
+    start = time.perf_counter()
+    run()
+    return (time.perf_counter() - start) / len(x)
+
+
+def encoder_pass():
+    with torch.no_grad():
+        model.encode(x).rsample()
+
+
+jobs = {("encoder", 0): encoder_pass, ("q*", int(qstar.steps.max())): lambda: local.optimal_q(model, x, config=qstar_config)}
+for row in chosen.itertuples():
+    config = local.QStarConfig(**{**vars(qstar_config), "lr": row.lr})
+    jobs[(row.init, row.steps)] = lambda row=row, config=config: local.optimise(
+        model, x, local.initial_params(model, x, model.family, row.init), model.family, config,
+        fixed_steps=row.steps, schedule=row.schedule)
+timings = pd.DataFrame([{"method": m, "steps": k, "repeat": r, "seconds_per_image": seconds_per_image(run)}
+                        for r in range(timing_repeats) for (m, k), run in jobs.items()])
+timings.to_csv(out / "timings.csv", index=False, float_format="%.6g")
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-print(curves.groupby(["init", "steps"]).seconds_per_point.first().unstack(0).to_string(float_format="%.3g"))
-print(optimum.groupby("init").seconds_per_point.first().to_string(float_format="%.3g"))
+timing_summary = timings.groupby(["method", "steps"]).seconds_per_image.apply(
+    lambda v: pd.Series(mean_ci(v), index=["mean", "ci"])).unstack()
+print(timing_summary.to_string(float_format="%.3g"))
+
+# %% [markdown]
+# ## MCMC: how many gradient evaluations to match the encoder's one pass?
+
+# %%
+hx = x[:hmc_points]
+torch.manual_seed(seed)
+reference = mcmc.hmc(model, hx, [hmc_reference], mcmc.HMCConfig(chains=hmc_chains))
+run = mcmc.hmc(model, hx, hmc_record, mcmc.HMCConfig(chains=hmc_chains))
+truth_z, truth_ll = reference.mean_z[0], reference.mean_log_likelihood[0]
+with torch.no_grad():
+    q = model.encode(hx)
+    qs = local.optimal_q(model, hx, config=qstar_config).q
+    summaries = {"encoder": (q.mean, model.log_likelihood(hx, q.sample((1000,))).mean(0)),
+                 "q*": (qs.mean, model.log_likelihood(hx, qs.sample((1000,))).mean(0))}
+rows = [{"method": name, "evaluations": 0 if name == "encoder" else np.nan,
+         "mean_z_error": (mz - truth_z).pow(2).sum(-1).sqrt().mean().item(),
+         "log_likelihood_error": (ll - truth_ll).abs().mean().item()} for name, (mz, ll) in summaries.items()]
+rows += [{"method": "hmc", "evaluations": e, "transitions": k,
+          "mean_z_error": (run.mean_z[i] - truth_z).pow(2).sum(-1).sqrt().mean().item(),
+          "log_likelihood_error": (run.mean_log_likelihood[i] - truth_ll).abs().mean().item()}
+         for i, (k, e) in enumerate(zip(run.kept, run.evaluations))]
+hmc_table = pd.DataFrame(rows)
+hmc_table.to_csv(out / "hmc.csv", index=False, float_format="%.6g")
+print(hmc_table.round(3).to_string(index=False))
+encoder_error = hmc_table.loc[hmc_table.method == "encoder", "mean_z_error"].item()
+matched = hmc_table[(hmc_table.method == "hmc") & (hmc_table.mean_z_error <= encoder_error)]
+print("HMC matches the encoder's posterior mean after",
+      f"{int(matched.evaluations.min())} gradient evaluations per image" if len(matched) else
+      f"more than {int(hmc_table.evaluations.max())} gradient evaluations per image (not reached)")
+
+# %% [markdown]
+# ## When does amortization pay?
+#
+# Training the encoder (with its decoder) cost the seconds below, once; each new image then costs one
+# encoder pass instead of per-image optimisation. Break-even is the number of images at which the
+# per-image savings repay the training time, against VI from the prior run to the encoder's own
+# ELBO (the fewest steps whose mean test ELBO reaches it) and against full optimisation to $q^*$.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+training = pd.read_csv(root / training_summary).set_index(["model", "seed"]).loc[("diagonal", seed)]
+train_seconds = training.training_minutes * 60
+per_image = timings.groupby(["method", "steps"]).seconds_per_image.mean()
+reaches = frontier[(frontier.init == "prior") & (frontier["mean"] <= (qstar_elbo - amortized).mean().item())]
+vi_steps = int(reaches.steps.min()) if len(reaches) else None
+rows = [{"alternative": "q* from the encoder", "seconds_per_image": per_image[("q*", int(qstar.steps.max()))]}]
+if vi_steps is not None:
+    rows.append({"alternative": f"VI from the prior, {vi_steps} steps", "seconds_per_image": per_image[("prior", vi_steps)]})
+break_even = pd.DataFrame(rows)
+break_even["break_even_images"] = train_seconds / (break_even.seconds_per_image - per_image[("encoder", 0)])
+break_even.to_csv(out / "break_even.csv", index=False, float_format="%.6g")
+print(f"training seconds: {train_seconds:.0f}")
+print(break_even.to_string(index=False, float_format="%.3g"))

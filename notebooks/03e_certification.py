@@ -21,47 +21,97 @@
 # sandwich, the better certified the long run. Against it we measure the error of the cheaper
 # estimators: AIS at several lengths (the results notebook picks out the one our decompositions use)
 # and IWAE with $q^*$ as proposal, each with its cost in decoder evaluations and seconds per datapoint.
+# Both reference models are certified: the diagonal one and the planar-flow one (its AIS, too,
+# starts from the diagonal $q^*$, which has a density everywhere).
+#
+# **Scope.** Simulated images are not the real ones (they are blurrier draws from the model, and
+# their $\log p(x)$ is lower), so the certificate covers the estimator on this model, not the real
+# images directly. For real images there is no exact posterior sample; the second part shows that
+# AIS's estimate stops moving as its runs get longer, and the oracle notebook (3f) checks every
+# estimator against exact values on real images for a model with a 2-dimensional latent space.
 
 # %% tags=["parameters"]
-model_path = "build/tiny/models/reference.pt"
-num_points = 8
+model_dir = "build/tiny/models"
+seed = 0
+num_points = 4
 reference_steps = 50
 reference_chains = 4
 ais_candidates = [[10, 2], [20, 4]]
 iwae_candidates = [100]
 tolerance = 0.1
-qstar_max_steps = 200
-seed = 0
+qstar_max_steps = 100
+binarization = "static"
+real_points = 4
+subset_seed = 0
+real_steps = [10, 20]
+real_chains = 4
+workers = 1
 table_dir = "build/tiny/results/certification"
-device = "auto"
 
 # %%
-import torch
+import pandas as pd
 
-from amortgap import certify, local, models
+from amortgap import certify, data, models
 from amortgap.bounds import AISConfig
-from amortgap.device import resolve_device
+from amortgap.local import QStarConfig
+from amortgap.parallel import run_tasks
 from amortgap.pipeline import project_root
 
 root = project_root()
+out = root / table_dir
+out.mkdir(parents=True, exist_ok=True)
 
 # %%
-device = resolve_device(device)
-model = models.load(root / model_path, map_location=device)
-x, z = model.sample(num_points, torch.Generator(device).manual_seed(seed))
-torch.manual_seed(seed)
-qstar = local.optimal_q(model, x, config=local.QStarConfig(max_steps=qstar_max_steps))
+families = ["diagonal", "planar"]
+reference_models = {f: models.load(root / model_dir / f"reference_{f}_s{seed}.pt") for f in families}
+reference = AISConfig(steps=reference_steps, chains=reference_chains)
 candidates = [AISConfig(steps=s, chains=c) for s, c in ais_candidates] + list(iwae_candidates)
-result = certify.certify(model, x, z, qstar.q, AISConfig(steps=reference_steps, chains=reference_chains),
-                         candidates, seed=seed)  # fmt: skip
-summary = result.summary()
-summary["reference"] = certify.estimator_name(AISConfig(steps=reference_steps, chains=reference_chains))
-candidates_only = summary.index != "sandwich"
-summary.loc[candidates_only, "within_tolerance"] = (summary.error_nats.abs() + 2 * summary.error_se <= tolerance)[candidates_only]
-(root / table_dir).mkdir(parents=True, exist_ok=True)
-result.estimates.to_csv(root / table_dir / "estimates.csv", float_format="%.6f")
-summary.to_csv(root / table_dir / "summary.csv", float_format="%.6g")
+qstar_config = QStarConfig(max_steps=qstar_max_steps)
+results = run_tasks(certify.certify_simulated,
+                    [(reference_models[f], num_points, reference, candidates, qstar_config, seed) for f in families],
+                    workers, desc="certified models")
+summaries = []
+for family, result in zip(families, results):
+    summary = result.summary()
+    summary["reference"] = certify.estimator_name(reference)
+    candidates_only = summary.index != "sandwich"
+    summary.loc[candidates_only, "within_tolerance"] = (summary.error_nats.abs() + 2 * summary.error_se <= tolerance)[candidates_only]
+    result.estimates.assign(model=family).to_csv(out / f"estimates_{family}.csv", float_format="%.6f")
+    summaries.append(summary.assign(model=family).rename_axis("estimator").reset_index())
+summary = pd.concat(summaries, ignore_index=True)
+summary.to_csv(out / "summary.csv", index=False, float_format="%.6g")
 
 # %%
-print(summary[["error_nats", "error_se", "evaluations", "within_tolerance"]].round(3).to_string())
-print(f"cheapest estimator within {tolerance} nats: {certify.cheapest_within(summary, tolerance)}")
+shown = summary.set_index(["model", "estimator"])[["error_nats", "error_se", "evaluations", "within_tolerance"]].round(3)
+print(shown.loc["diagonal"].to_string())
+print(f"cheapest estimator within {tolerance} nats: {certify.cheapest_within(results[0].summary(), tolerance)}")
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+# The planar-flow model's numbers: at this notebook's defaults (4 epochs) its training amplifies the
+# last bits in which CPUs differ, and they moved by up to 2 nats across numeric modes (`make modes`),
+# so no printed precision would hold on another machine; the regression tests skip this cell.
+print(shown.loc["planar"].to_string())
+print(f"cheapest estimator within {tolerance} nats: {certify.cheapest_within(results[1].summary(), tolerance)}")
+
+# %% [markdown]
+# ## AIS on real test images: does the estimate stop moving?
+
+# %%
+test_x = data.load_binarized("test", binarization)
+x = test_x[data.random_subset(len(test_x), real_points, subset_seed)]
+curves = run_tasks(certify.ais_convergence, [(reference_models[f], x, real_steps, real_chains, qstar_config, seed)
+                                             for f in families], workers, desc="AIS lengths")
+curves = pd.concat([c.assign(model=f) for f, c in zip(families, curves)], ignore_index=True)
+longest = curves[curves.steps == max(real_steps)].set_index(["model", "datapoint"]).log_px
+curves["below_longest"] = longest.loc[list(zip(curves.model, curves.datapoint))].to_numpy() - curves.log_px
+curves.to_csv(out / "real_convergence.csv", index=False, float_format="%.6f")
+lengths = curves.groupby(["model", "steps"])[["log_px", "log_px_se", "below_longest"]].mean().round(2)
+print(lengths.loc["diagonal"].to_string())
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+# The planar-flow model's numbers: at this notebook's defaults (4 epochs) its training amplifies the
+# last bits in which CPUs differ, and they moved by up to 2 nats across numeric modes (`make modes`),
+# so no printed precision would hold on another machine; the regression tests skip this cell.
+print(lengths.loc["planar"].to_string())

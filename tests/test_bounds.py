@@ -4,6 +4,8 @@ import pytest
 import torch
 
 from amortgap import bounds
+from amortgap.bounds import ais
+from amortgap.linear_gaussian import LinearGaussian
 
 TOL = 0.05  # nats
 
@@ -102,3 +104,14 @@ def test_ais_config_rejects_nonsense(bad):
 def test_log_weights_need_a_sample():
     with pytest.raises(ValueError, match="num_samples"):
         bounds.log_weights_chunked(None, torch.zeros(2, 3), None, 0)
+
+
+def test_default_ais_meets_a_tenth_of_a_nat_per_datapoint_and_its_standard_error_is_calibrated():
+    model = LinearGaussian.random(data_dim=50, latent_dim=10, seed=1, noise_scale=0.5, encoder_error=0.05)
+    x, _ = model.sample(200, torch.Generator().manual_seed(3))
+    torch.manual_seed(0)
+    result = ais(model, x, model.exact_qstar(x))
+    error = result.log_px - model.exact_log_px(x)
+    assert error.abs().quantile(0.95) < 0.1, error.abs().quantile(0.95)
+    assert error.mean().abs() < 0.02
+    assert 0.85 < (error.abs() < 2 * result.log_px_se).float().mean() < 1.0

@@ -16,8 +16,8 @@ def simulated():
     x, z = model.sample(40, torch.Generator().manual_seed(4))
     torch.manual_seed(0)
     qstar = local.optimal_q(model, x)
-    result = certify.certify(model, x, z, qstar.q, AISConfig(steps=300, chains=8),
-                             [AISConfig(steps=20, chains=4), 2000], seed=0)  # fmt: skip
+    result = certify.certify(model, x, z, qstar.q, AISConfig(steps=300, chains=8, leapfrog_steps=10),
+                             [AISConfig(steps=20, chains=4, leapfrog_steps=10), 2000], seed=0)  # fmt: skip
     return model, x, result
 
 

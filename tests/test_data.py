@@ -99,3 +99,15 @@ def test_real_fashion_mnist():
     assert test.labels.bincount().tolist() == [1000] * 10
     binary = data.binarize(test.x)
     assert 0.2 < binary.mean() < 0.5
+
+
+def test_random_subsets_are_seeded_nested_and_spread_over_the_split():
+    from amortgap.data import random_subset
+
+    a = random_subset(10_000, 500, seed=0)
+    assert torch.equal(a, random_subset(10_000, 500, seed=0)) and len(set(a.tolist())) == 500
+    assert set(random_subset(10_000, 200, seed=0).tolist()) <= set(a.tolist())
+    assert not torch.equal(a, random_subset(10_000, 500, seed=1))
+    assert a.min() < 500 and a.max() > 9_500  # not the first rows
+    with pytest.raises(ValueError):
+        random_subset(10, 11, seed=0)

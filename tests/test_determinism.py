@@ -19,7 +19,8 @@ g = torch.Generator().manual_seed(0)
 x = torch.rand(300, 784, generator=g)
 valid = (torch.rand(100, 784, generator=g) > 0.5).float()
 base = models.VAEConfig(latent_dim=8, decoder_hidden=(64,))
-result = sweep.train_member(base, 32, 2, 0, x, valid, train.TrainConfig(epochs=2, batch_size=50), sys.argv[1])
+(result,) = sweep.train_members([sweep.Member(sweep.member_config(base, 32, 2), 0)], x, valid,
+                                train.TrainConfig(epochs=2, batch_size=50), sys.argv[1])
 config = gaps.DecomposeConfig(elbo_samples=200, iwae_samples=200, ais=AISConfig(steps=20, chains=4),
                               qstar=QStarConfig(max_steps=100, num_samples=10), seed=0)
 table = gaps.decompose(result.model, valid[:20], config)

@@ -116,3 +116,23 @@ def test_the_qstar_handed_back_is_the_one_in_the_table(model_and_x):
     exact = model.exact_elbo(x, DiagonalGaussian().distribution(params))
     assert (torch.as_tensor(table.elbo_optimal.values, dtype=exact.dtype) - exact).abs().max() < 5 * table.elbo_optimal_se.max()
     assert (model.exact_qstar(x).mean - params["loc"]).abs().max() < 0.05
+
+
+def test_the_elbo_parts_match_the_closed_form_per_datapoint(model_and_x, table):
+    model, x = model_and_x
+    for which, q in (("amortized", model.encode(x)), ("optimal", model.exact_qstar(x))):
+        reconstruction, kl = model.exact_elbo_parts(x, q)
+        for name, exact in (("reconstruction", reconstruction), ("kl", kl)):
+            error = torch.tensor(table[f"{name}_{which}"].to_numpy()) - exact
+            assert error.abs().max() < 0.25, (name, which, error.abs().max())
+    gap = table.amortization_gap_reconstruction + table.amortization_gap_kl
+    torch.testing.assert_close(torch.tensor(gap.to_numpy()), torch.tensor(table.amortization_gap.to_numpy()), atol=1e-4, rtol=0)
+
+
+def test_log_px_standard_errors_cover_the_exact_value(model_and_x, table):
+    model, x = model_and_x
+    z = (torch.tensor(table.log_px.to_numpy()) - model.exact_log_px(x)) / torch.tensor(table.log_px_se.to_numpy())
+    assert (table.log_px_se > 0).all()
+    assert (z.abs() < 4).float().mean() > 0.9, z
+    combined = (table.log_px_se**2 + table.elbo_optimal_se**2) ** 0.5
+    torch.testing.assert_close(torch.tensor(table.approximation_gap_se.to_numpy()), torch.tensor(combined.to_numpy()))

@@ -38,7 +38,7 @@ def make_notebook(tmp_path: Path, tagged: bool = True) -> tuple[Path, Path]:
 def test_the_notebooks_are_background_setup_experiments_results():
     assert [p.stem for p in NOTEBOOKS] == [
         "01_background", "02_model_setup",
-        "03a_gap_table", "03b_width_sweep", "03c_frozen_decoder", "03d_refinement", "03e_certification",
+        "03a_gap_table", "03b_convergence", "03c_width_sweep", "03d_refinement", "03e_certification", "03f_oracle",
         "04_results",
     ]  # fmt: skip
 
@@ -72,15 +72,21 @@ def test_every_stage_passes_only_names_its_notebook_has():
 
 
 @pytest.mark.parametrize("profile", [None, "quick"])
-def test_frozen_encoders_are_scored_on_the_gap_tables_images(tmp_path, profile):
-    """The frozen-decoder gaps join L[q] with the gap table's log p(x) and L[q*] image by image."""
+def test_every_random_image_set_is_drawn_from_the_gap_tables_images(tmp_path, profile):
+    """The sweep's frozen-decoder gaps join its L[q] with the gap table's L[q*] image by image, and
+    the other experiments reuse its images: every stage draws a nested subset with the same seed."""
     copy = tmp_path / "params.yaml"
     copy.write_text((ROOT / "params.yaml").read_text())
     if profile:
         pipeline.apply_profile(copy, profile)
     params = yaml.safe_load(copy.read_text())
-    assert params["frozen_decoder"]["eval_points"] == params["gap_table"]["num_points"]
-    assert params["frozen_decoder"]["model_path"] == params["gap_table"]["model_path"] == params["model_setup"]["model_path"]
+    table = params["gap_table"]
+    assert params["width_sweep"]["eval_points"] <= table["num_points"]
+    for section in ("convergence", "width_sweep", "refinement", "certification", "oracle"):
+        assert params[section]["subset_seed"] == table["subset_seed"], section
+    for section in ("gap_table", "convergence", "width_sweep", "refinement", "certification"):
+        assert params[section]["model_dir"] == params["model_setup"]["model_dir"], section
+    assert params["width_sweep"]["seeds"] == table["seeds"] == params["model_setup"]["seeds"] == params["results"]["seeds"]
 
 
 def test_profiles_override_only_known_keys(tmp_path):

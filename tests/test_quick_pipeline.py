@@ -63,9 +63,9 @@ def test_a_changed_parameter_reruns_only_what_depends_on_it(quick_copy):
     try:
         params = yaml.safe_load(original)
         params["background"]["encoder_lr"] = 0.02
-        params["sweep"]["widths"] = [16, 32]  # 64 -> 32: one new branch, the 16 branch untouched
+        params["refinement"]["lrs"] = [0.1, 0.3]
         params_file.write_text(yaml.safe_dump(params, sort_keys=False))
         status = json.loads(pipeline.run_dvc(["status", "--json"], quick_copy, capture=True).stdout)
-        assert set(status) == {"background", "width_sweep@32", "results"}, status
+        assert set(status) == {"background", "refinement", "results"}, status
     finally:
         params_file.write_text(original)

@@ -1,8 +1,9 @@
 import math
 
+import numpy as np
 import pytest
 
-from amortgap.stats import mean_ci, t_quantile
+from amortgap.stats import crossed_interval, mean_ci, t_quantile, trend
 
 
 @pytest.mark.parametrize("df, expected", [(1, 12.706), (2, 4.303), (4, 2.776), (30, 2.042), (10_000, 1.960)])
@@ -16,3 +17,56 @@ def test_mean_ci():
     assert math.isnan(mean_ci([5.0])[1])
     with pytest.raises(ValueError):
         t_quantile(0.3, 2)
+
+
+def _crossed(rng, mu=0.0, S=3, N=60, seed_sd=1.0, image_sd=2.0, noise_sd=1.0):
+    return (mu + seed_sd * rng.standard_normal((S, 1)) + image_sd * rng.standard_normal((1, N))
+            + noise_sd * rng.standard_normal((S, N)))  # fmt: skip
+
+
+@pytest.mark.parametrize("seed_sd, image_sd", [(1.0, 2.0), (0.0, 2.0), (2.0, 0.0)])
+def test_crossed_interval_covers_the_true_mean_near_95_percent_of_the_time(seed_sd, image_sd):
+    # Satterthwaite's df is itself estimated, so with 3 seeds coverage runs a little under nominal (91% at worst here)
+    rng = np.random.default_rng(0)
+    trials = 600
+    hits = 0
+    for _ in range(trials):
+        ci = crossed_interval(_crossed(rng, 3.0, seed_sd=seed_sd, image_sd=image_sd))
+        hits += ci.low <= 3.0 <= ci.high
+    assert 0.9 <= hits / trials <= 0.99
+
+
+def test_crossed_interval_is_wider_than_an_images_only_interval_when_seeds_differ():
+    rng = np.random.default_rng(1)
+    v = _crossed(rng, seed_sd=3.0)
+    images_only = crossed_interval(v.mean(0, keepdims=True))
+    both = crossed_interval(v)
+    assert both.high - both.low > 2 * (images_only.high - images_only.low)
+    assert both.mean == pytest.approx(v.mean())
+
+
+def test_one_seed_gives_the_t_interval_over_images():
+    values = np.array([[1.0, 2.0, 4.0, 7.0]])
+    mean, half = mean_ci(values[0])
+    ci = crossed_interval(values)
+    assert (ci.mean, ci.high - ci.mean) == pytest.approx((mean, half))
+
+
+def test_crossed_interval_refuses_bad_input():
+    with pytest.raises(ValueError):
+        crossed_interval(np.array([1.0, 2.0]))
+    with pytest.raises(ValueError):
+        crossed_interval(np.array([[1.0, np.nan]]))
+
+
+@pytest.mark.parametrize("shifts, word", [
+    ([0, 1, 2, 3], "rises"),
+    ([3, 2, 2, 0], "falls"),
+    ([0, 2, 0.5, 3], "is non-monotone"),
+    ([0, 0, 0, 0], "shows no resolved change"),
+])  # fmt: skip
+def test_trend_words_come_from_the_intervals(shifts, word):
+    rng = np.random.default_rng(2)
+    images = rng.standard_normal((1, 200)) * 5
+    levels = [s + images + 0.1 * rng.standard_normal((3, 200)) for s in shifts]
+    assert trend(levels) == word

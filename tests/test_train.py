@@ -116,3 +116,47 @@ def test_fingerprint_tells_settings_apart():
     assert train.fingerprint(CONFIG, config, n=1) == train.fingerprint(CONFIG, train.TrainConfig(epochs=3), n=1)
     assert train.fingerprint(CONFIG, config, n=1) != train.fingerprint(CONFIG, config, n=2)
     assert train.fingerprint(CONFIG, config) != train.fingerprint(CONFIG, train.TrainConfig(epochs=4))
+
+
+def test_plateau_schedule_decays_after_stalls_and_stops_at_its_smallest_rate(tiny_data):
+    config = train.TrainConfig(epochs=200, batch_size=64, lr=3e-2, lr_schedule="plateau", lr_decay=0.1,
+                               plateau_patience=2, max_decays=2, patience=3)  # fmt: skip
+    history = fit(tiny_data, config).history
+    rates = history.lr.tolist()
+    assert sorted(set(rates), reverse=True) == pytest.approx([3e-2, 3e-3, 3e-4])  # both decays happened
+    best = history.valid_elbo.cummax()
+    stalled = (best.diff() <= 0).tolist()  # epoch e did not improve on the best so far
+    for e in range(1, len(rates)):
+        if rates[e] < rates[e - 1]:  # a decay follows plateau_patience epochs without improvement
+            assert all(stalled[e - 2 : e]), e
+    assert len(rates) < 200 and all(stalled[-3:]) and rates[-1] == pytest.approx(3e-4)
+
+
+def test_snapshots_hold_the_weights_after_their_epochs_and_survive_a_resume(tiny_data, tmp_path):
+    config = train.TrainConfig(epochs=4, batch_size=64, patience=None, snapshot_epochs=(3, 1))
+    assert config.snapshot_epochs == (1, 3)
+    whole = fit(tiny_data, config, checkpoint=tmp_path / "whole.pt")
+    short = fit(tiny_data, train.TrainConfig(**{**config.__dict__, "epochs": 1}), checkpoint=tmp_path / "one.pt")
+    assert sorted(whole.snapshots) == [1, 3]
+    one = models.safe_load(tmp_path / "one.pt")["model"]
+    for name, value in one.items():
+        torch.testing.assert_close(whole.snapshots[1][name], value, rtol=0, atol=0)
+    resumed = fit(tiny_data, config, checkpoint=tmp_path / "one.pt", resume=True)
+    assert sorted(resumed.snapshots) == [1, 3]
+    for name, value in whole.snapshots[3].items():
+        torch.testing.assert_close(resumed.snapshots[3][name], value, rtol=0, atol=0)
+
+
+def test_min_delta_stops_a_model_that_only_creeps_up_and_keeps_its_best_weights(tiny_data):
+    config = train.TrainConfig(epochs=50, batch_size=64, lr=3e-3, patience=3, min_delta=1e9)
+    result = fit(tiny_data, config)
+    history = result.history
+    assert len(history) == 1 + 3, "after the first epoch no gain is large enough"
+    best = int(history.valid_elbo.idxmax())
+    torch.manual_seed(1)
+    replay = train.train(models.VAE(CONFIG), *tiny_data, train.TrainConfig(**{**config.__dict__, "epochs": best + 1,
+                                                                                "patience": None}), progress=False)  # fmt: skip
+    for a, b in zip(result.model.parameters(), replay.model.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="min_delta"):
+        train.TrainConfig(min_delta=-1)

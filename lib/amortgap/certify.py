@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from typing import Callable
 
 import pandas as pd
+import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
 from .bounds import AISConfig, ais, bdmc_upper_bound, iwae
+from .local import QStarConfig, optimal_q, start_for
 from .models import LatentVariableModel
 from .rng import seeded
 
@@ -103,3 +105,36 @@ def cheapest_within(summary: pd.DataFrame, tolerance: float = 0.1) -> str | None
     candidates = summary.drop(index="sandwich", errors="ignore")
     ok = candidates[candidates.error_nats.abs() + 2 * candidates.error_se <= tolerance]
     return None if ok.empty else ok.evaluations.idxmin()
+
+
+def certify_simulated(
+    model, num_points: int, reference: AISConfig, candidates: list[Estimator], qstar: QStarConfig, seed: int = 0
+) -> Certification:
+    """:func:`certify` on ``num_points`` images simulated from ``model`` (a VAE: z ~ p(z), x ~ p(x|z),
+    so z is an exact posterior sample), every estimator started from the diagonal q* of each image."""
+    device = next(model.parameters()).device
+    x, z = model.sample(num_points, torch.Generator(device).manual_seed(seed))
+    with seeded(seed, device):
+        q = optimal_q(model, x, config=qstar, init=start_for(model, x)).q
+    return certify(model, x, z, q, reference, candidates, seed)
+
+
+def ais_convergence(
+    model: LatentVariableModel, x: Tensor, steps: list[int], chains: int, qstar: QStarConfig, seed: int = 0
+) -> pd.DataFrame:
+    """AIS's log p(x) on real images x [N, D] against its number of annealing steps, from each image's
+    diagonal q*: one row per (steps, datapoint) with ``log_px``, ``log_px_se`` (over the chains) and
+    the gradient ``evaluations`` per image. Where no exact value exists, a curve that has flattened
+    is the evidence that longer runs would not move the estimate."""
+    with seeded(seed, x.device):
+        q = optimal_q(model, x, config=qstar, init=start_for(model, x)).q
+    rows = []
+    for k in steps:
+        config = AISConfig(steps=k, chains=chains)
+        with seeded(seed + k, x.device):
+            result = ais(model, x, q, config)
+        rows.append(pd.DataFrame({"steps": k, "datapoint": range(x.shape[0]), "evaluations": config.gradient_evaluations,
+                                  "log_px": result.log_px.cpu().double().numpy(),
+                                  "log_px_se": result.log_px_se.cpu().double().numpy()}))  # fmt: skip
+    return pd.concat(rows, ignore_index=True)
+

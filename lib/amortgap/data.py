@@ -142,3 +142,15 @@ def load_binarized(
     """A split as a fixed {0, 1} tensor [N, 784] for evaluation (a dynamic draw is seeded)."""
     images = load(split, path, split_seed=split_seed, num_valid=num_valid)
     return binarize(images.x, mode, torch.Generator().manual_seed(binarize_seed))
+
+
+def random_subset(size: int, n: int, seed: int) -> torch.Tensor:
+    """``n`` distinct row indices of a split of ``size`` rows, drawn uniformly with ``seed`` and
+    sorted: [n]. Evaluating on a random subset, not the first rows, keeps it representative (the
+    first 100 test images are easier than the rest), and the seed makes it the same every run. The
+    subsets of one seed are nested: the first ``m`` indices drawn for ``n`` are the draw for ``m``."""
+    if not 0 < n <= size:
+        raise ValueError(f"need 0 < n <= {size}, not n={n}")
+    order = torch.randperm(size, generator=torch.Generator().manual_seed(seed))
+    return order[:n].sort().values
+

@@ -7,12 +7,19 @@ q is the encoder's output, q* the best member of the family for that datapoint (
 :func:`amortgap.local.optimal_q`), and log p(x) the best of the available estimates: IWAE with q* as
 proposal and AIS started from q* (``log_px_from`` picks which, or the larger; AIS by default, since
 IWAE with a light-tailed proposal can overshoot when its effective sample size is small). Both ELBOs use common random numbers, so their difference, the
-amortization gap, has a small paired standard error.
+amortization gap, has a small paired standard error; log p(x) carries the standard error of its
+chains' (or samples') weights. Each ELBO is also split into its reconstruction term E_q[log p(x|z)]
+and its KL term, and so is the amortization gap:
+
+    L[q*] - L[q]  =  (E_q*[log p(x|z)] - E_q[log p(x|z)])  +  (KL(q||p(z)) - KL(q*||p(z)))
+                      reconstruction part                        KL part
+
 """
 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Iterator, Literal
 
@@ -20,10 +27,11 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from .bounds import MAX_PAIRS, AISConfig, ais, elbo_from_weights, iwae, log_weights_chunked
+from .bounds import (MAX_PAIRS, AISConfig, ais, elbo_from_weights, elbo_parts_from_terms, iwae,
+                     log_weight_terms_chunked, log_weights_chunked)
 from .families import DiagonalGaussian, Family, Params, PlanarFlow
 from .local import QStarConfig, initial_params, optimal_q, optimise
-from .models import LatentVariableModel
+from .models import LatentVariableModel, load
 from .progress import bar
 from .rng import seeded
 
@@ -31,6 +39,9 @@ COLUMNS = [
     "log_px", "elbo_optimal", "elbo_amortized",
     "approximation_gap", "amortization_gap", "inference_gap",
     "elbo_optimal_se", "elbo_amortized_se", "amortization_gap_se",
+    "log_px_se", "approximation_gap_se", "inference_gap_se",
+    "reconstruction_amortized", "kl_amortized", "reconstruction_optimal", "kl_optimal",
+    "amortization_gap_reconstruction", "amortization_gap_kl",
     "log_px_iwae", "iwae_ess", "log_px_ais", "ais_acceptance",
     "qstar_steps", "qstar_converged",
     "elbo_samples", "iwae_samples", "ais_chains", "ais_steps", "ais_leapfrog_steps",
@@ -115,23 +126,27 @@ def _decompose_batch(
     qstar = optimal_q(model, x, family, config.qstar, config.qstar_init, progress, config.max_pairs)
     crn_seed = int(torch.randint(2**62, ()))
     with seeded(crn_seed, x.device):
-        lw_amortized = log_weights_chunked(model, x, q, S, config.max_pairs)
+        terms_amortized = log_weight_terms_chunked(model, x, q, S, config.max_pairs)
     with seeded(crn_seed, x.device):
-        lw_optimal = log_weights_chunked(model, x, qstar.q, S, config.max_pairs)
+        terms_optimal = log_weight_terms_chunked(model, x, qstar.q, S, config.max_pairs)
+    lw_amortized, lw_optimal = sum(terms_amortized), sum(terms_optimal)
     amortized, optimal = elbo_from_weights(lw_amortized), elbo_from_weights(lw_optimal)
+    parts_amortized, parts_optimal = elbo_parts_from_terms(*terms_amortized), elbo_parts_from_terms(*terms_optimal)
 
     nan = torch.full_like(optimal.value, math.nan)
-    log_px_iwae, ess = nan, nan
+    log_px_iwae, ess, iwae_se = nan, nan, nan
     if config.iwae_samples:
         estimate = iwae(model, x, qstar.q, config.iwae_samples, config.max_pairs)
-        log_px_iwae, ess = estimate.value, estimate.ess
-    log_px_ais, acceptance = nan, nan
+        log_px_iwae, ess, iwae_se = estimate.value, estimate.ess, estimate.stderr
+    log_px_ais, acceptance, ais_se = nan, nan, nan
     if config.ais is not None:
         result = ais(model, x, qstar.q, config.ais, progress)
-        log_px_ais, acceptance = result.log_px, result.acceptance
-    log_px = {"ais": log_px_ais, "iwae": log_px_iwae, "max": torch.fmax(log_px_iwae, log_px_ais)}[
-        config.log_px_from
-    ]
+        log_px_ais, acceptance, ais_se = result.log_px, result.acceptance, result.log_px_se
+    if config.log_px_from == "max":
+        use_iwae = log_px_iwae > log_px_ais
+    else:
+        use_iwae = torch.full_like(nan, config.log_px_from == "iwae", dtype=torch.bool)
+    log_px, log_px_se = torch.where(use_iwae, log_px_iwae, log_px_ais), torch.where(use_iwae, iwae_se, ais_se)
 
     ais_cfg = config.ais or AISConfig()
     columns = {
@@ -144,6 +159,15 @@ def _decompose_batch(
         "elbo_optimal_se": optimal.stderr,
         "elbo_amortized_se": amortized.stderr,
         "amortization_gap_se": (lw_optimal - lw_amortized).std(0) / math.sqrt(S),
+        "log_px_se": log_px_se,
+        "approximation_gap_se": (log_px_se**2 + optimal.stderr**2).sqrt(),
+        "inference_gap_se": (log_px_se**2 + amortized.stderr**2).sqrt(),
+        "reconstruction_amortized": parts_amortized.reconstruction,
+        "kl_amortized": parts_amortized.kl,
+        "reconstruction_optimal": parts_optimal.reconstruction,
+        "kl_optimal": parts_optimal.kl,
+        "amortization_gap_reconstruction": parts_optimal.reconstruction - parts_amortized.reconstruction,
+        "amortization_gap_kl": parts_amortized.kl - parts_optimal.kl,
         "log_px_iwae": log_px_iwae,
         "iwae_ess": ess,
         "log_px_ais": log_px_ais,
@@ -158,6 +182,11 @@ def _decompose_batch(
     table["ais_steps"] = ais_cfg.steps if config.ais else 0
     table["ais_leapfrog_steps"] = ais_cfg.leapfrog_steps if config.ais else 0
     return table, qstar.params
+
+
+def decompose_checkpoint(path: str | os.PathLike, x: Tensor, config: DecomposeConfig | None = None) -> pd.DataFrame:
+    """:func:`decompose` of the model saved at ``path`` (for worker processes: a path travels light)."""
+    return decompose(load(path), x, config)
 
 
 def optimal_elbo(

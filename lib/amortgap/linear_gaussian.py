@@ -74,11 +74,17 @@ class LinearGaussian:
     def encode(self, x: Tensor) -> Distribution:
         return self.encoder(x)
 
+    def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
+        """log p(x|z) = log N(x; W z + b, diag(psi)) for x [B, D], z [S, B, d] -> [S, B]."""
+        resid = x - (z @ self.W.T + self.b)
+        return -0.5 * ((resid.pow(2) / self.psi).sum(-1) + self.psi.log().sum() + self.data_dim * LOG_2PI)
+
+    def log_prior(self, z: Tensor) -> Tensor:
+        return standard_normal_log_prob(z)
+
     def log_joint(self, x: Tensor, z: Tensor) -> Tensor:
         """log p(x, z) for x [B, D], z [S, B, d] -> [S, B]."""
-        resid = x - (z @ self.W.T + self.b)
-        log_lik = -0.5 * ((resid.pow(2) / self.psi).sum(-1) + self.psi.log().sum() + self.data_dim * LOG_2PI)
-        return log_lik + standard_normal_log_prob(z)
+        return self.log_likelihood(x, z) + self.log_prior(z)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """(x [n, D], z [n, d]) from the joint; z is an exact posterior sample for x."""
@@ -118,14 +124,18 @@ class LinearGaussian:
         return diagonal_gaussian(self.posterior_mean(x), log_scale.expand(x.shape[0], -1))
 
     def exact_elbo(self, x: Tensor, q: Distribution) -> Tensor:
-        """L[q] = E_q[log p(x, z)] + H[q] exactly, for a diagonal Gaussian q with batch [B]: [B]."""
+        """L[q] = E_q[log p(x|z)] - KL(q || p(z)) exactly, for a diagonal Gaussian q with batch [B]: [B]."""
+        reconstruction, kl = self.exact_elbo_parts(x, q)
+        return reconstruction - kl
+
+    def exact_elbo_parts(self, x: Tensor, q: Distribution) -> tuple[Tensor, Tensor]:
+        """The ELBO's reconstruction term E_q[log p(x|z)] and KL(q || N(0, I)), exactly, each [B]."""
         m, var = q.mean, q.variance
         resid = x - (m @ self.W.T + self.b)
         expected_sq = resid.pow(2) + var @ self.W.pow(2).T  # E_q (x_i - (Wz + b)_i)^2, [B, D]
         log_lik = -0.5 * ((expected_sq / self.psi).sum(-1) + self.psi.log().sum() + self.data_dim * LOG_2PI)
-        log_prior = -0.5 * ((m.pow(2) + var).sum(-1) + self.latent_dim * LOG_2PI)
-        entropy = 0.5 * (var.log().sum(-1) + self.latent_dim * (1 + LOG_2PI))
-        return log_lik + log_prior + entropy
+        kl = 0.5 * (m.pow(2) + var - var.log() - 1).sum(-1)
+        return log_lik, kl
 
     def exact_gaps(self, x: Tensor) -> dict[str, Tensor]:
         """log p(x), L[q*], L[q] and the gaps of the model's own encoder, each [B]."""

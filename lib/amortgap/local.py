@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Literal, Sequence
 
 import pandas as pd
 import torch
@@ -20,8 +20,11 @@ from torch.distributions import Distribution
 from .bounds import MAX_PAIRS, elbo, log_weights
 from .families import DiagonalGaussian, Family, Params
 from .models import LatentVariableModel
+from .latents import pixel_accuracy
 from .progress import bar
 from .rng import seeded
+
+Schedule = Literal["constant", "linear"]
 
 
 @dataclass(frozen=True)
@@ -122,17 +125,21 @@ def optimise(
     config: QStarConfig = QStarConfig(),
     *,
     fixed_steps: int | None = None,
+    schedule: Schedule = "constant",
     progress: bool = False,
     max_pairs: int = MAX_PAIRS,
 ) -> LocalResult:
     """Maximise each datapoint's ELBO over its own parameters, starting from ``init`` (rows [B, ...]).
 
-    With ``fixed_steps`` every datapoint takes exactly that many steps (semi-amortized refinement);
-    otherwise each stops on the rule of :class:`QStarConfig`. Each step evaluates the decoder on at
-    most ``max_pairs`` (sample, datapoint) pairs at a time.
+    With ``fixed_steps`` every datapoint takes exactly that many steps (semi-amortized refinement)
+    at ``config.lr``, held constant or (``schedule="linear"``) falling linearly to zero over the
+    steps; otherwise each stops on the rule of :class:`QStarConfig`. Each step evaluates the decoder
+    on at most ``max_pairs`` (sample, datapoint) pairs at a time.
     """
     if max_pairs < 1:
         raise ValueError(f"max_pairs must be positive, not {max_pairs}")
+    if schedule not in ("constant", "linear"):
+        raise ValueError(f"schedule must be 'constant' or 'linear', not {schedule!r}")
     B = x.shape[0]
     params = {k: v.detach().clone() for k, v in init.items()}
     lr = torch.full((B,), config.lr, dtype=x.dtype, device=x.device)
@@ -149,6 +156,8 @@ def optimise(
         estimate, grads = _elbo_gradients(
             model, x[rows], family, {k: v[rows] for k, v in params.items()}, config.num_samples, max_pairs
         )
+        if fixed_steps is not None and schedule == "linear":
+            adam.lr = lr * (1 - (step - 1) / fixed_steps)
         adam.step(rows, grads)
         steps[rows] += 1
         steps_bar.update()
@@ -205,6 +214,18 @@ def refine(
     return optimise(model, x, init, family, config, fixed_steps=steps, progress=progress)
 
 
+def start_for(model: LatentVariableModel, x: Tensor, family: Family = DiagonalGaussian()) -> str:
+    """"encoder" where the encoder's q can start a ``family`` q* (a diagonal Gaussian can start a
+    diagonal Gaussian or a flow), else "prior" (a flow cannot start a diagonal Gaussian)."""
+    with torch.no_grad():
+        q = model.encode(x[:1])
+    try:
+        family.params_from(q)
+    except NotImplementedError:
+        return "prior"
+    return "encoder"
+
+
 def initial_params(model: LatentVariableModel, x: Tensor, family: Family, init: str) -> Params:
     """Rows [B, ...] of ``family``'s parameters from the encoder's q(z|x) or from the prior."""
     if init == "encoder":
@@ -230,22 +251,27 @@ def refinement_curve(
     config: QStarConfig = QStarConfig(),
     elbo_samples: int = 1000,
     seed: int = 0,
+    schedule: Schedule = "constant",
 ) -> pd.DataFrame:
     """The ELBO of each datapoint of x [N, D] after k fixed steps from ``init`` ("encoder":
-    semi-amortized refinement; "prior": plain per-datapoint VI), for every k in ``steps``. One row per
-    (k, datapoint): ``elbo``, ``elbo_se`` and ``seconds_per_point``, the wall time of the whole
-    vectorized batch (encoder pass included) divided by N. Every k is optimised and evaluated with
-    the same random numbers, so differences between k are paired."""
+    semi-amortized refinement; "prior": plain per-datapoint VI), at ``config.lr`` on ``schedule``,
+    for every k in ``steps``. One row per (k, datapoint): ``elbo``, ``elbo_se``, the decoded posterior
+    mean's ``accuracy`` (where the model has ``mean_image``), and ``seconds_per_point``, the wall
+    time of the whole vectorized batch (encoder pass included) divided by N. Every k is optimised
+    and evaluated with the same random numbers, so differences between k are paired."""
     rows = []
     for k in steps:
         with seeded(seed, x.device):
             start = time.perf_counter()
-            result = optimise(model, x, initial_params(model, x, family, init), family, config, fixed_steps=k)
+            result = optimise(model, x, initial_params(model, x, family, init), family, config, fixed_steps=k,
+                              schedule=schedule)  # fmt: skip
             seconds = (time.perf_counter() - start) / x.shape[0]
             torch.manual_seed(seed + 1)
             estimate = elbo(model, x, result.q, elbo_samples)
-        rows.append(pd.DataFrame({"init": init, "steps": k, "datapoint": range(x.shape[0]),
-                                  "elbo": estimate.value.cpu().double().numpy(),
-                                  "elbo_se": estimate.stderr.cpu().double().numpy(),
-                                  "seconds_per_point": seconds}))  # fmt: skip
+        table = pd.DataFrame({"init": init, "lr": config.lr, "schedule": schedule, "steps": k,
+                              "datapoint": range(x.shape[0]), "elbo": estimate.value.cpu().double().numpy(),
+                              "elbo_se": estimate.stderr.cpu().double().numpy(), "seconds_per_point": seconds})  # fmt: skip
+        if hasattr(model, "mean_image"):
+            table["accuracy"] = pixel_accuracy(model, x, result.q).cpu().double().numpy()
+        rows.append(table)
     return pd.concat(rows, ignore_index=True)

@@ -1,7 +1,7 @@
 """Latent-variable models: the model protocol, the Bernoulli VAE, and safe checkpoints.
 
-The gap code needs only the :class:`LatentVariableModel` protocol: ``encode(x)`` gives q(z|x) and
-``log_joint(x, z)`` gives log p(x, z). The decoder is a separate module so it can be frozen.
+The gap code needs only the :class:`LatentVariableModel` protocol: ``encode(x)`` gives q(z|x),
+``log_likelihood(x, z)`` and ``log_prior(z)`` give the two parts of log p(x, z) = ``log_joint(x, z)``. The decoder is a separate module so it can be frozen.
 """
 
 from __future__ import annotations
@@ -33,7 +33,13 @@ class LatentVariableModel(Protocol):
         """q(z|x) for x [B, D]: batch shape [B], event shape [latent_dim]."""
 
     def log_joint(self, x: Tensor, z: Tensor) -> Tensor:
-        """log p(x, z) for x [B, D] and z [S, B, d]: shape [S, B]."""
+        """log p(x, z) = log p(x|z) + log p(z) for x [B, D] and z [S, B, d]: shape [S, B]."""
+
+    def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
+        """log p(x|z), [S, B] (the ELBO's reconstruction term is its mean under q)."""
+
+    def log_prior(self, z: Tensor) -> Tensor:
+        """log p(z), [..., d] -> [...]."""
 
 
 def bernoulli_log_likelihood(logits: Tensor, x: Tensor) -> Tensor:
@@ -128,6 +134,10 @@ class VAE(nn.Module):
 
     def log_joint(self, x: Tensor, z: Tensor) -> Tensor:
         return self.log_likelihood(x, z) + self.log_prior(z)
+
+    def mean_image(self, z: Tensor) -> Tensor:
+        """The decoder's pixel probabilities sigmoid(logits), [..., d] -> [..., D]."""
+        return torch.sigmoid(self.decoder(z))
 
     def with_frozen_decoder(self, config: VAEConfig) -> "VAE":
         """A fresh VAE of ``config`` (its encoder newly initialised from the global RNG) whose decoder

@@ -85,41 +85,18 @@ def gaps_vs_width(gaps: pd.DataFrame, style: str | None = None, log_gaps: bool =
     return fig
 
 
-def learning_curves(history: pd.DataFrame) -> plt.Figure:
-    """Training and validation ELBO per epoch."""
-    long = history.melt(id_vars="epoch", value_vars=["train_elbo", "valid_elbo"], var_name="set", value_name="elbo")
+def learning_curves(histories: pd.DataFrame) -> plt.Figure:
+    """Training and validation ELBO per epoch, one panel per model and one line per seed: rows of
+    ``histories`` carry ``model``, ``seed``, ``epoch``, ``train_elbo`` and ``valid_elbo``."""
+    long = histories.melt(id_vars=["model", "seed", "epoch"], value_vars=["train_elbo", "valid_elbo"],
+                          var_name="set", value_name="elbo")  # fmt: skip
     long["set"] = long["set"].map({"train_elbo": "training", "valid_elbo": "validation"})
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    sns.lineplot(data=long, x="epoch", y="elbo", hue="set", ax=ax)
-    low = long.elbo.quantile(0.05) if len(history) > 5 else long.elbo.min()
-    ax.set_ylim(low - 2, long.elbo.max() + 2)
-    ax.set_ylabel("ELBO (nats per image)")
-    return fig
-
-
-def gap_distributions(table: pd.DataFrame) -> plt.Figure:
-    """Per-datapoint amortization and approximation gaps by encoder width (box plots)."""
-    long = table.melt(id_vars=["width", "split"], value_vars=["approximation_gap", "amortization_gap"],
-                      var_name="gap", value_name="nats")  # fmt: skip
-    long["gap"] = long["gap"].map(GAP_LABELS)
-    grid = sns.catplot(data=long, x="width", y="nats", hue="split", col="gap", kind="box", height=3.2, aspect=1.1,
-                       fliersize=1.5, linewidth=0.8, sharey=False)  # fmt: skip
-    grid.set_axis_labels("encoder hidden width", "gap (nats)")
-    grid.set_titles("{col_name}")
+    grid = sns.relplot(data=long, x="epoch", y="elbo", hue="set", units="seed", estimator=None, col="model",
+                       kind="line", height=3, aspect=1.2, facet_kws={"sharey": True}, linewidth=1)  # fmt: skip
+    low = long.elbo.quantile(0.05) if len(long) > 20 else long.elbo.min()
+    grid.set(ylim=(low - 2, long.elbo.max() + 2), xscale="log")
+    grid.set_axis_labels("epoch", "ELBO (nats per image)")
     return grid.figure
-
-
-def elbo_scatter(table: pd.DataFrame) -> plt.Figure:
-    """L[q] against L[q*] per datapoint; the distance below the diagonal is the amortization gap."""
-    fig, ax = plt.subplots(figsize=(4.2, 4))
-    sns.scatterplot(data=table, x="elbo_optimal", y="elbo_amortized", hue="width", palette="viridis", s=12,
-                    linewidth=0, ax=ax, hue_norm=matplotlib.colors.LogNorm())  # fmt: skip
-    lo, hi = table[["elbo_optimal", "elbo_amortized"]].min().min(), table.elbo_optimal.max()
-    ax.plot([lo, hi], [lo, hi], color="0.3", lw=1, ls="--", label="L[q] = L[q*]")
-    ax.set_xlabel("L[q*] (nats)")
-    ax.set_ylabel("L[q], amortized (nats)")
-    ax.legend(title="width", fontsize="small")
-    return fig
 
 
 def sweep_gaps(summary: pd.DataFrame) -> plt.Figure:
@@ -146,46 +123,6 @@ def sweep_gaps(summary: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def depth_gaps(summary: pd.DataFrame) -> plt.Figure:
-    """Amortization gap against the number of hidden layers, one line per ``split``: columns split,
-    depth, mean, ci."""
-    fig, ax = plt.subplots(figsize=(3.6, 3.0))
-    for (split, rows), color in zip(summary.groupby("split", sort=False), sns.color_palette("colorblind")):
-        ax.errorbar(rows.depth, rows["mean"], yerr=rows.ci.fillna(0), marker="o", capsize=3, color=color, label=split)
-    ax.set_xticks(sorted(summary.depth.unique()))
-    ax.set_xlabel("encoder hidden layers")
-    ax.set_ylabel("amortization gap (nats)")
-    ax.legend(title="images", fontsize="small")
-    return fig
-
-
-def refinement(curves: pd.DataFrame, optimum: pd.DataFrame) -> plt.Figure:
-    """The amortization gap left after k gradient steps, against k and against seconds per
-    datapoint, one line per start (``init``); full optimisation to q* as separate markers.
-    ``curves``: init, steps, gap, seconds; ``optimum``: init, gap, seconds."""
-    fig, (by_steps, by_time) = plt.subplots(1, 2, figsize=(8, 3.3))
-    for (init, rows), color in zip(curves.groupby("init", sort=False), sns.color_palette("colorblind")):
-        label = {"encoder": "from the encoder (semi-amortized)", "prior": "from the prior (plain VI)"}.get(init, init)
-        by_steps.plot(rows.steps, rows.gap, marker="o", ms=4, color=color, label=label)
-        shown = rows[rows.steps > 0]
-        by_time.plot(shown.seconds, shown.gap, marker="o", ms=4, color=color, label=label)
-        best = optimum[optimum.init == init]
-        by_time.scatter(best.seconds, best.gap, marker="*", s=120, color=color, zorder=3,
-                        label=f"q* by the stopping rule, {init} start")  # fmt: skip
-    by_steps.set_xscale("symlog", linthresh=1)
-    by_steps.set_xlabel("gradient steps per datapoint, k")
-    by_time.set_xscale("log")
-    by_time.set_xlabel("seconds per datapoint (batched)")
-    for ax in (by_steps, by_time):
-        ax.set_yscale("symlog", linthresh=0.1)
-        ax.set_ylim(bottom=-0.02)
-        ax.axhline(0, color="0.4", lw=0.8)
-        ax.set_ylabel("L[q*] - L[q_k] (nats)")
-    by_time.legend(fontsize="x-small")
-    fig.tight_layout()
-    return fig
-
-
 def certification(summary: pd.DataFrame, tolerance: float) -> plt.Figure:
     """Each estimator's error against the certified reference (error bars: 2 standard errors)
     against its decoder evaluations per datapoint, with the tolerance band shaded. ``summary``:
@@ -203,3 +140,139 @@ def certification(summary: pd.DataFrame, tolerance: float) -> plt.Figure:
     ax.set_ylabel("reference - estimate (nats)")
     ax.legend(fontsize="small")
     return fig
+
+
+def gaps_over_training(summary: pd.DataFrame, published: dict[str, float] | None = None) -> plt.Figure:
+    """The gaps (rows of ``summary``: ``epoch``, ``quantity``, ``mean``, ``low``, ``high``) against the
+    epoch on a log axis, with their intervals as bands; ``published`` gaps as dashed lines."""
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for (quantity, label), color in zip(GAP_LABELS.items(), sns.color_palette()):
+        rows = summary[summary.quantity == quantity].sort_values("epoch")
+        ax.plot(rows.epoch, rows["mean"], "o-", color=color, label=label)
+        ax.fill_between(rows.epoch, rows.low, rows.high, color=color, alpha=0.2)
+        if published and quantity in published:
+            ax.axhline(published[quantity], color=color, linestyle="--", linewidth=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("gap (nats per image)")
+    ax.legend(frameon=False)
+    return fig
+
+
+def oracle_errors(table: pd.DataFrame, quantities: list[str]) -> plt.Figure:
+    """Each estimator's per-image error against the exact value (columns ``error_<quantity>``), one
+    strip per quantity, with the +-0.1-nat band."""
+    long = table.melt(value_vars=[f"error_{q}" for q in quantities], var_name="quantity", value_name="error")
+    long["quantity"] = long.quantity.str.removeprefix("error_").str.replace("_", " ")
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    ax.axhspan(-0.1, 0.1, color="0.9", zorder=0)
+    sns.stripplot(data=long, y="quantity", x="error", ax=ax, size=3, alpha=0.6, jitter=0.25)
+    ax.axvline(0, color="0.3", linewidth=0.8)
+    ax.set_xlabel("estimate - exact (nats per image)")
+    ax.set_ylabel("")
+    return fig
+
+
+def encoder_decoder(summary: pd.DataFrame) -> plt.Figure:
+    """The amortization gap of encoders trained against frozen decoders: one line per ``decoder``,
+    against ``encoder_width`` (log axis), with ``mean`` and interval half-width ``ci``."""
+    fig, ax = plt.subplots(figsize=(4.6, 3.3))
+    for (decoder, rows), color in zip(summary.groupby("decoder", sort=False), sns.color_palette("colorblind")):
+        rows = rows.sort_values("encoder_width")
+        ax.errorbar(rows.encoder_width, rows["mean"], yerr=rows.ci, marker="o", ms=4, capsize=3, color=color,
+                    label=decoder.replace("_", " ").replace("joint w", "decoder of joint width "))  # fmt: skip
+    widths = sorted(summary.encoder_width.unique())
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(widths, [str(w) for w in widths])
+    ax.minorticks_off()
+    ax.set_xlabel("encoder hidden width (decoder frozen)")
+    ax.set_ylabel("amortization gap (nats)")
+    ax.legend(fontsize="small", title="frozen decoder", title_fontsize="small")
+    return fig
+
+
+def gaps_against_units(models: pd.DataFrame) -> plt.Figure:
+    """Each model's mean approximation and amortization gap against its active latent units (rows:
+    ``active_units``, ``approximation_gap``, ``amortization_gap``, ``label``)."""
+    fig, axes = plt.subplots(1, 2, figsize=(7, 3.2), sharex=True)
+    for ax, gap in zip(axes, ("approximation_gap", "amortization_gap")):
+        sns.scatterplot(data=models, x="active_units", y=gap, hue="label", style="label", ax=ax, s=40)
+        ax.set_xlabel("active latent units")
+        ax.set_ylabel(f"{GAP_LABELS[gap]} (nats)")
+        ax.legend(fontsize="x-small")
+    fig.tight_layout()
+    return fig
+
+
+def frontier(curves: pd.DataFrame, qstar: pd.DataFrame) -> plt.Figure:
+    """The gap left to L[q*] after tuned per-image optimisation, against decoder gradient evaluations
+    and against seconds per image, one line per start (rows of ``curves``: init, evaluations,
+    seconds, mean, low, high); full q* (``qstar``: evaluations, seconds) as a star at zero gap."""
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.3), sharey=True)
+    labels = {"encoder": "refinement from the encoder", "prior": "VI from the prior"}
+    for (init, rows), color in zip(curves.groupby("init", sort=False), sns.color_palette("colorblind")):
+        rows = rows.sort_values("evaluations")
+        for ax, x in zip(axes, ("evaluations", "seconds")):
+            ax.plot(rows[x], rows["mean"], marker="o", ms=4, color=color, label=labels.get(init, init))
+            ax.fill_between(rows[x], rows.low, rows.high, color=color, alpha=0.2)
+    for ax, x in zip(axes, ("evaluations", "seconds")):
+        ax.scatter(qstar[x], [0] * len(qstar), marker="*", s=120, color="0.2", zorder=3, label="q* (stopping rule)")
+        ax.set_xscale("log")
+        ax.set_yscale("symlog", linthresh=0.1)
+        ax.axhline(0, color="0.4", lw=0.8)
+    axes[0].set_xlabel("decoder gradient evaluations per image")
+    axes[1].set_xlabel("seconds per image (batched, this machine)")
+    axes[0].set_ylabel("L[q*] - L[q_k] (nats)")
+    axes[0].legend(fontsize="x-small")
+    fig.tight_layout()
+    return fig
+
+
+def hmc_accuracy(table: pd.DataFrame) -> plt.Figure:
+    """HMC's error in the posterior mean of z against gradient evaluations per image, with the
+    encoder's and q*'s errors as horizontal lines (rows: method, evaluations, mean_z_error)."""
+    fig, ax = plt.subplots(figsize=(4.6, 3.2))
+    hmc = table[table.method == "hmc"].sort_values("evaluations")
+    ax.plot(hmc.evaluations, hmc.mean_z_error, marker="o", ms=4, color="0.2", label="HMC from the prior")
+    for (method, style), color in zip((("encoder", "--"), ("q*", ":")), sns.color_palette("colorblind")):
+        ax.axhline(table.loc[table.method == method, "mean_z_error"].item(), linestyle=style, color=color,
+                   label=f"{method} (one pass)" if method == "encoder" else method)  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("gradient evaluations per image")
+    ax.set_ylabel("error of E[z|x] (Euclidean)")
+    ax.legend(fontsize="small")
+    return fig
+
+
+def ais_lengths(curves: pd.DataFrame) -> plt.Figure:
+    """How far AIS on real images lies below its longest run, against its gradient evaluations, one
+    line per model (rows: model, evaluations, mean, low, high)."""
+    fig, ax = plt.subplots(figsize=(4.6, 3.2))
+    for (model, rows), color in zip(curves.groupby("model", sort=False), sns.color_palette("colorblind")):
+        rows = rows.sort_values("evaluations")
+        ax.plot(rows.evaluations, rows["mean"], marker="o", ms=4, color=color, label=f"{model} model")
+        ax.fill_between(rows.evaluations, rows.low, rows.high, color=color, alpha=0.2)
+    ax.axhspan(-0.1, 0.1, color="0.9", zorder=0)
+    ax.set_xscale("log")
+    ax.set_xlabel("AIS gradient evaluations per image")
+    ax.set_ylabel("longest run - estimate (nats)")
+    ax.legend(fontsize="small")
+    return fig
+
+
+def reconstructions(images: dict[str, np.ndarray]) -> plt.Figure:
+    """Rows of 28x28 images, one row per entry of ``images`` ([n, 784] each): originals and the
+    decoded posterior means under several inference methods."""
+    rows, n = len(images), len(next(iter(images.values())))
+    fig, axes = plt.subplots(rows, n, figsize=(0.9 * n + 1.2, 0.95 * rows))
+    for r, (label, batch) in enumerate(images.items()):
+        for c in range(n):
+            ax = axes[r, c]
+            ax.imshow(np.asarray(batch[c]).reshape(28, 28), cmap="gray_r", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize="small")
+    fig.subplots_adjust(wspace=0.05, hspace=0.05, left=0.2)
+    return fig
+

@@ -1,19 +1,21 @@
-"""Encoder sweeps: VAEs that differ only in their encoder's hidden layers, trained either jointly with
-their own decoder or against one frozen decoder (which isolates the encoder's capacity from the
-decoder adapting to it). Members of one shape (the seeds of one encoder) train as one stack through
-:func:`amortgap.train.train_stack_cached`, so a sweep resumes after an interruption and reuses
-finished members."""
+"""Sweeps of VAEs: models that differ in their encoder, their seed, and whether they train jointly
+with their own decoder or against a frozen one (which isolates the encoder's capacity from the
+decoder adapting to it). Members that share an architecture and a frozen decoder (or have none)
+train as one stack through :func:`amortgap.train.train_stack_cached`, so a sweep resumes after an
+interruption and reuses finished members; stacks run in parallel worker processes."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import replace
-from typing import Sequence
+from dataclasses import dataclass, replace
+from typing import Mapping, Sequence
 
 import torch
 from torch import Tensor
 
+from .families import make_family
 from .models import VAE, VAEConfig
+from .parallel import run_tasks
 from .train import TrainConfig, TrainResult, train_stack_cached
 
 
@@ -24,73 +26,85 @@ def member_config(base: VAEConfig, width: int, depth: int) -> VAEConfig:
     return replace(base, encoder_hidden=(width,) * depth)
 
 
-Member = tuple[int, int, int]
-"""(width, depth, seed) of one sweep member."""
+@dataclass(frozen=True)
+class Member:
+    """One model of a sweep: its architecture, its seed, and the key (in ``decoders``) of the frozen
+    decoder its encoder trains against (None: encoder and decoder train jointly)."""
+
+    config: VAEConfig
+    seed: int
+    decoder: str | None = None
+
+    @property
+    def name(self) -> str:
+        encoder = "x".join(map(str, self.config.encoder_hidden))
+        return f"{self.decoder or 'joint'}_{self.config.family}_e{encoder}_s{self.seed}"
 
 
 def train_members(
-    base: VAEConfig,
     members: Sequence[Member],
     train_x: Tensor,
     valid_x: Tensor,
     config: TrainConfig,
     checkpoint_dir: str | os.PathLike,
-    frozen_decoder: VAE | None = None,
+    decoders: Mapping[str, VAE] | None = None,
     progress: bool = False,
     device: torch.device | str = "cpu",
     workers: int = 1,
+    max_stack: int | None = None,
 ) -> list[TrainResult]:
-    """Train (or resume, or reload) ``members``, one stack per encoder shape, and return their results
-    in the order given. Each encoder is initialised from its seed; with ``frozen_decoder`` each
-    decoder is a frozen copy of that model's (on that model's device, and run once for the whole
-    stack), else it is trained jointly on ``device``.
+    """Train (or resume, or reload) ``members`` and return their results in the order given. Each is
+    initialised from its seed; a member with a ``decoder`` key gets a frozen copy of that model's
+    decoder (on that model's device), else it trains jointly on ``device``.
 
-    With ``workers`` > 1 the stacks train in that many processes of one thread each, the widest
-    first (on 2 cores, two 1-thread processes train 1.6x faster than one 2-thread process; `make
-    bench`); their checkpoints are then loaded here."""
-    groups = [[m for m in members if m[:2] == shape] for shape in dict.fromkeys((w, d) for w, d, _ in members)]
-    args = (base, train_x, valid_x, config, checkpoint_dir, frozen_decoder, progress, device)
+    With ``workers`` > 1 the stacks first train in that many single-thread processes, the most
+    expensive first; their checkpoints are then loaded here. ``max_stack`` splits larger stacks, so
+    that the work divides more evenly between the workers."""
+    decoders = dict(decoders or {})
+    missing = {m.decoder for m in members if m.decoder is not None} - set(decoders)
+    if missing:
+        raise ValueError(f"no decoder given for {sorted(missing)}")
+    if max_stack is not None and max_stack < 1:
+        raise ValueError(f"max_stack must be positive, not {max_stack}")
+    keys = dict.fromkeys((m.config, m.decoder) for m in members)
+    whole = [[m for m in members if (m.config, m.decoder) == key] for key in keys]
+    size = max_stack or len(members)
+    groups = [group[i : i + size] for group in whole for i in range(0, len(group), size)]
+    args = (train_x, valid_x, config, checkpoint_dir, decoders, progress, device)
     if workers > 1 and len(groups) > 1:
-        widest_first = sorted(groups, key=lambda g: -g[0][0] * g[0][1])
-        context = torch.multiprocessing.get_context("spawn")
-        with context.Pool(min(workers, len(groups)), initializer=torch.set_num_threads, initargs=(1,)) as pool:
-            for _ in pool.imap_unordered(_train_group_star, [(group, *args) for group in widest_first]):
-                pass
+        costliest_first = sorted(groups, key=lambda g: -len(g) * _model_cost(g[0].config))
+        run_tasks(_train_group_in_worker, [(group, *args) for group in costliest_first], workers,
+                  desc="training stacks", progress=progress)  # fmt: skip
     results: dict[Member, TrainResult] = {}
     for group in groups:
         results.update(zip(group, _train_group(group, *args)))
     return [results[m] for m in members]
 
 
-def _train_group(group: list[Member], base: VAEConfig, train_x: Tensor, valid_x: Tensor, config: TrainConfig,
-                 checkpoint_dir: str | os.PathLike, frozen_decoder: VAE | None, progress: bool,
+def _model_cost(config: VAEConfig) -> int:
+    """Multiply-adds of one image through encoder and decoder: a guide to which stack takes longest."""
+    encoder = [config.data_dim, *config.encoder_hidden, make_family(config.family, config.flow_length).flat_size(config.latent_dim)]
+    decoder = [config.latent_dim, *config.decoder_hidden, config.data_dim]
+    return sum(a * b for sizes in (encoder, decoder) for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+def _train_group(group: list[Member], train_x: Tensor, valid_x: Tensor, config: TrainConfig,
+                 checkpoint_dir: str | os.PathLike, decoders: Mapping[str, VAE], progress: bool,
                  device: torch.device | str) -> list[TrainResult]:  # fmt: skip
-    """Train (or reload) the members of one encoder shape as one stack."""
-    models = [_fresh_member(base, *member, frozen_decoder, device) for member in group]
-    kind = "joint" if frozen_decoder is None else "frozen"
-    names = [f"{kind}_w{w}_d{d}_s{s}" for w, d, s in group]
-    configs = [replace(config, seed=s) for _, _, s in group]
-    return train_stack_cached(models, train_x, valid_x, configs, checkpoint_dir, names, progress)
+    """Train (or reload) the members of one architecture and decoder as one stack."""
+    models = [_fresh(member, decoders, device) for member in group]
+    configs = [replace(config, seed=m.seed) for m in group]
+    return train_stack_cached(models, train_x, valid_x, configs, checkpoint_dir, [m.name for m in group], progress)
 
 
-def _train_group_star(args: tuple) -> None:
+def _train_group_in_worker(*args) -> None:
     """:func:`_train_group` in a worker process: the checkpoints are the result."""
     _train_group(*args)
 
 
-def train_member(base: VAEConfig, width: int, depth: int, seed: int, train_x: Tensor, valid_x: Tensor,
-                 config: TrainConfig, checkpoint_dir: str | os.PathLike, frozen_decoder: VAE | None = None,
-                 progress: bool = False, device: torch.device | str = "cpu") -> TrainResult:  # fmt: skip
-    """:func:`train_members` of the one member (width, depth, seed)."""
-    return train_members(base, [(width, depth, seed)], train_x, valid_x, config, checkpoint_dir, frozen_decoder,
-                         progress, device)[0]  # fmt: skip
-
-
-def _fresh_member(base: VAEConfig, width: int, depth: int, seed: int, frozen_decoder: VAE | None,
-                  device: torch.device | str) -> VAE:  # fmt: skip
-    """A member initialised from ``seed``: a whole VAE, or an encoder before a frozen decoder."""
-    model_config = member_config(base, width, depth)
-    torch.manual_seed(seed)
-    if frozen_decoder is None:
-        return VAE(model_config).to(device)
-    return frozen_decoder.with_frozen_decoder(model_config)
+def _fresh(member: Member, decoders: Mapping[str, VAE], device: torch.device | str) -> VAE:
+    """A member initialised from its seed: a whole VAE, or an encoder before a frozen decoder."""
+    torch.manual_seed(member.seed)
+    if member.decoder is None:
+        return VAE(member.config).to(device)
+    return decoders[member.decoder].with_frozen_decoder(member.config)

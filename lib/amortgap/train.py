@@ -31,27 +31,36 @@ from .data import Binarization, binarize
 from .models import VAE, CheckpointError, atomic_save, safe_load
 from .progress import bar as progress_bar
 
-TRAIN_FORMAT = "amortgap.train/2"
+TRAIN_FORMAT = "amortgap.train/3"
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation settings. The KL weight rises linearly from 0 to 1 over ``warmup_epochs``; the
     learning rate follows ``lr_schedule`` (``exponential``: times ``lr_decay`` each epoch;
-    ``cosine``: down to ``lr * lr_decay`` at the last epoch); training stops after ``patience``
-    epochs without a better validation ELBO (``None``: never) and keeps the best weights."""
+    ``cosine``: down to ``lr * lr_decay`` at the last epoch; ``plateau``: times ``lr_decay`` after
+    ``plateau_patience`` epochs without a better validation ELBO, at most ``max_decays`` times);
+    training stops after ``patience`` epochs without a better validation ELBO (``None``: never), or
+    at ``epochs``, the cap, and keeps the best weights. "Better" means by more than ``min_delta``
+    nats: at a small rate a model can creep up by hundredths of a nat for a hundred epochs. With ``plateau`` and ``patience`` longer than
+    ``plateau_patience``, a model stops only once its smallest rate no longer helps: converged.
+    The weights after each epoch in ``snapshot_epochs`` are kept (:attr:`TrainResult.snapshots`)."""
 
     epochs: int = 100
     batch_size: int = 100
     lr: float = 1e-3
-    lr_schedule: Literal["constant", "exponential", "cosine"] = "constant"
+    lr_schedule: Literal["constant", "exponential", "cosine", "plateau"] = "constant"
     lr_decay: float = 1.0
+    plateau_patience: int = 5
+    max_decays: int = 2
     warmup_epochs: int = 0
     patience: int | None = 20
+    min_delta: float = 0.0
     binarization: Binarization = "static"
     samples: int = 1
     seed: int = 0
     valid_batch_size: int = 1000
+    snapshot_epochs: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "samples", "valid_batch_size"):
@@ -59,15 +68,24 @@ class TrainConfig:
                 raise ValueError(f"{name} must be positive, not {getattr(self, name)}")
         if self.lr <= 0 or self.lr_decay <= 0 or self.warmup_epochs < 0:
             raise ValueError("lr and lr_decay must be positive and warmup_epochs >= 0")
-        if self.lr_schedule not in ("constant", "exponential", "cosine"):
+        if self.lr_schedule not in ("constant", "exponential", "cosine", "plateau"):
             raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}")
         if self.binarization not in ("static", "dynamic"):
             raise ValueError(f"binarization must be 'static' or 'dynamic', not {self.binarization!r}")
         if self.patience is not None and self.patience < 1:
             raise ValueError(f"patience must be positive or None, not {self.patience}")
+        if self.min_delta < 0:
+            raise ValueError(f"min_delta must be >= 0, not {self.min_delta}")
+        if self.plateau_patience < 1 or self.max_decays < 0:
+            raise ValueError("plateau_patience must be positive and max_decays >= 0")
+        object.__setattr__(self, "snapshot_epochs", tuple(sorted({int(e) for e in self.snapshot_epochs})))
+        if any(e < 1 for e in self.snapshot_epochs):
+            raise ValueError(f"snapshot_epochs must be positive, not {self.snapshot_epochs}")
 
-    def learning_rate(self, epoch: int) -> float:
-        """The learning rate of epoch ``epoch`` (0-based)."""
+    def learning_rate(self, epoch: int, decays: int = 0) -> float:
+        """The learning rate of epoch ``epoch`` (0-based), after ``decays`` plateau decays."""
+        if self.lr_schedule == "plateau":
+            return self.lr * self.lr_decay**decays
         if self.lr_schedule == "exponential":
             return self.lr * self.lr_decay**epoch
         if self.lr_schedule == "cosine":
@@ -84,10 +102,12 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    """The trained model (best validation weights) and one history row per epoch."""
+    """The trained model (best validation weights), one history row per epoch, and the weights
+    after each reached epoch of ``TrainConfig.snapshot_epochs`` (epoch -> state dict)."""
 
     model: VAE
     history: pd.DataFrame
+    snapshots: dict[int, dict[str, Tensor]] = field(default_factory=dict)
 
 
 @dataclass
@@ -104,6 +124,12 @@ class _Member:
     best_valid: float = -math.inf
     best_state: dict[str, Tensor] | None = None
     stalls: int = 0
+    decays: int = 0
+    snapshots: dict[int, dict[str, Tensor]] = field(default_factory=dict)
+
+    @property
+    def lr(self) -> float:
+        return self.config.learning_rate(self.epoch, self.decays)
 
     @property
     def running(self) -> bool:
@@ -170,7 +196,8 @@ def train_stack(
                        initial=first, total=config.epochs)  # fmt: skip
     while running := [m for m in members if m.running]:
         epoch = min(m.epoch for m in running)
-        _train_epoch([m for m in running if m.epoch == epoch], train_x if static is None else static,
+        lr = max(m.lr for m in running if m.epoch == epoch)  # members at another rate train as their own stack
+        _train_epoch([m for m in running if m.epoch == epoch and m.lr == lr], train_x if static is None else static,
                      valid_x, epoch, callback and (lambda m, row: callback(members.index(m), row)))  # fmt: skip
         still = [m.epoch for m in members if m.running]
         bar.update(min(still, default=config.epochs) - bar.n)  # the slowest running member's epoch
@@ -180,7 +207,7 @@ def train_stack(
     for member in members:
         if member.best_state is not None:
             member.model.load_state_dict(member.best_state)
-        results.append(TrainResult(member.model, pd.DataFrame(member.history)))
+        results.append(TrainResult(member.model, pd.DataFrame(member.history), member.snapshots))
     return results
 
 
@@ -192,7 +219,7 @@ def _train_epoch(group: list[_Member], train_x: Tensor, valid_x: Tensor, epoch: 
     config = group[0].config
     stack = stacked.stack_models([m.model for m in group])
     names = list(stack.trainable)
-    lr = config.learning_rate(epoch)
+    lr = group[0].lr
     optimizer = torch.optim.Adam(list(stack.trainable.values()), lr=lr, fused=True)
     for name, p in stack.trainable.items():
         if name in group[0].adam:
@@ -227,11 +254,16 @@ def _train_epoch(group: list[_Member], train_x: Tensor, valid_x: Tensor, epoch: 
                               "exp_avg": stacked.member_tensor(state["exp_avg"], i).clone(memory_format=torch.contiguous_format),
                               "exp_avg_sq": stacked.member_tensor(state["exp_avg_sq"], i).clone(memory_format=torch.contiguous_format)}
                        for name, state in ((n, optimizer.state[stack.trainable[n]]) for n in names)}  # fmt: skip
-        improved = valid[i] > member.best_valid
-        if improved:
-            member.best_valid = valid[i]
+        if valid[i] > member.best_valid:  # the best weights are kept whatever the margin ...
             member.best_state = {k: v.detach().clone() for k, v in member.model.state_dict().items()}
+        improved = valid[i] > member.best_valid + config.min_delta  # ... but only a real gain resets the count
+        member.best_valid = max(member.best_valid, valid[i])
         member.stalls = 0 if improved else member.stalls + 1
+        if config.lr_schedule == "plateau" and member.stalls >= config.plateau_patience \
+                and member.decays < config.max_decays:  # fmt: skip
+            member.decays, member.stalls = member.decays + 1, 0
+        if epoch + 1 in config.snapshot_epochs:
+            member.snapshots[epoch + 1] = {k: v.detach().clone() for k, v in member.model.state_dict().items()}
         row = {"epoch": epoch + 1, "train_elbo": train_elbo, "valid_elbo": valid[i], "lr": lr,
                "kl_weight": config.kl_weight(epoch, batches, batches), "seconds": seconds}
         member.history.append(row)
@@ -312,6 +344,8 @@ def _checkpoint(member: _Member) -> None:
         "best_valid": member.best_valid,
         "best_state": member.best_state,
         "stalls": member.stalls,
+        "decays": member.decays,
+        "snapshots": member.snapshots,
     }, member.checkpoint)  # fmt: skip
 
 
@@ -336,3 +370,4 @@ def _restore(member: _Member) -> None:
     member.generator.set_state(obj["rng"].cpu())
     member.adam, member.epoch, member.history = obj["adam"], obj["epoch"], obj["history"]
     member.best_valid, member.best_state, member.stalls = obj["best_valid"], obj["best_state"], obj["stalls"]
+    member.decays, member.snapshots = obj["decays"], obj["snapshots"]

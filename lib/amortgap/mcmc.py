@@ -1,0 +1,95 @@
+"""Hamiltonian Monte Carlo on each image's posterior: the classical, unamortized baseline.
+
+An encoder answers a question about the posterior, such as its mean E[z|x] or the expected
+reconstruction E[log p(x|z)|x], in one forward pass, and gets it slightly wrong. MCMC gets it right
+in the limit, and each transition costs ``leapfrog_steps`` gradient evaluations of log p(x, z). The
+chains here are AIS's own transitions at beta = 1, started from the prior; the step size adapts per
+image during burn-in only, so the kept samples come from a fixed, valid kernel.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from .bounds import chain_state, hmc_transition
+from .families import diagonal_gaussian
+from .models import LatentVariableModel
+from .progress import bar
+
+
+@dataclass(frozen=True)
+class HMCConfig:
+    """``chains`` chains per image, ``burn_in`` adapted transitions, then kept ones."""
+
+    chains: int = 4
+    burn_in: int = 100
+    leapfrog_steps: int = 10
+    step_size: float = 0.05
+    target_acceptance: float = 0.65
+    adapt_factor: float = 1.05
+
+    def __post_init__(self) -> None:
+        if min(self.chains, self.leapfrog_steps) < 1 or self.burn_in < 0:
+            raise ValueError("chains and leapfrog_steps must be positive and burn_in >= 0")
+        if self.step_size <= 0 or self.adapt_factor < 1 or not 0 < self.target_acceptance < 1:
+            raise ValueError("HMC needs step_size > 0, adapt_factor >= 1, 0 < target_acceptance < 1")
+
+
+@dataclass
+class HMCRun:
+    """Running posterior summaries after each recorded number of kept transitions ``kept`` [R]:
+    the mean of z [R, B, d] and of log p(x|z) [R, B], averaged over chains and kept transitions;
+    the gradient evaluations per image spent to get there, burn-in included [R]; the wall seconds
+    per image at each record [R]; and the mean acceptance rate of the kept transitions [B]."""
+
+    kept: list[int]
+    mean_z: Tensor
+    mean_log_likelihood: Tensor
+    evaluations: list[int]
+    seconds: list[float]
+    acceptance: Tensor
+
+
+@torch.no_grad()
+def hmc(
+    model: LatentVariableModel,
+    x: Tensor,
+    record: Sequence[int],
+    config: HMCConfig = HMCConfig(),
+    progress: bool = False,
+) -> HMCRun:
+    """Run HMC chains from the prior on the posterior of each image of x [B, D] for max(record)
+    kept transitions, and record the running summaries after each count in ``record``."""
+    record = sorted({int(r) for r in record})
+    if not record or record[0] < 1:
+        raise ValueError(f"record must hold positive transition counts, not {record}")
+    B, C = x.shape[0], config.chains
+    zeros = x.new_zeros(B, model.latent_dim)
+    prior = diagonal_gaussian(zeros, zeros)
+    start = time.perf_counter()
+    state = chain_state(model, x, prior, prior.sample((C,)))
+    step = torch.full((B,), config.step_size, dtype=x.dtype, device=x.device)
+    sum_z, sum_ll, accepted = torch.zeros_like(zeros), x.new_zeros(B), x.new_zeros(B)
+    means_z, means_ll, seconds = [], [], []
+    total = config.burn_in + record[-1]
+    for t in bar(range(1, total + 1), desc="HMC transitions", show=progress, leave=False):
+        state, accept = hmc_transition(model, x, prior, state, 1.0, step, config.leapfrog_steps)
+        rate = accept.to(x.dtype).mean(0)
+        if t <= config.burn_in:
+            step = step * torch.where(rate > config.target_acceptance, config.adapt_factor, 1 / config.adapt_factor)
+            continue
+        kept = t - config.burn_in
+        sum_z += state.z.sum(0)
+        sum_ll += (state.log_p - model.log_prior(state.z)).sum(0)
+        accepted += rate
+        if kept in record:
+            means_z.append(sum_z / (kept * C))
+            means_ll.append(sum_ll / (kept * C))
+            seconds.append((time.perf_counter() - start) / B)
+    evaluations = [C * (1 + (config.burn_in + r) * config.leapfrog_steps) for r in record]
+    return HMCRun(record, torch.stack(means_z), torch.stack(means_ll), evaluations, seconds, accepted / record[-1])

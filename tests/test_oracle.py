@@ -1,0 +1,75 @@
+"""The quadrature oracle against the linear-Gaussian model's closed forms, per datapoint."""
+
+import pytest
+import torch
+
+from amortgap.linear_gaussian import LinearGaussian
+from amortgap.oracle import exact_best_diagonal_gaussian, exact_posterior, gauss_hermite_elbo
+
+
+@pytest.fixture(scope="module")
+def model_and_x():
+    torch.set_default_dtype(torch.float64)
+    try:
+        model = LinearGaussian.random(data_dim=6, latent_dim=2, seed=3, noise_scale=0.3)
+        x, _ = model.sample(20, torch.Generator().manual_seed(0))
+        yield model, x
+    finally:
+        torch.set_default_dtype(torch.float32)
+
+
+def test_quadrature_gives_log_px_and_the_posterior_moments_per_datapoint(model_and_x):
+    model, x = model_and_x
+    exact = exact_posterior(model, x, points=101)
+    truth = model.exact_posterior(x)
+    torch.testing.assert_close(exact.log_px, model.exact_log_px(x), atol=1e-6, rtol=0)
+    torch.testing.assert_close(exact.mean, truth.mean, atol=1e-6, rtol=0)
+    torch.testing.assert_close(exact.covariance, truth.covariance_matrix, atol=1e-6, rtol=1e-5)
+    assert (exact.quadrature_error < 1e-6).all()
+
+
+def test_gauss_hermite_elbo_is_exact_for_any_diagonal_gaussian(model_and_x):
+    model, x = model_and_x
+    g = torch.Generator().manual_seed(1)
+    loc, log_scale = torch.randn(len(x), 2, generator=g), 0.3 * torch.randn(len(x), 2, generator=g) - 1
+    q = torch.distributions.Independent(torch.distributions.Normal(loc, log_scale.exp()), 1)
+    torch.testing.assert_close(gauss_hermite_elbo(model, x, loc, log_scale), model.exact_elbo(x, q), atol=1e-8, rtol=0)
+
+
+def test_the_best_diagonal_gaussian_is_the_closed_form_one(model_and_x):
+    model, x = model_and_x
+    loc, log_scale, elbo = exact_best_diagonal_gaussian(model, x, exact_posterior(model, x, points=101))
+    qstar = model.exact_qstar(x)
+    torch.testing.assert_close(loc, qstar.mean, atol=1e-5, rtol=0)
+    torch.testing.assert_close(log_scale.exp(), qstar.stddev, atol=1e-5, rtol=0)
+    torch.testing.assert_close(elbo, model.exact_elbo(x, qstar), atol=1e-8, rtol=0)
+
+
+def test_quadrature_needs_two_latent_dimensions():
+    with pytest.raises(ValueError, match="2-dimensional"):
+        exact_posterior(LinearGaussian.random(latent_dim=3), torch.zeros(1, 10))
+
+
+def test_every_estimator_against_quadrature_on_real_images():
+    """A 2-d-latent VAE briefly trained on real Fashion-MNIST images: AIS and IWAE against the exact
+    log p(x), and the q* search against the exact best diagonal Gaussian, image by image."""
+    from amortgap import data, gaps, models, train
+    from amortgap.bounds import AISConfig
+
+    torch.manual_seed(0)
+    model = models.VAE(models.VAEConfig(latent_dim=2, encoder_hidden=(64,), decoder_hidden=(64,)))
+    x_train = data.load("train").x[:1000]
+    x_valid = data.load_binarized("valid")[:200]
+    model = train.train(model, x_train, x_valid, train.TrainConfig(epochs=3, batch_size=50, lr=3e-3),
+                        progress=False).model  # fmt: skip
+    model.requires_grad_(False)
+    test_x = data.load_binarized("test")
+    x = test_x[data.random_subset(len(test_x), 12, seed=0)]
+    exact = exact_posterior(model, x, points=151)
+    _, _, exact_qstar = exact_best_diagonal_gaussian(model, x, exact)
+    table = gaps.decompose(model, x, gaps.DecomposeConfig(elbo_samples=2000, iwae_samples=5000, ais=AISConfig()))
+    for column, truth, tolerance in (("log_px", exact.log_px, 0.1), ("log_px_iwae", exact.log_px, 0.1),
+                                     ("elbo_optimal", exact_qstar, 0.05)):  # fmt: skip
+        error = torch.tensor(table[column].to_numpy()) - truth.double()
+        assert error.abs().max() < tolerance, (column, error)
+    assert (torch.tensor(table.elbo_optimal.to_numpy()) <= exact_qstar.double() + 3 * torch.tensor(table.elbo_optimal_se.to_numpy())).all()
