@@ -134,7 +134,8 @@ for member, result in zip(members, results):
     history.to_csv(root / history_dir / f"{name}.csv", index=False, float_format="%.6f")
     histories.append(history)
     best = history.loc[history.valid_elbo.idxmax()]
-    rows.append({"model": member.config.family, "seed": member.seed, "epochs": len(history),
+    rows.append({"model": member.config.family, "seed": member.seed, "encoder_width": member.config.encoder_hidden[-1],
+                 "epochs": len(history),
                  "best_epoch": int(best.epoch), "best_valid_elbo": best.valid_elbo,
                  "stopped": "cap" if len(history) == epochs else "converged",
                  "final_lr": history.lr.iloc[-1], "training_minutes": history.seconds.sum() / 60})

@@ -54,6 +54,7 @@ iwae_samples = 100
 ais_steps = 20
 ais_chains = 4
 qstar_max_steps = 200
+qstar_samples = 10
 decompose_seed = 0
 workers = 1
 recon_images = 6
@@ -89,7 +90,7 @@ for split, index in rows.items():
     print(f"{split}: {len(index)} random images (flow q* on {int(flow_rows[split].sum())}), e.g. rows {index[:5].tolist()}")
 config = gaps.DecomposeConfig(elbo_samples=elbo_samples, iwae_samples=iwae_samples,
                               ais=AISConfig(steps=ais_steps, chains=ais_chains),
-                              qstar=QStarConfig(max_steps=qstar_max_steps), seed=decompose_seed)
+                              qstar=QStarConfig(max_steps=qstar_max_steps, num_samples=qstar_samples), seed=decompose_seed)
 print(config)
 paths = {(family, seed): root / model_dir / f"reference_{family}_s{seed}.pt" for family in ("diagonal", "planar")
          for seed in seeds}
@@ -123,7 +124,9 @@ summary = pd.DataFrame([{"model": m, "split": sp, "quantity": c, "mean": i.mean,
                         for (m, sp, c), i in intervals.items()])
 summary.to_csv(out / "summary.csv", index=False, float_format="%.6f")
 means = summary.pivot(index="quantity", columns=["model", "split"], values="mean").loc[columns]
-print(means["diagonal"].round(2).to_string())
+# (the FFG model's flow q*, a non-concave fit on a few images at this notebook's defaults, moved by a
+# last digit across numeric modes: it is printed with the planar model's numbers below)
+print(means["diagonal"].drop(index="elbo_optimal_flow").round(2).to_string())
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -131,6 +134,7 @@ print(means["diagonal"].round(2).to_string())
 # last bits in which CPUs differ, and they moved by up to 2 nats across numeric modes (`make modes`),
 # so no printed precision would hold on another machine; the regression tests skip this cell.
 print(means["planar"].round(2).to_string())
+print(means.loc["elbo_optimal_flow"].round(2).to_string())
 
 # %% [markdown]
 # ## Where the amortization gap comes from: reconstruction or KL
@@ -202,7 +206,7 @@ with torch.no_grad():
     methods = {"encoder q": model.encode(shown_x)}
 torch.manual_seed(0)
 methods[f"refined, {refine_steps} steps"] = local.refine(model, shown_x, refine_steps).q
-methods["q*"] = local.optimal_q(model, shown_x, config=QStarConfig(max_steps=qstar_max_steps)).q
+methods["q*"] = local.optimal_q(model, shown_x, config=QStarConfig(max_steps=qstar_max_steps, num_samples=qstar_samples)).q
 images = {"image": shown_x.numpy()}
 for name, q in methods.items():
     images[name] = model.mean_image(latents.posterior_mean(q)).detach().numpy()

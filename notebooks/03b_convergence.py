@@ -29,6 +29,7 @@ elbo_samples = 100
 ais_steps = 20
 ais_chains = 4
 qstar_max_steps = 200
+qstar_samples = 10
 decompose_seed = 0
 workers = 1
 training_summary = "build/tiny/results/training/summary.csv"
@@ -66,7 +67,7 @@ checkpoints = {**{e: snapshots[e] for e in sorted(snapshots) if e < best_epoch},
 print(f"stopped after {int(training.epochs)} epochs; best (kept) weights from epoch {best_epoch}")
 print(f"{len(x)} random test images; models: {list(checkpoints)}")
 config = gaps.DecomposeConfig(elbo_samples=elbo_samples, iwae_samples=0, ais=AISConfig(steps=ais_steps, chains=ais_chains),
-                              qstar=QStarConfig(max_steps=qstar_max_steps), seed=decompose_seed)
+                              qstar=QStarConfig(max_steps=qstar_max_steps, num_samples=qstar_samples), seed=decompose_seed)
 
 # %%
 tables = run_tasks(gaps.decompose_checkpoint, [(path, x, config) for path in checkpoints.values()], workers,

@@ -65,6 +65,7 @@ elbo_samples = 100
 ais_steps = 20
 ais_chains = 4
 qstar_max_steps = 200
+qstar_samples = 10
 decompose_seed = 0
 workers = 1
 max_stack = 3
@@ -96,7 +97,7 @@ index = data.random_subset(len(test_x), eval_points, subset_seed)
 x = test_x[index]
 decompose_config = gaps.DecomposeConfig(elbo_samples=elbo_samples, iwae_samples=0,
                                         ais=AISConfig(steps=ais_steps, chains=ais_chains),
-                                        qstar=QStarConfig(max_steps=qstar_max_steps), seed=decompose_seed)
+                                        qstar=QStarConfig(max_steps=qstar_max_steps, num_samples=qstar_samples), seed=decompose_seed)
 joint_config = train.TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule="plateau", lr_decay=lr_decay,
                                  plateau_patience=plateau_patience, max_decays=max_decays, patience=patience,
                                  min_delta=min_delta,

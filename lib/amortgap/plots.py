@@ -192,14 +192,19 @@ def encoder_decoder(summary: pd.DataFrame) -> plt.Figure:
 
 
 def gaps_against_units(models: pd.DataFrame) -> plt.Figure:
-    """Each model's mean approximation and amortization gap against its active latent units (rows:
-    ``active_units``, ``approximation_gap``, ``amortization_gap``, ``label``)."""
-    fig, axes = plt.subplots(1, 2, figsize=(7, 3.2), sharex=True)
-    for ax, gap in zip(axes, ("approximation_gap", "amortization_gap")):
-        sns.scatterplot(data=models, x="active_units", y=gap, hue="label", style="label", ax=ax, s=40)
-        ax.set_xlabel("active latent units")
+    """Each model's mean approximation and amortization gap against its active latent units, and its
+    amortization gap against the encoder's last hidden width per active unit (rows: ``active_units``,
+    ``encoder_width``, ``approximation_gap``, ``amortization_gap``, ``label``)."""
+    fig, axes = plt.subplots(1, 3, figsize=(10, 3.2))
+    models = models.assign(width_per_unit=models.encoder_width / models.active_units)
+    panels = (("active_units", "approximation_gap"), ("active_units", "amortization_gap"),
+              ("width_per_unit", "amortization_gap"))
+    for ax, (x, gap) in zip(axes, panels):
+        sns.scatterplot(data=models, x=x, y=gap, hue="label", style="label", ax=ax, s=40, legend=ax is axes[-1])
+        ax.set_xlabel("active latent units" if x == "active_units" else "encoder width / active units")
         ax.set_ylabel(f"{GAP_LABELS[gap]} (nats)")
-        ax.legend(fontsize="x-small")
+    axes[-1].set_xscale("log")
+    axes[-1].legend(fontsize="x-small", bbox_to_anchor=(1.02, 1), loc="upper left")
     fig.tight_layout()
     return fig
 
