@@ -8,14 +8,15 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 APT_PACKAGES := dataset-fashion-mnist latexmk texlive-latex-base texlive-latex-recommended \
-                texlive-science texlive-latex-extra poppler-utils
+                texlive-science texlive-latex-extra poppler-utils libjs-mathjax chromium chromium-driver
 DVC := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" DVC_NO_ANALYTICS=1 $(VENV)/bin/dvc
 
-.PHONY: setup system venv test repro compare modes quick golden bench clean help
+.PHONY: setup system venv test repro site compare modes quick golden bench clean help
 
 help:
 	@echo "make repro   - set up, rebuild everything (models, tables, figures, notebooks, paper) with dvc repro,"
 	@echo "               then compare the rebuild with the committed build (report in build/reproduction.md)"
+	@echo "make site    - build the website (rendered notebooks and paper, offline) into build/site"
 	@echo "make compare - only that comparison: every number, claim and per-datapoint table against git's HEAD"
 	@echo "make modes   - run the notebooks in every numeric mode and print how far each printed number moves"
 	@echo "make test    - set up, then run the whole test suite (nbval notebook regressions included)"
@@ -49,6 +50,10 @@ test: setup
 repro: setup
 	$(DVC) repro --force
 	$(PY) -m amortgap.compare --quiet
+
+site: setup
+	$(DVC) repro site
+	@echo "open build/site/index.html"
 
 compare: setup
 	$(PY) -m amortgap.compare
