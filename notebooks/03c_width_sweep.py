@@ -27,7 +27,8 @@
 # **Part 2: encoder x decoder.** To separate the encoder's capacity from the decoder's
 # accommodation, fresh encoders of each width in `frozen_widths` are trained against *frozen*
 # decoders: the reference model's and those of the jointly trained models of the widths in
-# `frozen_decoder_widths` (seed $s$'s encoder against seed $s$'s decoder). With a decoder fixed,
+# `frozen_decoder_widths` (seed $s$'s encoder against seed $s$'s decoder, for the seeds in
+# `frozen_seeds`). With a decoder fixed,
 # $\mathcal{L}[q^*]$ of every image is fixed too, and the amortization gap of each encoder is
 # $\mathcal{L}[q^*] - \mathcal{L}[q]$ against that decoder's $q^*$ (the reference decoder's from
 # the gap table, the joint decoders' from part 1).
@@ -44,6 +45,7 @@ seeds = [0, 1]
 depth = 2
 frozen_widths = [16, 64]
 frozen_decoder_widths = [16]
+frozen_seeds = [0]
 latent_dim = 50
 decoder_hidden = [200, 200]
 binarization = "static"
@@ -144,7 +146,7 @@ decoders |= {f"joint_w{m.config.encoder_hidden[0]}_s{m.seed}": r.model for m, r 
              if m.config.encoder_hidden[0] in frozen_decoder_widths}
 decoder_kinds = ["reference"] + [f"joint_w{w}" for w in frozen_decoder_widths]
 frozen = [sweep.Member(sweep.member_config(base, w, depth), s, f"{kind}_s{s}")
-          for kind in decoder_kinds for w in frozen_widths for s in seeds]
+          for kind in decoder_kinds for w in frozen_widths for s in frozen_seeds]
 frozen_results = sweep.train_members(frozen, train_x, valid_x, frozen_config, root / checkpoint_dir, decoders,
                                      workers=workers, max_stack=max_stack)
 

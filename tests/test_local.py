@@ -99,3 +99,18 @@ def test_chunked_gradients_are_each_rows_exact_elbo_gradient(linear_model, linea
 def test_max_pairs_must_be_positive(linear_model, linear_x):
     with pytest.raises(ValueError, match="max_pairs"):
         local.optimal_q(linear_model, linear_x, max_pairs=0)
+
+
+def test_restarts_keep_the_best_search_per_datapoint(linear_model, linear_x):
+    """Random restarts end no lower than the one search, row by row, and their steps are counted."""
+    config = local.QStarConfig(max_steps=30)
+    torch.manual_seed(0)
+    one = local.optimal_q(linear_model, linear_x, config=config, init="prior")
+    torch.manual_seed(0)
+    several = local.optimal_q(linear_model, linear_x, config=config, init="prior", restarts=3)
+    elbo_one = local._elbo_for_comparison(linear_model, linear_x, one.q, 200, 10**7)
+    elbo_several = local._elbo_for_comparison(linear_model, linear_x, several.q, 200, 10**7)
+    assert (elbo_several >= elbo_one - 1e-9).all()
+    assert (several.steps == 4 * one.steps).all()
+    with pytest.raises(ValueError, match="restarts"):
+        local.optimal_q(linear_model, linear_x, restarts=-1)

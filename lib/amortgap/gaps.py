@@ -52,13 +52,15 @@ COLUMNS = [
 class DecomposeConfig:
     """How hard to work for each number. ``iwae_samples=0`` or ``ais=None`` drops that estimate of
     log p(x); ``log_px_from`` names the one reported as ``log_px`` (``"max"``: the larger, as in
-    Cremer et al.); ``batch_size`` datapoints form one vectorized problem."""
+    Cremer et al.); ``batch_size`` datapoints form one vectorized problem; ``qstar_restarts`` extra
+    random starts of the q* search (see :func:`amortgap.local.optimal_q`)."""
 
     elbo_samples: int = 1000
     iwae_samples: int = 5000
     ais: AISConfig | None = field(default_factory=AISConfig)
     qstar: QStarConfig = field(default_factory=QStarConfig)
     qstar_init: str = "encoder"
+    qstar_restarts: int = 0
     log_px_from: Literal["ais", "iwae", "max"] = "ais"
     batch_size: int = 500
     max_pairs: int = MAX_PAIRS
@@ -79,6 +81,8 @@ class DecomposeConfig:
             raise ValueError("batch_size and max_pairs must be positive")
         if self.qstar_init not in ("encoder", "prior"):
             raise ValueError(f"qstar_init must be 'encoder' or 'prior', not {self.qstar_init!r}")
+        if self.qstar_restarts < 0:
+            raise ValueError(f"qstar_restarts must be >= 0, not {self.qstar_restarts}")
 
 
 def decompose(
@@ -123,7 +127,8 @@ def _decompose_batch(
     S = config.elbo_samples
     with torch.no_grad():
         q = model.encode(x)
-    qstar = optimal_q(model, x, family, config.qstar, config.qstar_init, progress, config.max_pairs)
+    qstar = optimal_q(model, x, family, config.qstar, config.qstar_init, progress, config.max_pairs,
+                      config.qstar_restarts)
     crn_seed = int(torch.randint(2**62, ()))
     with seeded(crn_seed, x.device):
         terms_amortized = log_weight_terms_chunked(model, x, q, S, config.max_pairs)

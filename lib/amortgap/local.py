@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from .bounds import MAX_PAIRS, elbo, log_weights
+from .bounds import MAX_PAIRS, elbo, log_weights, log_weights_chunked
 from .families import DiagonalGaussian, Family, Params
 from .models import LatentVariableModel
 from .latents import pixel_accuracy
@@ -191,11 +191,42 @@ def optimal_q(
     init: str = "encoder",
     progress: bool = False,
     max_pairs: int = MAX_PAIRS,
+    restarts: int = 0,
+    compare_samples: int = 200,
 ) -> LocalResult:
     """q*: the best member of ``family`` for each datapoint, initialised from the encoder's output
-    (``init="encoder"``) or from the prior N(0, I) (``init="prior"``)."""
-    init_params = initial_params(model, x, family, init)
-    return optimise(model, x, init_params, family, config, progress=progress, max_pairs=max_pairs)
+    (``init="encoder"``) or from the prior N(0, I) (``init="prior"``).
+
+    The ELBO is not concave in q's parameters under a neural decoder, so one start can end in a poor
+    local optimum (the exact oracle finds such images). ``restarts`` > 0 also starts that many
+    searches from unit-scale Gaussians at random means drawn from the prior, and keeps, per
+    datapoint, the q* whose ELBO estimate (``compare_samples`` samples, common random numbers) is
+    highest; ``steps`` then counts the steps of every search."""
+    if restarts < 0:
+        raise ValueError(f"restarts must be >= 0, not {restarts}")
+    best = optimise(model, x, initial_params(model, x, family, init), family, config, progress=progress,
+                    max_pairs=max_pairs)  # fmt: skip
+    if restarts == 0:
+        return best
+    best_elbo = _elbo_for_comparison(model, x, best.q, compare_samples, max_pairs)
+    params, steps, converged = best.params, best.steps, best.converged
+    for _ in range(restarts):
+        start = family.prior_params(x.shape[0], model.latent_dim, x)
+        start["loc"] = torch.randn_like(start["loc"])
+        found = optimise(model, x, start, family, config, max_pairs=max_pairs)
+        found_elbo = _elbo_for_comparison(model, x, found.q, compare_samples, max_pairs)
+        better = found_elbo > best_elbo
+        params = {k: torch.where(better.view(-1, *[1] * (v.dim() - 1)), found.params[k], v) for k, v in params.items()}
+        converged = torch.where(better, found.converged, converged)
+        best_elbo, steps = torch.maximum(best_elbo, found_elbo), steps + found.steps
+    return LocalResult(params, family.distribution(params), steps, converged)
+
+
+def _elbo_for_comparison(model: LatentVariableModel, x: Tensor, q: Distribution, samples: int, max_pairs: int) -> Tensor:
+    """ELBO estimates [B] of q on x, all made with the same random numbers (seed 0), so that two
+    q's of one datapoint are compared on equal terms."""
+    with seeded(0, x.device):
+        return log_weights_chunked(model, x, q, samples, max_pairs).mean(0)
 
 
 def refine(
