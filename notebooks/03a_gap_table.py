@@ -66,7 +66,7 @@ figure_dir = "build/tiny/figures/gap_table"
 import pandas as pd
 import torch
 
-from amortgap import bounds, data, gap_table, gaps, latents, local, models, plots
+from amortgap import bounds, data, gap_table, gaps, latents, local, models, plots, report
 from amortgap.bounds import AISConfig
 from amortgap.local import QStarConfig
 from amortgap.parallel import run_tasks
@@ -214,3 +214,31 @@ for name, q in methods.items():
 fig = plots.reconstructions(images)
 plots.save(fig, root / figure_dir / "reconstructions")
 
+# %% [markdown]
+# ## What the numbers say
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+# Prose composed from this notebook's numbers; the cells above print the ones the regression tests
+# compare, and the planar model's numbers at the test defaults are not stable across CPUs.
+def said(model: str, split: str, quantity: str) -> str:
+    return intervals[(model, split, quantity)].format(2)
+
+
+amortization = {split: intervals[("diagonal", split, "amortization_gap")] for split in ("train", "test")}
+apart = amortization["train"].high < amortization["test"].low or amortization["test"].high < amortization["train"].low
+test_parts = part_intervals[part_intervals.split == "test"].set_index("quantity")["mean"]
+larger_part = ("reconstruction" if test_parts["amortization_gap_reconstruction"] > test_parts["amortization_gap_kl"]
+               else "KL")
+report.conclude(
+    f"On {num_points} random test images and {len(seeds)} seeds (95% intervals over both), the FFG model's "
+    f"**amortization gap is {said('diagonal', 'test', 'amortization_gap')} nats** and its **approximation gap "
+    f"{said('diagonal', 'test', 'approximation_gap')}**. On as many random training images the amortization gap is "
+    f"{said('diagonal', 'train', 'amortization_gap')}: "
+    + (f"{'smaller' if amortization['train'].mean < amortization['test'].mean else 'larger'} than on test images, with "
+       "the intervals apart. " if apart else "the intervals overlap, so these images do not separate the splits. ")
+    + f"With a planar-flow encoder the approximation gap is {said('planar', 'test', 'approximation_gap')} and the "
+    f"amortization gap {said('planar', 'test', 'amortization_gap')}. Split into its parts, the FFG model's amortization "
+    f"gap on test images is {test_parts['amortization_gap_reconstruction']:.2f} nats of reconstruction that q* gains "
+    f"and {test_parts['amortization_gap_kl']:.2f} nats of KL that it saves: the encoder's q loses mainly in "
+    f"{larger_part}.")

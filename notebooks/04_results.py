@@ -42,7 +42,8 @@ import json
 import numpy as np
 import pandas as pd
 
-from amortgap import plots, report
+from amortgap import plots, report, summaries
+from amortgap.summaries import by_seed_and_image
 from amortgap.pipeline import project_root
 from amortgap.report import Number
 from amortgap.stats import Interval, crossed_interval, trend
@@ -66,12 +67,6 @@ def read(path) -> pd.DataFrame:
     if not path.exists():
         raise FileNotFoundError(f"run the experiments first; missing table: {path}")
     return pd.read_csv(path)
-
-
-def matrix(rows: pd.DataFrame, column: str) -> np.ndarray:
-    """[seeds, images] of ``column`` (rows carry ``seed`` and ``image``), over the images where it
-    was computed (the flow q* only on a subset of the gap table's images)."""
-    return rows.dropna(subset=[column]).pivot(index="seed", columns="image", values=column).to_numpy()
 
 
 def number(interval: Interval, digits: int | None = None) -> Number:
@@ -113,7 +108,7 @@ QUANTITIES = {
     "amortization_gap": "amortization gap",
     "inference_gap": "inference gap",
 }
-intervals = {(m, split, q): crossed_interval(matrix(g, q)) for (m, split), g in gap_rows.groupby(["model", "split"])
+intervals = {(m, split, q): crossed_interval(by_seed_and_image(g, q)) for (m, split), g in gap_rows.groupby(["model", "split"])
              for q in QUANTITIES}
 published = read(published_path).pivot(index="quantity", columns="model", values="nats")
 own_bound = {"ffg": "elbo_optimal_ffg", "planar": "elbo_optimal_flow"}
@@ -150,11 +145,11 @@ macros["TabRefineSteps"] = int(gap_rows.refine_steps.iloc[0])
 # paired comparisons over the same seeds and images
 test = gap_rows[gap_rows.split == "test"]
 ffg_test, flow_test = test[test.model == "diagonal"], test[test.model == "planar"]
-flow_minus_ffg = crossed_interval(matrix(flow_test, "inference_gap") - matrix(ffg_test, "inference_gap"))
+flow_minus_ffg = crossed_interval(by_seed_and_image(flow_test, "inference_gap") - by_seed_and_image(ffg_test, "inference_gap"))
 macros["TabFlowMinusFfgInference"] = number(flow_minus_ffg)
 macros["TabFlowMinusFfgInferenceCi"] = f"[{flow_minus_ffg.low:.2f}, {flow_minus_ffg.high:.2f}]"
-flow_gain = crossed_interval(matrix(ffg_test, "elbo_optimal_flow")
-                             - matrix(ffg_test.dropna(subset=["elbo_optimal_flow"]), "elbo_optimal_ffg"))
+flow_gain = crossed_interval(by_seed_and_image(ffg_test, "elbo_optimal_flow")
+                             - by_seed_and_image(ffg_test.dropna(subset=["elbo_optimal_flow"]), "elbo_optimal_ffg"))
 macros["TabFlowGainFfgModel"] = number(flow_gain)
 train_ffg = gap_rows[(gap_rows.split == "train") & (gap_rows.model == "diagonal")]
 generalization = {q: (intervals[("diagonal", "test", q)].mean - intervals[("diagonal", "train", q)].mean,
@@ -207,20 +202,14 @@ print(at["mean"].unstack().round(2).to_string())
 joint = read(f"{sweep_dir}/joint.csv")
 widths = sorted(joint.width.unique())
 GAPS = list(plots.GAP_LABELS)
-rows = []
-for w in widths:
-    for gap in GAPS:
-        i = crossed_interval(matrix(joint[joint.width == w], gap))
-        rows.append({"variant": "joint training", "width": w, "gap": plots.GAP_LABELS[gap], "mean": i.mean,
-                     "ci": i.high - i.mean, "se": i.se})
-sweep_summary = pd.DataFrame(rows)
+sweep_summary = summaries.width_gaps(joint)
 fig = plots.sweep_gaps(sweep_summary)
 plots.save(fig, root / figure_dir / "width_sweep")
-words = {gap: trend([matrix(joint[joint.width == w], gap) for w in widths]) for gap in GAPS}
+words = {gap: trend([by_seed_and_image(joint[joint.width == w], gap) for w in widths]) for gap in GAPS}
 per_model = joint.groupby(["width", "seed"]).agg(active_units=("active_units", "first"), epochs=("epochs", "first"),
                                                  **{g: (g, "mean") for g in GAPS}).reset_index()
 sweep_table = pd.DataFrame({
-    **{plots.GAP_LABELS[g]: [with_interval(crossed_interval(matrix(joint[joint.width == w], g))) for w in widths] for g in GAPS},
+    **{plots.GAP_LABELS[g]: [with_interval(crossed_interval(by_seed_and_image(joint[joint.width == w], g))) for w in widths] for g in GAPS},
     "active units": [f"{per_model[per_model.width == w].active_units.mean():.1f}" for w in widths],
     "epochs": [f"{per_model[per_model.width == w].epochs.min()}-{per_model[per_model.width == w].epochs.max()}" for w in widths],
 }, index=pd.Index(widths, name="width"))
@@ -228,7 +217,7 @@ print(report.write_table(root / generated_dir / "sweep_table.tex", sweep_table))
 for gap, short in (("approximation_gap", "Approx"), ("amortization_gap", "Amort"), ("inference_gap", "Inference")):
     macros[f"Joint{short}Trend"] = words[gap]
     for label, w in (("Narrow", widths[0]), ("Wide", widths[-1])):
-        macros[f"Joint{short}{label}"] = number(crossed_interval(matrix(joint[joint.width == w], gap)))
+        macros[f"Joint{short}{label}"] = number(crossed_interval(by_seed_and_image(joint[joint.width == w], gap)))
 macros["JointNarrowWidth"], macros["JointWideWidth"] = int(widths[0]), int(widths[-1])
 macros["JointNumWidths"], macros["JointNumSeeds"] = len(widths), int(joint.seed.nunique())
 macros["JointPoints"] = int(joint.groupby(["width", "seed"]).size().min())
@@ -253,9 +242,7 @@ plots.save(fig, root / figure_dir / "gaps_against_units")
 
 # %%
 design = read(f"{sweep_dir}/encoder_decoder.csv")
-design_summary = pd.DataFrame([{"decoder": d, "encoder_width": w, **vars(crossed_interval(matrix(g, "amortization_gap")))}
-                               for (d, w), g in design.groupby(["decoder", "encoder_width"], sort=False)])
-design_summary["ci"] = design_summary.high - design_summary["mean"]
+design_summary = summaries.encoder_decoder(design)
 fig = plots.encoder_decoder(design_summary)
 plots.save(fig, root / figure_dir / "encoder_decoder")
 design_table = design_summary.assign(cell=[with_interval(Interval(r.mean, r.low, r.high)) for r in design_summary.itertuples()])
@@ -272,7 +259,7 @@ for decoder, g in design.groupby("decoder"):
     if decoder not in names:
         continue
     name = names[decoder]
-    narrow, wide = matrix(g[g.encoder_width == enc[0]], "amortization_gap"), matrix(g[g.encoder_width == enc[-1]], "amortization_gap")
+    narrow, wide = by_seed_and_image(g[g.encoder_width == enc[0]], "amortization_gap"), by_seed_and_image(g[g.encoder_width == enc[-1]], "amortization_gap")
     macros[f"Design{name}Narrow"] = number(crossed_interval(narrow))
     macros[f"Design{name}Wide"] = number(crossed_interval(wide))
     macros[f"Design{name}WideMinusNarrow"] = number(crossed_interval(wide - narrow))
@@ -288,10 +275,9 @@ chosen = read(f"{refinement_dir}/chosen.csv")
 hmc = read(f"{refinement_dir}/hmc.csv")
 break_even = read(f"{refinement_dir}/break_even.csv")
 seconds = timings.groupby(["method", "steps"]).seconds_per_image.mean()
-frontier["seconds"] = [seconds.get((r.init, r.steps), np.nan) for r in frontier.itertuples()]
-qstar_time = seconds[seconds.index.get_level_values(0) == "q*"]
 qstar_runs = read(f"{refinement_dir}/qstar.csv")
-qstar_point = pd.DataFrame({"evaluations": [qstar_runs.evaluations.mean()], "seconds": [qstar_time.iloc[0]]})
+frontier, qstar_point = summaries.frontier_seconds(frontier, timings, qstar_runs.evaluations.mean())
+qstar_time = qstar_point.seconds
 fig = plots.frontier(frontier, qstar_point)
 plots.save(fig, root / figure_dir / "frontier")
 fig = plots.hmc_accuracy(hmc)
@@ -347,9 +333,7 @@ for model, name in (("diagonal", "Ffg"), ("planar", "Flow")):
 fig = plots.certification(certification[(certification.model == "diagonal") & (certification.estimator != "sandwich")]
                           .set_index("estimator"), tolerance)
 plots.save(fig, root / figure_dir / "certification")
-real_summary = pd.DataFrame([{"model": m, "evaluations": int(g.evaluations.iloc[0]),
-                              **vars(crossed_interval(g[["below_longest"]].to_numpy().T))}
-                             for (m, k), g in real.groupby(["model", "steps"])])
+real_summary = summaries.ais_lengths(real)
 fig = plots.ais_lengths(real_summary[real_summary.evaluations < real_summary.evaluations.max()])
 plots.save(fig, root / figure_dir / "ais_lengths")
 macros["CertPoints"] = len(read(f"{certification_dir}/estimates_diagonal.csv"))

@@ -113,3 +113,11 @@ def write_table(path: str | Path, table: pd.DataFrame, caption_note: str = "", d
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return text
+
+
+def conclude(text: str) -> None:
+    """Show a notebook's closing prose, composed from its computed numbers, as Markdown (a rendered
+    notebook and the site show it as text, not as a printout)."""
+    from IPython.display import Markdown, display
+
+    display(Markdown(text))
