@@ -264,6 +264,7 @@ for decoder, g in design.groupby("decoder"):
     macros[f"Design{name}Wide"] = number(crossed_interval(wide))
     macros[f"Design{name}WideMinusNarrow"] = number(crossed_interval(wide - narrow))
 macros["DesignNarrowEncoder"], macros["DesignWideEncoder"] = int(enc[0]), int(enc[-1])
+macros["DesignSeeds"] = int(design.seed.nunique())
 
 # %% [markdown]
 # ## Experiment 3: a fair compute frontier

@@ -1,0 +1,99 @@
+"""The paper's appendix tables: every setting of the experiments, and what training cost.
+
+Run by the DVC stage ``appendix`` after the experiments: the settings come from ``params.yaml``
+(the sections the experiment stages ran with), the epochs and training minutes from the models'
+own training records, so the appendix can neither drift from the run nor be typed by hand.
+
+    python paper/appendix.py --params params.yaml --results results --out paper/generated
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from amortgap import report
+
+
+def _list(values) -> str:
+    return ", ".join(str(v) for v in values)
+
+
+def settings(params: dict) -> pd.DataFrame:
+    """One row per setting: the stage it belongs to, what it is, and its value (as text)."""
+    m, g, c, w, r, e, o = (params[s] for s in ("model_setup", "gap_table", "convergence", "width_sweep",
+                                               "refinement", "certification", "oracle"))  # fmt: skip
+    rows = [
+        ("model setup", "latent dimensions; encoder and decoder hidden layers",
+         f"{m['latent_dim']}; [{_list(m['encoder_hidden'])}] and [{_list(m['decoder_hidden'])}], {m['activation']}"),
+        ("model setup", "seeds; planar flow length", f"{_list(m['seeds'])}; {m['flow_length']}"),
+        ("model setup", "Adam lr; batch; KL warm-up epochs", f"{m['lr']:g}; {m['batch_size']}; {m['warmup_epochs']}"),
+        ("model setup", "lr x decay after plateau epochs (at most decays)",
+         f"x{m['lr_decay']:g} after {m['plateau_patience']} (at most {m['max_decays']})"),
+        ("model setup", "early stopping: patience, min. improvement; epoch cap",
+         f"{m['patience']} epochs, {m['min_delta']:g} nats; {m['epochs']}"),
+        ("gap table", "random images per split (flow q*)", f"{g['num_points']} ({g['flow_points']})"),
+        ("gap table", "ELBO / IWAE samples; AIS steps x chains",
+         f"{g['elbo_samples']} / {g['iwae_samples']}; {g['ais_steps']} x {g['ais_chains']}"),
+        ("gap table", "q*: samples per step, step cap; refinement steps",
+         f"{g['qstar_samples']}, {g['qstar_max_steps']}; {g['refine_steps']}"),
+        ("convergence", "images; AIS steps x chains", f"{c['num_points']}; {c['ais_steps']} x {c['ais_chains']}"),
+        ("width sweep", "encoder widths (depth); seeds; images",
+         f"{_list(w['widths'])} ({w['depth']}); {_list(w['seeds'])}; {w['eval_points']}"),
+        ("width sweep", "frozen design: encoder widths; joint decoders; seeds",
+         f"{_list(w['frozen_widths'])}; {_list(w['frozen_decoder_widths'])}; {_list(w['frozen_seeds'])}"),
+        ("width sweep", "frozen design: Adam lr", f"{w['frozen_lr']:g}"),
+        ("refinement", "test / tuning images; step budgets",
+         f"{r['num_points']} / {r['tune_points']}; {_list(r['steps'])}"),
+        ("refinement", "step sizes; schedules; timing repeats",
+         f"{_list(r['lrs'])}; {_list(r['schedules'])}; {r['timing_repeats']}"),
+        ("refinement", "HMC: images, chains, reference transitions",
+         f"{r['hmc_points']}, {r['hmc_chains']}, {r['hmc_reference']}"),
+        ("certification", "simulated images; reference AIS steps x chains",
+         f"{e['num_points']}; {e['reference_steps']} x {e['reference_chains']}"),
+        ("certification", "candidate AIS (steps x chains); IWAE samples",
+         f"{_list(f'{s} x {k}' for s, k in e['ais_candidates'])}; {_list(e['iwae_candidates'])}"),
+        ("certification", "real images; AIS lengths", f"{e['real_points']}; {_list(e['real_steps'])}"),
+        ("oracle", "latent dimensions; grid points per axis; images",
+         f"{o['latent_dim']}; {o['grid_points']}; {o['num_points']}"),
+        ("oracle", "AIS steps x chains; IWAE samples; q* restarts",
+         f"{o['ais_steps']} x {o['ais_chains']}; {o['iwae_samples']}; {o['qstar_restarts']}"),
+    ]
+    return pd.DataFrame(rows, columns=["stage", "setting", "value"]).set_index("stage")
+
+
+def compute(results: Path) -> pd.DataFrame:
+    """Per group of trained models: how many, the epochs each trained, and the minutes of training
+    its records hold (members of one stack trained together, so their minutes overlap)."""
+    training = pd.read_csv(results / "training" / "summary.csv")
+    joint = pd.read_csv(results / "sweep" / "joint.csv").groupby(["width", "seed"]).first().reset_index()
+    design = pd.read_csv(results / "sweep" / "encoder_decoder.csv").groupby(["decoder", "encoder_width", "seed"]).first()
+    rows = []
+    for family, label in (("diagonal", "reference, FFG encoder"), ("planar", "reference, planar-flow encoder")):
+        t = training[training.model == family]
+        rows.append((label, len(t), f"{t.epochs.min()}-{t.epochs.max()}", f"{t.training_minutes.sum():.1f}"))
+    for width, t in joint.groupby("width"):
+        rows.append((f"joint sweep, width {width}", len(t), f"{t.epochs.min()}-{t.epochs.max()}",
+                     f"{t.train_seconds.sum() / 60:.1f}"))
+    rows.append(("encoders on frozen decoders", len(design), f"{design.epochs.min()}-{design.epochs.max()}", "n/a"))
+    return pd.DataFrame(rows, columns=["models", "count", "epochs", "training minutes"]).set_index("models")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--results", type=Path, default=Path("results"))
+    parser.add_argument("--out", type=Path, default=Path("paper/generated"))
+    args = parser.parse_args()
+    params = yaml.safe_load(args.params.read_text())
+    path = args.out / "settings_table.tex"
+    text = report.write_table(path, settings(params)).replace(" x ", r" $\times$ ")
+    path.write_text(text.replace(r"\begin{tabular}{lrr}", r"\begin{tabular}{llp{0.33\linewidth}}"))
+    report.write_table(args.out / "compute_table.tex", compute(args.results))
+
+
+if __name__ == "__main__":
+    main()
