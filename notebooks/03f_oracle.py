@@ -138,12 +138,13 @@ errors.to_csv(out / "errors.csv", index=False, float_format="%.6f")
 print(errors[["quantity", "qstar_restarts", "mean", "se", "images_off"]].round(1).to_string(index=False))
 
 # %% [markdown]
-# Left: each estimator's error per image (estimate minus exact). Right: the exact posterior of the
-# test image with the largest amortization gap, with the encoder's $q$ and the exact $q^*$.
+# First, each estimator's error per image (estimate minus exact), for the study's $q^*$ search and
+# the one with restarts. Second, the exact posterior's mean and covariance (a 2-sigma ellipse) for
+# the test image with the largest amortization gap, with the encoder's $q$ and the exact $q^*$.
 
 # %%
 worst = int(np.argmax(table.exact_amortization_gap.to_numpy()))
-fig = plots.oracle_errors(table, list(truth))
+fig = plots.oracle_errors(pd.concat(tables), list(truth))
 plots.save(fig, root / figure_dir / "oracle_errors")
 fig = plots.posterior_contours(
     (exact.mean[worst].numpy(), exact.covariance[worst].numpy()),

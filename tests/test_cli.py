@@ -44,6 +44,7 @@ def test_train_then_evaluate(tiny_dir, tmp_path, monkeypatch, capsys):
     assert "amortization_gap" in out and "5 test points" in out
     table = pd.read_csv(table_path, index_col="datapoint")
     assert len(table) == 5 and (table.ais_steps == 10).all() and (table.iwae_samples == 20).all()
+    assert table.image.tolist() == data.random_subset(len(data.load("test", tiny_dir)), 5, seed=0).tolist()
 
     # resuming a finished run with more epochs continues it
     assert cli.main(["train", "--out", str(run), "--epochs", "3", "--batch-size", "10", "--num-valid", "10",

@@ -77,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     e.add_argument("model", type=Path, help="a model.pt written by `train`")
     e.add_argument("--split", choices=("train", "valid", "test"), default="test")
-    e.add_argument("--num-points", type=int, default=100, help="evaluate the first N images of the split")
+    e.add_argument("--num-points", type=int, default=100,
+                   help="evaluate N images of the split, drawn at random (the first ones are easier than the rest)")
+    e.add_argument("--image-seed", type=int, default=0, help="seed of the random draw of images")
     e.add_argument("--binarization", choices=("static", "dynamic"), default="static")
     e.add_argument("--out", type=Path, default=None, help="write the per-datapoint table to this CSV")
     e.add_argument("--no-ais", action="store_true", help="estimate log p(x) by IWAE only")
@@ -126,12 +128,13 @@ def run_evaluate(args: argparse.Namespace) -> None:
     if not 1 <= args.num_points <= len(images):
         raise ValueError(f"--num-points must be between 1 and {len(images)}, the number of {args.split} "
                          f"images, not {args.num_points}")
-    x = images[: args.num_points].to(device)
+    index = data.random_subset(len(images), args.num_points, args.image_seed)
+    x = images[index].to(device)
     ais = None if args.no_ais else config_from_args(args, AISConfig, prefix="ais_")
     config = config_from_args(args, gaps.DecomposeConfig, ais=ais,
                               qstar=config_from_args(args, QStarConfig, prefix="qstar_"))
     start = time.perf_counter()
-    table = gaps.decompose(model, x, config, progress=not args.quiet)
+    table = gaps.decompose(model, x, config, progress=not args.quiet).assign(image=index.numpy())
     seconds = time.perf_counter() - start
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

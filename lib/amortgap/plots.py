@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib import ticker
 from matplotlib.patches import Ellipse
 
 GAP_LABELS = {
@@ -58,12 +59,16 @@ def posterior_contours(
         _ellipse(ax, mean, np.diag(var), label, color, style)
     centres = np.stack([posterior[0], *(m for m, _ in approximations.values())])
     spread = 2.5 * np.sqrt(max(np.diag(posterior[1]).max(), *(v.max() for _, v in approximations.values())))
-    ax.set_xlim(centres[:, 0].min() - spread, centres[:, 0].max() + spread)
-    ax.set_ylim(centres[:, 1].min() - spread, centres[:, 1].max() + spread)
+    # A square window (equal aspect, the larger of the two ranges) keeps the panel square when the
+    # centres lie far apart along one axis.
+    middle = (centres.min(0) + centres.max(0)) / 2
+    half = (centres.max(0) - centres.min(0)).max() / 2 + spread
+    ax.set_xlim(middle[0] - half, middle[0] + half)
+    ax.set_ylim(middle[1] - half, middle[1] + half)
     ax.set_aspect("equal")
     ax.set_xlabel("$z_1$")
     ax.set_ylabel("$z_2$")
-    ax.legend(loc="upper left", fontsize="small")
+    ax.legend(loc="best", fontsize="small")
     return fig
 
 
@@ -135,7 +140,7 @@ def certification(summary: pd.DataFrame, tolerance: float) -> plt.Figure:
         ax.errorbar(rows.evaluations, rows.error_nats, yerr=2 * rows.error_se, fmt=marker, color=color, capsize=3,
                     label=kind.upper() + (" (q* proposal)" if kind == "iwae" else " from q*"))  # fmt: skip
     ax.axhline(0, color="0.4", lw=0.8)
-    ax.set_xscale("log")
+    _log_axis(ax)
     ax.set_xlabel("decoder evaluations per datapoint")
     ax.set_ylabel("reference - estimate (nats)")
     ax.legend(fontsize="small")
@@ -151,25 +156,42 @@ def gaps_over_training(summary: pd.DataFrame, published: dict[str, float] | None
         ax.plot(rows.epoch, rows["mean"], "o-", color=color, label=label)
         ax.fill_between(rows.epoch, rows.low, rows.high, color=color, alpha=0.2)
         if published and quantity in published:
-            ax.axhline(published[quantity], color=color, linestyle="--", linewidth=1)
-    ax.set_xscale("log")
+            ax.axhline(published[quantity], color=color, linestyle="--", linewidth=1,
+                       label=f"{label}, Cremer et al. (2018)")
+    _log_axis(ax)
     ax.set_xlabel("epoch")
     ax.set_ylabel("gap (nats per image)")
-    ax.legend(frameon=False)
+    ax.legend(frameon=False, fontsize="small", loc="upper right")
     return fig
+
+
+ESTIMATE_LABELS = {
+    "log_px": "$\\log p(x)$, AIS",
+    "log_px_iwae": "$\\log p(x)$, IWAE",
+    "elbo_optimal": "$\\mathcal{L}[q^*]$",
+    "elbo_amortized": "$\\mathcal{L}[q]$",
+    **GAP_LABELS,
+}
 
 
 def oracle_errors(table: pd.DataFrame, quantities: list[str]) -> plt.Figure:
     """Each estimator's per-image error against the exact value (columns ``error_<quantity>``), one
-    strip per quantity, with the +-0.1-nat band."""
-    long = table.melt(value_vars=[f"error_{q}" for q in quantities], var_name="quantity", value_name="error")
-    long["quantity"] = long.quantity.str.removeprefix("error_").str.replace("_", " ")
-    fig, ax = plt.subplots(figsize=(5.5, 3.2))
-    ax.axhspan(-0.1, 0.1, color="0.9", zorder=0)
-    sns.stripplot(data=long, y="quantity", x="error", ax=ax, size=3, alpha=0.6, jitter=0.25)
+    strip per quantity and per q* search (column ``qstar_restarts``: 0 is the encoder's start only),
+    on a symmetric log axis (linear within 1 nat) with the +-0.1-nat band."""
+    long = table.melt(id_vars=["qstar_restarts"], value_vars=[f"error_{q}" for q in quantities], var_name="quantity",
+                      value_name="error")  # fmt: skip
+    long["quantity"] = long.quantity.str.removeprefix("error_").map(lambda q: ESTIMATE_LABELS.get(q, q))
+    long["q* search"] = ["encoder start" if r == 0 else f"+ {r} random restarts" for r in long.qstar_restarts]
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ax.axvspan(-0.1, 0.1, color="0.88", zorder=0, label="within 0.1 nats")
+    sns.stripplot(data=long, y="quantity", x="error", hue="q* search", dodge=True, ax=ax, size=3, alpha=0.7,
+                  jitter=0.2, palette="colorblind")  # fmt: skip
     ax.axvline(0, color="0.3", linewidth=0.8)
-    ax.set_xlabel("estimate - exact (nats per image)")
+    ax.set_xscale("symlog", linthresh=1)
+    ax.xaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+    ax.set_xlabel("estimate $-$ exact (nats per image)")
     ax.set_ylabel("")
+    ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False)
     return fig
 
 
@@ -177,9 +199,13 @@ def encoder_decoder(summary: pd.DataFrame) -> plt.Figure:
     """The amortization gap of encoders trained against frozen decoders: one line per ``decoder``,
     against ``encoder_width`` (log axis), with ``mean`` and interval half-width ``ci``."""
     fig, ax = plt.subplots(figsize=(4.6, 3.3))
-    for (decoder, rows), color in zip(summary.groupby("decoder", sort=False), sns.color_palette("colorblind")):
+    groups = summary.groupby("decoder", sort=False)
+    # Lines sit side by side around each width (a dodge of a few percent on the log axis), so that
+    # equal means do not hide one another's interval.
+    dodges = 2.0 ** (0.12 * (np.arange(groups.ngroups) - (groups.ngroups - 1) / 2))
+    for (decoder, rows), color, dodge in zip(groups, sns.color_palette("colorblind"), dodges):
         rows = rows.sort_values("encoder_width")
-        ax.errorbar(rows.encoder_width, rows["mean"], yerr=rows.ci, marker="o", ms=4, capsize=3, color=color,
+        ax.errorbar(rows.encoder_width * dodge, rows["mean"], yerr=rows.ci, marker="o", ms=4, capsize=3, color=color,
                     label=decoder.replace("_", " ").replace("joint w", "decoder of joint width "))  # fmt: skip
     widths = sorted(summary.encoder_width.unique())
     ax.set_xscale("log", base=2)
@@ -203,10 +229,23 @@ def gaps_against_units(models: pd.DataFrame) -> plt.Figure:
         sns.scatterplot(data=models, x=x, y=gap, hue="label", style="label", ax=ax, s=40, legend=ax is axes[-1])
         ax.set_xlabel("active latent units" if x == "active_units" else "encoder width / active units")
         ax.set_ylabel(f"{GAP_LABELS[gap]} (nats)")
-    axes[-1].set_xscale("log")
+    _log_axis(axes[-1], "x", base=2)
     axes[-1].legend(fontsize="x-small", bbox_to_anchor=(1.02, 1), loc="upper left")
     fig.tight_layout()
     return fig
+
+
+def _log_axis(ax: plt.Axes, axis: str = "x", base: int = 10) -> None:
+    """Put ``axis`` on a log scale labelled as plain numbers at a few round values: powers of ``base``,
+    and also 2x and 5x them when base 10 spans under two decades. Call it after plotting (it reads the
+    limits). Matplotlib's default labels the minor ticks of a short range, and they overlap."""
+    getattr(ax, f"set_{axis}scale")("log", base=base)
+    scale = getattr(ax, f"{axis}axis")
+    low, high = np.log10(getattr(ax, f"get_{axis}lim")())
+    subs = (1.0, 2.0, 5.0) if base == 10 and high - low < 2 else (1.0,)
+    scale.set_major_locator(ticker.LogLocator(base=base, subs=subs))
+    scale.set_major_formatter(ticker.FormatStrFormatter("%g"))
+    scale.set_minor_formatter(ticker.NullFormatter())
 
 
 def frontier(curves: pd.DataFrame, qstar: pd.DataFrame) -> plt.Figure:
@@ -222,12 +261,12 @@ def frontier(curves: pd.DataFrame, qstar: pd.DataFrame) -> plt.Figure:
             ax.fill_between(rows[x], rows.low, rows.high, color=color, alpha=0.2)
     for ax, x in zip(axes, ("evaluations", "seconds")):
         ax.scatter(qstar[x], [0] * len(qstar), marker="*", s=120, color="0.2", zorder=3, label="q* (stopping rule)")
-        ax.set_xscale("log")
+        _log_axis(ax)
         ax.set_yscale("symlog", linthresh=0.1)
         ax.axhline(0, color="0.4", lw=0.8)
     axes[0].set_xlabel("decoder gradient evaluations per image")
     axes[1].set_xlabel("seconds per image (batched, this machine)")
-    axes[0].set_ylabel("L[q*] - L[q_k] (nats)")
+    axes[0].set_ylabel("$\\mathcal{L}[q^*] - \\mathcal{L}[q_k]$ (nats)")
     axes[0].legend(fontsize="x-small")
     fig.tight_layout()
     return fig
@@ -242,8 +281,8 @@ def hmc_accuracy(table: pd.DataFrame) -> plt.Figure:
     for (method, style), color in zip((("encoder", "--"), ("q*", ":")), sns.color_palette("colorblind")):
         ax.axhline(table.loc[table.method == method, "mean_z_error"].item(), linestyle=style, color=color,
                    label=f"{method} (one pass)" if method == "encoder" else method)  # fmt: skip
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+    _log_axis(ax, "x")
+    _log_axis(ax, "y")
     ax.set_xlabel("gradient evaluations per image")
     ax.set_ylabel("error of E[z|x] (Euclidean)")
     ax.legend(fontsize="small")
@@ -258,8 +297,8 @@ def ais_lengths(curves: pd.DataFrame) -> plt.Figure:
         rows = rows.sort_values("evaluations")
         ax.plot(rows.evaluations, rows["mean"], marker="o", ms=4, color=color, label=f"{model} model")
         ax.fill_between(rows.evaluations, rows.low, rows.high, color=color, alpha=0.2)
-    ax.axhspan(-0.1, 0.1, color="0.9", zorder=0)
-    ax.set_xscale("log")
+    ax.axhspan(-0.1, 0.1, color="0.9", zorder=0, label="within 0.1 nats")
+    _log_axis(ax)
     ax.set_xlabel("AIS gradient evaluations per image")
     ax.set_ylabel("longest run - estimate (nats)")
     ax.legend(fontsize="small")
