@@ -16,6 +16,7 @@ import pandas as pd
 import yaml
 
 from amortgap import report
+from amortgap.local import QStarConfig
 
 
 def _list(values) -> str:
@@ -26,13 +27,14 @@ def settings(params: dict) -> pd.DataFrame:
     """One row per setting: the stage it belongs to, what it is, and its value (as text)."""
     m, g, c, w, r, e, o = (params[s] for s in ("model_setup", "gap_table", "convergence", "width_sweep",
                                                "refinement", "certification", "oracle"))  # fmt: skip
+    q = QStarConfig()  # the library's defaults; the stages set only its samples and step cap
     rows = [
         ("model setup", "latent dimensions; encoder and decoder hidden layers",
          f"{m['latent_dim']}; [{_list(m['encoder_hidden'])}] and [{_list(m['decoder_hidden'])}], {m['activation']}"),
         ("model setup", "seeds; planar flow length", f"{_list(m['seeds'])}; {m['flow_length']}"),
         ("model setup", "Adam lr; batch; KL warm-up epochs", f"{m['lr']:g}; {m['batch_size']}; {m['warmup_epochs']}"),
         ("model setup", "lr x decay after plateau epochs (at most decays)",
-         f"x{m['lr_decay']:g} after {m['plateau_patience']} (at most {m['max_decays']})"),
+         f"x {m['lr_decay']:g} after {m['plateau_patience']} (at most {m['max_decays']})"),
         ("model setup", "early stopping: patience, min. improvement; epoch cap",
          f"{m['patience']} epochs, {m['min_delta']:g} nats; {m['epochs']}"),
         ("gap table", "random images per split (flow q*)", f"{g['num_points']} ({g['flow_points']})"),
@@ -40,6 +42,8 @@ def settings(params: dict) -> pd.DataFrame:
          f"{g['elbo_samples']} / {g['iwae_samples']}; {g['ais_steps']} x {g['ais_chains']}"),
         ("gap table", "q*: samples per step, step cap; refinement steps",
          f"{g['qstar_samples']}, {g['qstar_max_steps']}; {g['refine_steps']}"),
+        ("every stage", "q* search: Adam lr; ELBO window, patience; lr x decay; stop below lr",
+         f"{q.lr:g}; {q.window} steps, {q.patience} windows; x {q.lr_decay:g}; {q.min_lr:g}"),
         ("convergence", "images; AIS steps x chains", f"{c['num_points']}; {c['ais_steps']} x {c['ais_chains']}"),
         ("width sweep", "encoder widths (depth); seeds; images",
          f"{_list(w['widths'])} ({w['depth']}); {_list(w['seeds'])}; {w['eval_points']}"),

@@ -6,6 +6,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from amortgap.local import QStarConfig
+
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("appendix", ROOT / "paper" / "appendix.py")
 appendix = importlib.util.module_from_spec(spec)
@@ -16,7 +18,9 @@ def test_every_experiment_stage_has_its_settings_from_params():
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     table = appendix.settings(params)
     assert set(table.index) == {"model setup", "gap table", "convergence", "width sweep", "refinement",
-                                "certification", "oracle"}
+                                "certification", "oracle", "every stage"}
+    # the q* search's stopping rule, which the stages leave at the library's defaults
+    assert table.loc["every stage"].value == f"{QStarConfig().lr:g}; 50 steps, 2 windows; x 0.3; 0.0003"
     gap = table.loc["gap table"].set_index("setting").value
     assert gap["random images per split (flow q*)"] == f"{params['gap_table']['num_points']} ({params['gap_table']['flow_points']})"
     params["gap_table"]["num_points"] = 7
