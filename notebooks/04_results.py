@@ -169,6 +169,7 @@ macros["TabFlowMinusFfgInferenceCi"] = f"[{flow_minus_ffg.low:.2f}, {flow_minus_
 flow_gain = crossed_interval(by_seed_and_image(ffg_test, "elbo_optimal_flow")
                              - by_seed_and_image(ffg_test.dropna(subset=["elbo_optimal_flow"]), "elbo_optimal_ffg"))
 macros["TabFlowGainFfgModel"] = number(flow_gain)
+macros["TabFlowGainFfgModelCi"] = f"[{flow_gain.low:.2f}, {flow_gain.high:.2f}]"
 train_ffg = gap_rows[(gap_rows.split == "train") & (gap_rows.model == "diagonal")]
 generalization = {q: (intervals[("diagonal", "test", q)].mean - intervals[("diagonal", "train", q)].mean,
                       np.hypot(intervals[("diagonal", "test", q)].se, intervals[("diagonal", "train", q)].se))
