@@ -176,8 +176,9 @@ generalization = {q: (intervals[("diagonal", "test", q)].mean - intervals[("diag
                   for q in ("amortization_gap", "approximation_gap")}
 macros["TabAmortTestMinusTrain"] = Number(*generalization["amortization_gap"])
 macros["TabApproxTestMinusTrain"] = Number(*generalization["approximation_gap"])
-macros["TabAmortTestMinusTrainSe"] = Number(generalization["amortization_gap"][1], digits=2)
-macros["TabApproxTestMinusTrainSe"] = Number(generalization["approximation_gap"][1], digits=2)
+for q, short in (("amortization_gap", "Amort"), ("approximation_gap", "Approx")):  # normal 95% interval, unpaired
+    mean, se = generalization[q]
+    macros[f"Tab{short}TestMinusTrainCi"] = f"[{mean - 1.96 * se:.2f}, {mean + 1.96 * se:.2f}]"
 macros["CremerLogPxAhead"] = Number(published.loc["log_px", "ffg"] - intervals[("diagonal", "train", "log_px")].mean, digits=1)
 print(report.macros(printable({k: v for k, v in macros.items() if k.startswith("Tab")})))
 
@@ -299,6 +300,7 @@ macros["DesignNarrowEncoder"], macros["DesignWideEncoder"] = int(enc[0]), int(en
 # how much more a decoder trained beside wide encoders penalises a narrow encoder than one trained beside narrow ones
 macros["DesignPenaltyRatio"] = Number(macros["DesignWideJointWideMinusNarrow"].value / macros["DesignNarrowJointWideMinusNarrow"].value, digits=1)
 macros["DesignSeeds"] = int(design.seed.nunique())
+macros["DesignPoints"] = int(design.groupby(["decoder", "encoder_width", "seed"]).size().min())
 
 # %% [markdown]
 # ## Experiment 3: a fair compute frontier
@@ -330,6 +332,7 @@ macros["RefHalfSteps"] = int(halved.index.min()) if len(halved) else f"more than
 # the budgets are a grid: the gap is halved somewhere after the largest budget that did not halve it
 not_halved = start[start["mean"] > amortization_gap / 2]
 macros["RefHalfStepsBefore"] = int(not_halved.index.max()) if len(not_halved) else 0
+macros["RefGapBeforeHalf"] = Number(not_halved["mean"].iloc[-1], not_halved.se.iloc[-1]) if len(not_halved) else "n/a"
 macros["RefPriorStepsToMatch"] = int(matched.index.min()) if len(matched) else f"more than {int(prior.index.max())}"
 macros["RefGapAfterMax"] = Number(start["mean"].iloc[-1], start.se.iloc[-1])
 macros["RefMaxSteps"] = int(start.index.max())
@@ -369,7 +372,9 @@ for model, name in (("diagonal", "Ffg"), ("planar", "Flow")):
     macros[f"Cert{name}Sandwich"] = Number(rows.loc["sandwich", "error_nats"], rows.loc["sandwich", "error_se"], 3)
     macros[f"Cert{name}SandwichSe"] = Number(rows.loc["sandwich", "error_se"], digits=3)
     used = f"ais_{macros['TabAisSteps']}x{macros['TabAisChains']}"
-    macros[f"Cert{name}UsedError"] = Number(rows.loc[used, "error_nats"], rows.loc[used, "error_se"], 3) if used in rows.index else "n/a"
+    # (+ 0.0 after rounding: an error that rounds to zero prints as 0.000, not -0.000)
+    macros[f"Cert{name}UsedError"] = (Number(round(rows.loc[used, "error_nats"], 3) + 0.0, rows.loc[used, "error_se"], 3)
+                                      if used in rows.index else "n/a")
     macros[f"Cert{name}UsedErrorSe"] = Number(rows.loc[used, "error_se"], digits=3) if used in rows.index else "n/a"
 fig = plots.certification(certification[(certification.model == "diagonal") & (certification.estimator != "sandwich")]
                           .set_index("estimator"), tolerance)
