@@ -95,7 +95,7 @@ def main() -> None:
     params = yaml.safe_load(args.params.read_text())
     path = args.out / "settings_table.tex"
     text = report.write_table(path, settings(params)).replace(" x ", r" $\times$ ")
-    path.write_text(text.replace(r"\begin{tabular}{lrr}", r"\begin{tabular}{llp{0.33\linewidth}}"))
+    path.write_text(text.replace(r"\begin{tabular}{lrr}", r"\begin{tabular}{lp{0.5\linewidth}p{0.3\linewidth}}"))
     report.write_table(args.out / "compute_table.tex", compute(args.results))
 
 
