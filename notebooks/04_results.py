@@ -281,12 +281,12 @@ design_table.index.name = "frozen decoder"
 print(report.write_table(root / generated_dir / "design_table.tex", design_table))
 enc = sorted(design.encoder_width.unique())
 joint_decoders = sorted(int(d.removeprefix("joint_w")) for d in design.decoder.unique() if d != "reference")
-names = {"reference": "Ref", f"joint_w{joint_decoders[0]}": "NarrowJoint", f"joint_w{joint_decoders[-1]}": "WideJoint"}
+# the reference decoder, and the decoders of the narrowest and widest joint models (one and the same
+# when the sweep froze a single joint decoder)
+names = {"Ref": "reference", "NarrowJoint": f"joint_w{joint_decoders[0]}", "WideJoint": f"joint_w{joint_decoders[-1]}"}
 macros["DesignNarrowDecoder"], macros["DesignWideDecoder"] = joint_decoders[0], joint_decoders[-1]
-for decoder, g in design.groupby("decoder"):
-    if decoder not in names:
-        continue
-    name = names[decoder]
+for name, decoder in names.items():
+    g = design[design.decoder == decoder]
     narrow, wide = by_seed_and_image(g[g.encoder_width == enc[0]], "amortization_gap"), by_seed_and_image(g[g.encoder_width == enc[-1]], "amortization_gap")
     macros[f"Design{name}Narrow"] = number(crossed_interval(narrow))
     macros[f"Design{name}Wide"] = number(crossed_interval(wide))
