@@ -38,6 +38,7 @@ metrics_path = "build/tiny/metrics.json"
 
 # %%
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -61,7 +62,16 @@ PLANAR_DEPENDENT = ("Flow", "TabLogPxSe", "Restarts")
 
 
 def printable(values: dict) -> dict:
-    return {k: v for k, v in values.items() if not any(tag in k for tag in PLANAR_DEPENDENT)}
+    return {k: coarse(v) for k, v in values.items() if not any(tag in k for tag in PLANAR_DEPENDENT)}
+
+
+def coarse(value):
+    """An interval's bounds ("[low, high]") to one decimal for the regression-tested print: a bound is
+    mean +- t * SE, and at these defaults its second decimal moved across numeric modes (-36.36 in
+    one, -36.37 in another). The paper keeps two."""
+    if isinstance(value, str) and (match := re.fullmatch(r"\[(\S+), (\S+)\]", value)):
+        return f"[{float(match[1]):.1f}, {float(match[2]):.1f}]"
+    return value
 
 
 def read(path) -> pd.DataFrame:
