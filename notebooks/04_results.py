@@ -38,7 +38,6 @@ metrics_path = "build/tiny/metrics.json"
 
 # %%
 import json
-import re
 
 import numpy as np
 import pandas as pd
@@ -69,8 +68,9 @@ def coarse(value):
     """An interval's bounds ("[low, high]") to one decimal for the regression-tested print: a bound is
     mean +- t * SE, and at these defaults its second decimal moved across numeric modes (-36.36 in
     one, -36.37 in another). The paper keeps two."""
-    if isinstance(value, str) and (match := re.fullmatch(r"\[(\S+), (\S+)\]", value)):
-        return f"[{float(match[1]):.1f}, {float(match[2]):.1f}]"
+    if isinstance(value, str) and value.startswith("[") and value.endswith("]"):
+        low, high = (float(bound) for bound in value[1:-1].split(", "))
+        return f"[{low:.1f}, {high:.1f}]"
     return value
 
 
