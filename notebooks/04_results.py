@@ -85,6 +85,11 @@ def number(interval: Interval, digits: int | None = None) -> Number:
     return Number(interval.mean, interval.se, digits)
 
 
+def bounds(interval: Interval, digits: int = 2) -> str:
+    """'[low, high]' for a sentence."""
+    return f"[{interval.low:.{digits}f}, {interval.high:.{digits}f}]"
+
+
 def with_interval(interval: Interval, digits: int = 2) -> str:
     """'mean $\\pm$ half-width' for a table cell or a sentence."""
     return f"{interval.mean:.{digits}f} $\\pm$ {interval.high - interval.mean:.{digits}f}"
@@ -175,11 +180,11 @@ test = gap_rows[gap_rows.split == "test"]
 ffg_test, flow_test = test[test.model == "diagonal"], test[test.model == "planar"]
 flow_minus_ffg = crossed_interval(by_seed_and_image(flow_test, "inference_gap") - by_seed_and_image(ffg_test, "inference_gap"))
 macros["TabFlowMinusFfgInference"] = number(flow_minus_ffg)
-macros["TabFlowMinusFfgInferenceCi"] = f"[{flow_minus_ffg.low:.2f}, {flow_minus_ffg.high:.2f}]"
+macros["TabFlowMinusFfgInferenceCi"] = bounds(flow_minus_ffg)
 flow_gain = crossed_interval(by_seed_and_image(ffg_test, "elbo_optimal_flow")
                              - by_seed_and_image(ffg_test.dropna(subset=["elbo_optimal_flow"]), "elbo_optimal_ffg"))
 macros["TabFlowGainFfgModel"] = number(flow_gain)
-macros["TabFlowGainFfgModelCi"] = f"[{flow_gain.low:.2f}, {flow_gain.high:.2f}]"
+macros["TabFlowGainFfgModelCi"] = bounds(flow_gain)
 train_ffg = gap_rows[(gap_rows.split == "train") & (gap_rows.model == "diagonal")]
 generalization = {q: (intervals[("diagonal", "test", q)].mean - intervals[("diagonal", "train", q)].mean,
                       np.hypot(intervals[("diagonal", "test", q)].se, intervals[("diagonal", "train", q)].se))
@@ -188,7 +193,7 @@ macros["TabAmortTestMinusTrain"] = Number(*generalization["amortization_gap"])
 macros["TabApproxTestMinusTrain"] = Number(*generalization["approximation_gap"])
 for q, short in (("amortization_gap", "Amort"), ("approximation_gap", "Approx")):  # normal 95% interval, unpaired
     mean, se = generalization[q]
-    macros[f"Tab{short}TestMinusTrainCi"] = f"[{mean - 1.96 * se:.2f}, {mean + 1.96 * se:.2f}]"
+    macros[f"Tab{short}TestMinusTrainCi"] = bounds(Interval(mean, mean - 1.96 * se, mean + 1.96 * se))
 macros["CremerLogPxAhead"] = Number(published.loc["log_px", "ffg"] - intervals[("diagonal", "train", "log_px")].mean, digits=1)
 print(report.macros(printable({k: v for k, v in macros.items() if k.startswith("Tab")})))
 
@@ -230,7 +235,7 @@ conv_gaps = read(f"{convergence_dir}/gaps.csv").pivot(index="image", columns="ep
 conv_change = crossed_interval((conv_gaps[epochs[-1]] - conv_gaps[epochs[-2]]).to_numpy()[None])  # paired over images
 macros["ConvPoints"] = len(conv_gaps)
 macros["ConvAmortChange"] = number(conv_change)
-macros["ConvAmortChangeCi"] = f"[{conv_change.low:.2f}, {conv_change.high:.2f}]"
+macros["ConvAmortChangeCi"] = bounds(conv_change)
 print(at["mean"].unstack().round(2).to_string())
 
 # %% [markdown]
@@ -302,7 +307,7 @@ for name, decoder in names.items():
     macros[f"Design{name}Wide"] = number(crossed_interval(wide))
     difference = crossed_interval(wide - narrow)
     macros[f"Design{name}WideMinusNarrow"] = number(difference)
-    macros[f"Design{name}WideMinusNarrowCi"] = f"[{difference.low:.2f}, {difference.high:.2f}]"
+    macros[f"Design{name}WideMinusNarrowCi"] = bounds(difference)
     # with few seeds the interval is wide (a t quantile with seeds - 1 degrees of freedom): the paper
     # also gives each seed's own difference
     macros[f"Design{name}SeedDifferences"] = " and ".join(f"{d:.2f}" for d in (wide - narrow).mean(axis=1))
@@ -417,11 +422,11 @@ for q, name in (("log_px", "LogPx"), ("elbo_optimal", "Qstar")):
 macros["OracleRestarts"] = restarts
 # images where AIS misses log p(x) although the q* it starts from is right: failures of AIS's own
 estimates = read(f"{oracle_dir}/estimates.csv")
+off = float(oracle_errors.off_nats.iloc[0])
 for r, suffix in ((0, ""), (restarts, "Restarts")):
     rows = estimates[estimates.qstar_restarts == r]
-    off = float(oracle_errors.off_nats.iloc[0])
     macros[f"OracleLogPxOnlyOff{suffix}"] = int(((rows.error_log_px.abs() > off) & (rows.error_elbo_optimal.abs() <= off)).sum())
-macros["OracleOffNats"] = Number(float(oracle_errors.off_nats.iloc[0]), digits=1)
+macros["OracleOffNats"] = Number(off, digits=1)
 macros["OraclePoints"] = estimates.image.nunique()
 
 # %% [markdown]
