@@ -11,7 +11,7 @@ APT_PACKAGES := dataset-fashion-mnist latexmk texlive-latex-base texlive-latex-r
                 texlive-science texlive-latex-extra poppler-utils libjs-mathjax chromium chromium-driver
 DVC := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" DVC_NO_ANALYTICS=1 $(VENV)/bin/dvc
 
-.PHONY: setup system venv test repro site compare modes quick golden bench clean help
+.PHONY: setup system venv test test-fast repro site compare modes quick golden bench clean help
 
 help:
 	@echo "make repro   - set up, rebuild everything (models, tables, figures, notebooks, paper) with dvc repro,"
@@ -20,6 +20,7 @@ help:
 	@echo "make compare - only that comparison: every number, claim and per-datapoint table against git's HEAD"
 	@echo "make modes   - run the notebooks in every numeric mode and print how far each printed number moves"
 	@echo "make test    - set up, then run the whole test suite (nbval notebook regressions included)"
+	@echo "make test-fast - set up, then run the unit tests only (no goldens, browser or pipeline; about 1.5 minutes)"
 	@echo "make quick   - set up, then run the whole pipeline at quick scale in build/quick (a few minutes)"
 	@echo "make bench   - run the benchmarks, print the table, write bench/results.json"
 	@echo "make golden  - re-execute the notebooks at their defaults into tests/golden (nbval's expectations)"
@@ -47,25 +48,30 @@ $(STAMP): pyproject.toml
 test: setup
 	$(PY) -m pytest
 
+# The unit layer alone: no nbval goldens, numeric modes, browser or quick pipeline (pytest markers,
+# tests/conftest.py); `-o addopts=-ra` leaves out --nbval, so no notebook is collected.
+test-fast: setup
+	$(PY) -m pytest -o addopts=-ra -m "not slow and not golden and not browser and not pipeline"
+
 repro: setup
 	$(DVC) repro --force
-	$(PY) -m amortgap.compare --quiet
+	$(PY) -m amortgap.build.compare --quiet
 
 site: setup
 	$(DVC) repro site
 	@echo "open build/site/index.html"
 
 compare: setup
-	$(PY) -m amortgap.compare
+	$(PY) -m amortgap.build.compare
 
 modes: setup
-	$(PY) -m amortgap.numeric_modes run && $(PY) -m amortgap.numeric_modes spread
+	$(PY) -m amortgap.build.numeric_modes run && $(PY) -m amortgap.build.numeric_modes spread
 
 quick: setup
-	$(PY) -m amortgap.pipeline repro-copy build/quick --profile quick
+	$(PY) -m amortgap.build.pipeline repro-copy build/quick --profile quick
 
 golden: setup
-	$(PY) -m amortgap.pipeline golden
+	$(PY) -m amortgap.build.pipeline golden
 
 clean:
 	rm -rf $(VENV) build .pytest_cache

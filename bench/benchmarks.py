@@ -31,8 +31,10 @@ import torch
 import yaml
 from torch import nn
 
-from amortgap import certify, data, gaps, local, models, pipeline, stacked, sweep, train
-from amortgap.bounds import MAX_PAIRS, AISConfig, elbo, iwae
+from amortgap import certify, data, gaps, models, qstar, stacked, sweep, train
+from amortgap.build import pipeline
+from amortgap.ais import AISConfig
+from amortgap.bounds import MAX_PAIRS, elbo, iwae
 from amortgap.device import resolve_device
 from amortgap.families import diagonal_gaussian
 
@@ -89,7 +91,7 @@ def bench_training(peak: float, device: torch.device) -> dict:
             "training_profile": where_time_goes(lambda: training_steps([model], batch, 50), device)}  # fmt: skip
 
 
-def training_steps(members: list[models.VAE], batch: torch.Tensor, n: int, loss=stacked.negative_elbo,
+def training_steps(members: list[models.VAE], batch: torch.Tensor, n: int, loss=train.negative_elbo,
                    fused: bool = True) -> None:  # fmt: skip
     """``n`` steps of :func:`amortgap.train.train_stack` on one batch [B, D] (every member's): the
     stacked loss (``loss``, eager or compiled), its gradient and an Adam step (``fused``, as in
@@ -159,7 +161,7 @@ def bench_compile(device: torch.device, steps: int = 200, width: int = 200, memb
     stack = [models.VAE(sweep.member_config(models.VAEConfig(), width, 2)).to(device) for _ in range(members)]
     batch = data.binarize(data.load("train").x[:100]).to(device)
     eager = min(timed(training_steps, stack, batch, steps)[1] for _ in range(2)) / steps
-    compiled_loss = torch.compile(stacked.negative_elbo)
+    compiled_loss = torch.compile(train.negative_elbo)
     try:
         _, first = timed(training_steps, stack, batch, 3, compiled_loss)
     except Exception as err:  # no C++ compiler, an unsupported op, ...: reported, not fatal
@@ -249,10 +251,10 @@ def bench_qstar(model: models.VAE, x: torch.Tensor, loop_points: int, peak: floa
     The bound is the speed-up if the vectorized run did nothing but its decoder matmuls (forward and
     backward to z, 4 x MACs per sample) at the matmul peak while the loop stayed as it is."""
     torch.manual_seed(0)
-    vectorized, vec_seconds = timed(local.optimal_q, model, x)
+    vectorized, vec_seconds = timed(qstar.optimal_q, model, x)
     looped, loop_seconds = [], 0.0
     for i in range(loop_points):
-        result, seconds = timed(local.optimal_q, model, x[i : i + 1])
+        result, seconds = timed(qstar.optimal_q, model, x[i : i + 1])
         looped.append(result)
         loop_seconds += seconds
     sub = x[:loop_points]
@@ -265,7 +267,7 @@ def bench_qstar(model: models.VAE, x: torch.Tensor, loop_points: int, peak: floa
     per_point_vec = vec_seconds / len(x)
     per_point_loop = loop_seconds / loop_points
     loop_steps = sum(r.steps.item() for r in looped)
-    matmul_seconds_per_step = 4 * linear_macs(model.decoder) * local.QStarConfig().num_samples / peak
+    matmul_seconds_per_step = 4 * linear_macs(model.decoder) * qstar.QStarConfig().num_samples / peak
     return {
         "qstar_vectorized_seconds_per_point": per_point_vec,
         "qstar_loop_seconds_per_point": per_point_loop,
@@ -277,7 +279,7 @@ def bench_qstar(model: models.VAE, x: torch.Tensor, loop_points: int, peak: floa
         "qstar_vectorized_ms_per_point_step": 1e3 * vec_seconds / vectorized.steps.sum().item(),
         "qstar_loop_ms_per_step": 1e3 * loop_seconds / loop_steps,
         "qstar_speedup_bound_at_matmul_peak": loop_seconds / loop_steps / matmul_seconds_per_step,
-        "qstar_profile": where_time_goes(lambda: local.refine(model, x, 20), x.device),
+        "qstar_profile": where_time_goes(lambda: qstar.refine(model, x, 20), x.device),
     }
 
 
@@ -287,10 +289,10 @@ def bench_logpx(model: models.VAE, n_points: int) -> dict:
     "Within" means mean error plus two standard errors over the points, so luck does not choose."""
     x, z = model.sample(n_points, torch.Generator(next(model.parameters()).device).manual_seed(0))
     torch.manual_seed(0)
-    qstar = local.optimal_q(model, x)
+    found = qstar.optimal_q(model, x)
     long = AISConfig(steps=1000, chains=8)
     candidates = [AISConfig(steps=s, chains=c) for s, c in [(25, 4), (50, 4), (100, 4), (100, 8), (200, 8), (500, 16)]]
-    result = certify.certify(model, x, z, qstar.q, long, candidates + [1000, 5000], seed=0)
+    result = certify.certify(model, x, z, found.q, long, candidates + [1000, 5000], seed=0)
     summary = result.summary()
     best = certify.cheapest_within(summary, 0.1)
     return {
@@ -301,7 +303,7 @@ def bench_logpx(model: models.VAE, n_points: int) -> dict:
         "logpx_cheapest": best,
         "logpx_decoder_evals_per_point": int(summary.loc[best, "evaluations"]) if best else None,
         "logpx_error_nats": summary.loc[best, "error_nats"] if best else None,
-        "logpx_qstar_evals_per_point": qstar.steps.float().mean().item() * local.QStarConfig().num_samples,
+        "logpx_qstar_evals_per_point": found.steps.float().mean().item() * qstar.QStarConfig().num_samples,
         "logpx_fewer_than_cremer": CREMER_AIS_EVALUATIONS / summary.loc[best, "evaluations"] if best else None,
         "logpx_points": n_points,
     }

@@ -58,9 +58,10 @@ import time
 import pandas as pd
 import torch
 
-from amortgap import gaps, local, plots, report
+from amortgap import gaps, plots, report
 from amortgap.linear_gaussian import LinearGaussian, fit_encoder
-from amortgap.pipeline import project_root
+from amortgap.qstar import optimal_q
+from amortgap.build.pipeline import project_root
 
 torch.manual_seed(model_seed)
 root = project_root()
@@ -152,7 +153,7 @@ with torch.no_grad():
     amortized.encode(x)
 encode_seconds = (time.perf_counter() - start) / len(x)
 start = time.perf_counter()
-optimised = local.optimal_q(amortized, x)
+optimised = optimal_q(amortized, x)
 optimise_seconds = (time.perf_counter() - start) / len(x)
 print(f"encoder: {encode_seconds * 1e6:.1f} µs per datapoint")
 print(f"q*:      {optimise_seconds * 1e6:.1f} µs per datapoint ({optimised.steps.float().mean():.0f} steps on average)")

@@ -76,7 +76,7 @@ import torch
 
 from amortgap import data, models, plots, report, sweep, train
 from amortgap.device import resolve_device
-from amortgap.pipeline import project_root
+from amortgap.build.pipeline import project_root
 
 root = project_root()
 plots.theme()

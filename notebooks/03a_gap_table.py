@@ -66,11 +66,11 @@ figure_dir = "build/tiny/figures/gap_table"
 import pandas as pd
 import torch
 
-from amortgap import bounds, data, gap_table, gaps, latents, local, models, plots, report
-from amortgap.bounds import AISConfig
-from amortgap.local import QStarConfig
+from amortgap import bounds, data, gap_table, gaps, latents, models, plots, report
+from amortgap.ais import AISConfig
+from amortgap.qstar import QStarConfig, optimal_q, refine
 from amortgap.parallel import run_tasks
-from amortgap.pipeline import project_root
+from amortgap.build.pipeline import project_root
 from amortgap.stats import crossed_interval
 
 root = project_root()
@@ -205,8 +205,8 @@ shown_x = points["test"][:recon_images]
 with torch.no_grad():
     methods = {"encoder q": model.encode(shown_x)}
 torch.manual_seed(0)
-methods[f"refined, {refine_steps} steps"] = local.refine(model, shown_x, refine_steps).q
-methods["q*"] = local.optimal_q(model, shown_x, config=QStarConfig(max_steps=qstar_max_steps, num_samples=qstar_samples)).q
+methods[f"refined, {refine_steps} steps"] = refine(model, shown_x, refine_steps).q
+methods["q*"] = optimal_q(model, shown_x, config=QStarConfig(max_steps=qstar_max_steps, num_samples=qstar_samples)).q
 images = {"image": shown_x.numpy()}
 for name, q in methods.items():
     images[name] = model.mean_image(latents.posterior_mean(q)).detach().numpy()

@@ -43,10 +43,10 @@ import re
 import pandas as pd
 
 from amortgap import data, gaps, plots, report
-from amortgap.bounds import AISConfig
-from amortgap.local import QStarConfig
+from amortgap.ais import AISConfig
+from amortgap.qstar import QStarConfig
 from amortgap.parallel import run_tasks
-from amortgap.pipeline import project_root
+from amortgap.build.pipeline import project_root
 from amortgap.stats import crossed_interval
 
 root = project_root()

@@ -81,10 +81,10 @@ import pandas as pd
 import torch
 
 from amortgap import bounds, data, gaps, latents, models, plots, report, summaries, sweep, train
-from amortgap.bounds import AISConfig
-from amortgap.local import QStarConfig
+from amortgap.ais import AISConfig
+from amortgap.qstar import QStarConfig
 from amortgap.parallel import run_tasks
-from amortgap.pipeline import project_root
+from amortgap.build.pipeline import project_root
 from amortgap.rng import seeded
 from amortgap.stats import trend
 from amortgap.summaries import by_seed_and_image

@@ -60,10 +60,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from amortgap import data, latents, local, mcmc, models, plots, report, summaries
+from amortgap import data, latents, mcmc, models, plots, report, summaries
 from amortgap.bounds import elbo
 from amortgap.parallel import run_tasks
-from amortgap.pipeline import project_root
+from amortgap.qstar import QStarConfig, initial_params, optimal_q, optimise, refinement_curve
+from amortgap.build.pipeline import project_root
 from amortgap.rng import seeded
 from amortgap.stats import crossed_interval, mean_ci
 
@@ -77,14 +78,14 @@ test_x, valid_x = data.load_binarized("test", binarization), data.load_binarized
 x = test_x[data.random_subset(len(test_x), num_points, subset_seed)]
 tune_x = valid_x[data.random_subset(len(valid_x), tune_points, subset_seed)]
 both = torch.cat([tune_x, x])
-qstar_config = local.QStarConfig(max_steps=qstar_max_steps, num_samples=qstar_samples)
+qstar_config = QStarConfig(max_steps=qstar_max_steps, num_samples=qstar_samples)
 settings = [(init, lr, schedule) for init in ("encoder", "prior") for lr in lrs for schedule in schedules]
 print(f"{len(settings)} settings x {len(steps)} budgets, tuned on {len(tune_x)} validation images, "
       f"run on {len(x)} test images")
 
 # %%
-curves = run_tasks(local.refinement_curve,
-                   [(model, both, steps, init, model.family, local.QStarConfig(**{**vars(qstar_config), "lr": lr}),
+curves = run_tasks(refinement_curve,
+                   [(model, both, steps, init, model.family, QStarConfig(**{**vars(qstar_config), "lr": lr}),
                      elbo_samples, seed, schedule) for init, lr, schedule in settings], workers, desc="settings")
 curves = pd.concat(curves, ignore_index=True)
 curves["split"] = np.where(curves.datapoint < len(tune_x), "valid", "test")
@@ -101,7 +102,7 @@ test = test.assign(datapoint=test.datapoint - len(tune_x)).drop(columns=["split"
 
 # %%
 with seeded(seed):
-    qstar = local.optimal_q(model, x, config=qstar_config)
+    qstar = optimal_q(model, x, config=qstar_config)
     torch.manual_seed(seed + 1)
     qstar_elbo = elbo(model, x, qstar.q, elbo_samples).value
 with seeded(seed + 1), torch.no_grad():  # the same random numbers as q*'s ELBO: a paired difference
@@ -140,11 +141,11 @@ def encoder_pass():
         model.encode(x).rsample()
 
 
-jobs = {("encoder", 0): encoder_pass, ("q*", int(qstar.steps.max())): lambda: local.optimal_q(model, x, config=qstar_config)}
+jobs = {("encoder", 0): encoder_pass, ("q*", int(qstar.steps.max())): lambda: optimal_q(model, x, config=qstar_config)}
 for row in chosen.itertuples():
-    config = local.QStarConfig(**{**vars(qstar_config), "lr": row.lr})
-    jobs[(row.init, row.steps)] = lambda row=row, config=config: local.optimise(
-        model, x, local.initial_params(model, x, model.family, row.init), model.family, config,
+    config = QStarConfig(**{**vars(qstar_config), "lr": row.lr})
+    jobs[(row.init, row.steps)] = lambda row=row, config=config: optimise(
+        model, x, initial_params(model, x, model.family, row.init), model.family, config,
         fixed_steps=row.steps, schedule=row.schedule)
 timings = pd.DataFrame([{"method": m, "steps": k, "repeat": r, "seconds_per_image": seconds_per_image(run)}
                         for r in range(timing_repeats) for (m, k), run in jobs.items()])
@@ -168,7 +169,7 @@ run = mcmc.hmc(model, hx, hmc_record, mcmc.HMCConfig(chains=hmc_chains))
 truth_z, truth_ll = reference.mean_z[0], reference.mean_log_likelihood[0]
 with torch.no_grad():
     q = model.encode(hx)
-    qs = local.optimal_q(model, hx, config=qstar_config).q
+    qs = optimal_q(model, hx, config=qstar_config).q
     posterior_summaries = {"encoder": (q.mean, model.log_likelihood(hx, q.sample((1000,))).mean(0)),
                  "q*": (qs.mean, model.log_likelihood(hx, qs.sample((1000,))).mean(0))}
 rows = [{"method": name, "evaluations": 0 if name == "encoder" else np.nan,

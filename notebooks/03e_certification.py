@@ -52,10 +52,10 @@ table_dir = "build/tiny/results/certification"
 import pandas as pd
 
 from amortgap import certify, data, models, plots, report, summaries
-from amortgap.bounds import AISConfig
-from amortgap.local import QStarConfig
+from amortgap.ais import AISConfig
+from amortgap.qstar import QStarConfig
 from amortgap.parallel import run_tasks
-from amortgap.pipeline import project_root
+from amortgap.build.pipeline import project_root
 
 root = project_root()
 out = root / table_dir

@@ -19,13 +19,13 @@
 #
 # **Protocol.** A VAE with a *2-dimensional* latent space, otherwise the reference architecture, is
 # trained on Fashion-MNIST to convergence. For 2 latent dimensions the posterior can be tabulated:
-# quadrature on a fine grid, placed in passes around each image's posterior (`amortgap.oracle`),
+# quadrature on a fine grid, placed in passes around each image's posterior (`amortgap.quadrature`),
 # gives $\log p(x)$ and the posterior's moments, and Gauss-Hermite quadrature gives the exact ELBO of
 # any diagonal Gaussian, hence the exact best one, $q^*$, and the exact $\mathcal{L}[q]$ of the
 # encoder. On random test images we then run the study's estimators with their defaults
 # (`amortgap.gaps.decompose`: the $q^*$ search, AIS from $q^*$, IWAE) and compare each, per image,
 # with the exact value. Where they fail, we ask why: the $q^*$ search is run again with
-# `qstar_restarts` extra random starts (`amortgap.local.optimal_q`), and AIS from the better $q^*$.
+# `qstar_restarts` extra random starts (`amortgap.qstar.optimal_q`), and AIS from the better $q^*$.
 
 # %% tags=["parameters"]
 latent_dim = 2
@@ -67,10 +67,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from amortgap import data, gaps, models, oracle, plots, report, train
-from amortgap.bounds import AISConfig
-from amortgap.local import QStarConfig
-from amortgap.pipeline import project_root
+from amortgap import data, gaps, models, plots, quadrature, report, train
+from amortgap.ais import AISConfig
+from amortgap.qstar import QStarConfig
+from amortgap.build.pipeline import project_root
 from amortgap.stats import crossed_interval
 
 root = project_root()
@@ -99,11 +99,11 @@ print(f"trained {len(result.history)} epochs; best validation ELBO {result.histo
 # ## Exact values by quadrature
 
 # %%
-exact = oracle.exact_posterior(model, x, points=grid_points)
-loc, log_scale, exact_qstar_elbo = oracle.exact_best_diagonal_gaussian(model, x, exact)
+exact = quadrature.exact_posterior(model, x, points=grid_points)
+loc, log_scale, exact_qstar_elbo = quadrature.exact_best_diagonal_gaussian(model, x, exact)
 with torch.no_grad():
     q = model.encode(x)
-    exact_amortized = oracle.gauss_hermite_elbo(model, x, q.mean, q.stddev.log())
+    exact_amortized = quadrature.gauss_hermite_elbo(model, x, q.mean, q.stddev.log())
 print(f"every quadrature error estimate below 1e-3 nats: {bool((exact.quadrature_error < 1e-3).all())}")
 
 # %% [markdown]

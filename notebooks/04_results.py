@@ -19,7 +19,7 @@
 # comparison is a paired difference with its own interval; the words that describe a trend
 # ("rises", "falls", "is non-monotone", "shows no resolved change") are computed from those
 # intervals (`amortgap.stats.trend`), not chosen by hand. Every number handed to the paper carries
-# its standard error, which the reproduction report (`python -m amortgap.compare`) uses to judge a
+# its standard error, which the reproduction report (`python -m amortgap.build.compare`) uses to judge a
 # rebuild.
 
 # %% tags=["parameters"]
@@ -44,7 +44,7 @@ import pandas as pd
 
 from amortgap import plots, report, summaries
 from amortgap.summaries import by_seed_and_image
-from amortgap.pipeline import project_root
+from amortgap.build.pipeline import project_root
 from amortgap.report import Number
 from amortgap.stats import Interval, crossed_interval, trend
 

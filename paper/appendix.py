@@ -16,7 +16,7 @@ import pandas as pd
 import yaml
 
 from amortgap import report
-from amortgap.local import QStarConfig
+from amortgap.qstar import QStarConfig
 
 
 def _list(values) -> str:

@@ -1,4 +1,5 @@
 import gzip
+import os
 import struct
 from pathlib import Path
 
@@ -7,6 +8,7 @@ import pytest
 import torch
 
 from amortgap import data
+from amortgap.build.pipeline import kernel_env
 from amortgap.linear_gaussian import LinearGaussian
 
 
@@ -38,3 +40,27 @@ def tiny_dir(tmp_path: Path) -> Path:
         write_idx(tmp_path / image_file, rng.integers(0, 256, size=(n, 28, 28)))
         write_idx(tmp_path / label_file, rng.integers(0, 10, size=n))
     return tmp_path
+
+
+# --- test layers ----------------------------------------------------------------------------------
+# `make test-fast` runs the unit layer alone (`-m "not slow and not golden and not browser and not
+# pipeline"`); `make test` runs every layer. Whole files belong to one layer:
+LAYERS = {
+    "test_notebooks.py": "golden",  # the nbval regressions in every numeric mode
+    "test_site.py": "browser",  # the site in headless Chromium
+    "test_quick_pipeline.py": "pipeline",  # the whole pipeline at quick scale in a copy
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path = Path(str(item.fspath))
+        if path.suffix == ".ipynb":  # an nbval cell of a golden notebook
+            item.add_marker(pytest.mark.golden)
+        elif path.name in LAYERS:
+            item.add_marker(getattr(pytest.mark, LAYERS[path.name]))
+
+
+# The golden notebooks' kernels inherit this process's environment: pin what changes their outputs
+# (a headless MPLBACKEND=Agg drops every figure cell's output), as the pipeline pins it for its kernels.
+os.environ.update(kernel_env())

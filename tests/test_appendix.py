@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from amortgap.local import QStarConfig
+from amortgap.qstar import QStarConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("appendix", ROOT / "paper" / "appendix.py")

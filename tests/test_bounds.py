@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from amortgap import bounds
-from amortgap.bounds import ais
+from amortgap.ais import AISConfig, ais, annealing_schedule, bdmc_upper_bound
 from amortgap.linear_gaussian import LinearGaussian
 
 TOL = 0.05  # nats
@@ -49,10 +49,10 @@ def test_iwae_with_one_sample_is_an_elbo_sample_and_ess_is_bounded(linear_model,
 def test_ais_and_bdmc_bracket_log_px(linear_model, linear_x, start):
     log_px = linear_model.exact_log_px(linear_x)
     init = linear_model.exact_qstar(linear_x) if start == "qstar" else None
-    config = bounds.AISConfig(steps=500, chains=16)
-    lower = bounds.ais(linear_model, linear_x, init, config)
+    config = AISConfig(steps=500, chains=16)
+    lower = ais(linear_model, linear_x, init, config)
     posterior = linear_model.exact_posterior(linear_x).sample((config.chains,))
-    upper = bounds.bdmc_upper_bound(linear_model, linear_x, posterior, init, config)
+    upper = bdmc_upper_bound(linear_model, linear_x, posterior, init, config)
     lower_err, upper_err = (lower.log_px - log_px).mean(), (upper.log_px - log_px).mean()
     assert -TOL < lower_err < 0.01, lower_err
     assert -0.01 < upper_err < TOL, upper_err
@@ -64,23 +64,23 @@ def test_bdmc_accepts_one_exact_sample_per_datapoint(linear_model):
     """On simulated data the generating z is the one exact posterior sample we have."""
     x, z = linear_model.sample(64, torch.Generator().manual_seed(5))
     init = linear_model.encode(x)
-    upper = bounds.bdmc_upper_bound(linear_model, x, z, init, bounds.AISConfig(steps=300, chains=4))
+    upper = bdmc_upper_bound(linear_model, x, z, init, AISConfig(steps=300, chains=4))
     assert upper.log_weights.shape == (4, 64)
     assert 0 < (upper.log_px - linear_model.exact_log_px(x)).mean() < TOL
 
 
 def test_short_ais_is_looser_than_long_ais(linear_model, linear_x):
     log_px = linear_model.exact_log_px(linear_x)
-    short = bounds.ais(linear_model, linear_x, config=bounds.AISConfig(steps=5, chains=4))
-    long = bounds.ais(linear_model, linear_x, config=bounds.AISConfig(steps=300, chains=4))
+    short = ais(linear_model, linear_x, config=AISConfig(steps=5, chains=4))
+    long = ais(linear_model, linear_x, config=AISConfig(steps=300, chains=4))
     assert (log_px - short.log_px).mean() > 3 * (log_px - long.log_px).mean().abs() + 0.1
 
 
 def test_sigmoid_schedule_is_monotone_from_zero_to_one():
     for kind in ("sigmoid", "linear"):
-        betas = bounds.annealing_schedule(100, kind)
+        betas = annealing_schedule(100, kind)
         assert betas[0] == 0 and betas[-1] == 1 and (betas.diff() > 0).all()
-    sigmoid = bounds.annealing_schedule(100).diff()
+    sigmoid = annealing_schedule(100).diff()
     assert sigmoid[0] < sigmoid[50] and sigmoid[-1] < sigmoid[50]
 
 
@@ -98,7 +98,7 @@ def test_chunking_bounds_memory_without_changing_the_estimate(linear_model, line
                                  dict(target_acceptance=1.5)])
 def test_ais_config_rejects_nonsense(bad):
     with pytest.raises(ValueError):
-        bounds.AISConfig(**bad)
+        AISConfig(**bad)
 
 
 def test_log_weights_need_a_sample():

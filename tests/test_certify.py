@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from amortgap import certify, gaps, local
-from amortgap.bounds import AISConfig
+from amortgap import certify, gaps, qstar
+from amortgap.ais import AISConfig
 from amortgap.families import DiagonalGaussian, PlanarFlow
 
 
@@ -15,8 +15,8 @@ def simulated():
     model = LinearGaussian.random(data_dim=10, latent_dim=3, seed=1, encoder_error=0.05)
     x, z = model.sample(40, torch.Generator().manual_seed(4))
     torch.manual_seed(0)
-    qstar = local.optimal_q(model, x)
-    result = certify.certify(model, x, z, qstar.q, AISConfig(steps=300, chains=8, leapfrog_steps=10),
+    found = qstar.optimal_q(model, x)
+    result = certify.certify(model, x, z, found.q, AISConfig(steps=300, chains=8, leapfrog_steps=10),
                              [AISConfig(steps=20, chains=4, leapfrog_steps=10), 2000], seed=0)  # fmt: skip
     return model, x, result
 
@@ -43,7 +43,7 @@ def test_cheapest_within_picks_the_cheapest_accurate_estimator(simulated):
 
 def test_refinement_climbs_from_the_encoder_to_qstar(linear_model, linear_x):
     x = linear_x[:32]
-    curve = local.refinement_curve(linear_model, x, [0, 5, 50, 400], elbo_samples=500)
+    curve = qstar.refinement_curve(linear_model, x, [0, 5, 50, 400], elbo_samples=500)
     means = curve.groupby("steps").elbo.mean()
     amortized = linear_model.exact_elbo(x, linear_model.encode(x)).mean().item()
     optimal = linear_model.exact_elbo(x, linear_model.exact_qstar(x)).mean().item()
@@ -51,7 +51,7 @@ def test_refinement_climbs_from_the_encoder_to_qstar(linear_model, linear_x):
     assert means[0] < means[5] < means[50] and means[400] > means[5]
     assert means[400] == pytest.approx(optimal, abs=0.05)
     assert (curve.groupby("steps").seconds_per_point.first() > 0).all()
-    from_prior = local.refinement_curve(linear_model, x, [0, 5], init="prior", elbo_samples=500)
+    from_prior = qstar.refinement_curve(linear_model, x, [0, 5], init="prior", elbo_samples=500)
     assert from_prior.groupby("steps").elbo.mean()[5] < means[5], "the encoder is a warm start"
 
 
@@ -75,7 +75,7 @@ def test_families_that_cannot_serve_are_refused_with_a_reason(linear_model, line
     flow_vae = models.VAE(models.VAEConfig(data_dim=10, latent_dim=3, encoder_hidden=(8,), decoder_hidden=(8,),
                                            family="planar", flow_length=2))  # fmt: skip
     with pytest.raises(ValueError, match="use init='prior'"):
-        local.optimal_q(flow_vae, linear_x[:4].round(), DiagonalGaussian())
+        qstar.optimal_q(flow_vae, linear_x[:4].round(), DiagonalGaussian())
 
 
 def test_optimal_elbo_from_given_starting_parameters(linear_model, linear_x):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from amortgap import collect
+from amortgap.build import collect
 
 
 def git(root: Path, *args: str) -> str:

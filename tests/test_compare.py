@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from amortgap import compare, report
+from amortgap import report
+from amortgap.build import compare
 from amortgap.report import Number
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,8 +10,8 @@ import pytest
 SCRIPT = r"""
 import hashlib, sys, torch
 from amortgap import gaps, models, sweep, train
-from amortgap.bounds import AISConfig
-from amortgap.local import QStarConfig
+from amortgap.ais import AISConfig
+from amortgap.qstar import QStarConfig
 
 if sys.argv[2] == "junk":  # leave the allocator in another state before any real work
     junk = [torch.empty(n) for n in (17, 4099, 123457, 3, 65537)]

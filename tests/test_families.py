@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from amortgap import local
+from amortgap import qstar
 from amortgap.families import DiagonalGaussian, PlanarFlow, diagonal_gaussian, make_family
 
 
@@ -91,7 +91,7 @@ def test_flow_qstar_closes_part_of_the_approximation_gap(linear_model, linear_x)
     approximation gap; q* in the planar family may only lie between that q* and log p(x)."""
     torch.manual_seed(0)
     x = linear_x[:32]
-    flow = local.optimal_q(linear_model, x, PlanarFlow(8), local.QStarConfig(max_steps=3000))
+    flow = qstar.optimal_q(linear_model, x, PlanarFlow(8), qstar.QStarConfig(max_steps=3000))
     torch.manual_seed(1)
     z = flow.q.rsample((4000,))
     flow_elbo = (linear_model.log_joint(x, z) - flow.q.log_prob(z)).mean(0)

@@ -3,8 +3,8 @@
 import torch
 
 from amortgap import gap_table, gaps, models
-from amortgap.bounds import AISConfig
-from amortgap.local import QStarConfig
+from amortgap.ais import AISConfig
+from amortgap.qstar import QStarConfig
 
 CONFIG = gaps.DecomposeConfig(elbo_samples=50, iwae_samples=20, ais=AISConfig(steps=5, chains=2),
                               qstar=QStarConfig(max_steps=20), seed=0)  # fmt: skip

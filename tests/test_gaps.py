@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from amortgap import gaps
-from amortgap.bounds import AISConfig
+from amortgap.ais import AISConfig
 from amortgap.families import DiagonalGaussian
 from amortgap.linear_gaussian import LinearGaussian
 

@@ -1,6 +1,6 @@
 """The nbval regression tests are current, hold on any CPU, and can fail: the golden notebooks hold
 the code of today's notebooks; they pass in every numeric mode (the vector units and thread counts
-of other machines, :mod:`amortgap.numeric_modes`); and moving one bound by 1% makes the comparison
+of other machines, :mod:`amortgap.build.numeric_modes`); and moving one bound by 1% makes the comparison
 fail in every mode."""
 
 import shutil
@@ -12,7 +12,7 @@ import jupytext
 import nbformat
 import pytest
 
-from amortgap import numeric_modes
+from amortgap.build import numeric_modes
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "tests" / "golden"
@@ -56,12 +56,13 @@ def test_no_code_cell_relies_on_a_trailing_semicolon(source):
         assert not last.rstrip().endswith(";"), f"{source.name}: end the cell with a statement, not `...;`:\n{cell}"
 
 
-def nbval(path: Path, mode: str) -> subprocess.CompletedProcess:
-    """nbval on ``path`` (a notebook or a folder of them) in a fresh process in numeric ``mode``."""
+def nbval(path: Path, mode: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """nbval on ``path`` (a notebook or a folder of them) in a fresh process in numeric ``mode``
+    (``env``: that mode's environment with these variables on top)."""
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-o", "addopts=", "-p", "no:cacheprovider", "--nbval",
          "--nbval-current-env", "--nbval-sanitize-with", str(GOLDEN / "sanitize.cfg"), str(path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=1200, env=numeric_modes.mode_env(mode),
+        cwd=ROOT, capture_output=True, text=True, timeout=1200, env={**numeric_modes.mode_env(mode), **(env or {})},
     )
 
 
@@ -99,3 +100,12 @@ def test_nbval_fails_when_a_bound_moves_by_one_percent(mode):
     assert perturbed.returncode == 1, perturbed.stdout[-3000:]
     assert "Cell outputs differ" in perturbed.stdout
     assert "estimated = gaps.decompose" in perturbed.stdout, "the cell that prints the bounds must be the one to fail"
+
+
+def test_the_goldens_hold_under_a_headless_matplotlib_backend():
+    """A headless CI machine often sets MPLBACKEND=Agg; the suite pins the kernels' backend
+    (tests/conftest.py, like the pipeline), so every figure cell still shows its output."""
+    result = nbval(GOLDEN / "01_background.ipynb", "native-2", env={"MPLBACKEND": "Agg"})
+    assert result.returncode == 0, result.stdout[-3000:]
+    cells = sum(c.cell_type == "code" for c in nbformat.read(GOLDEN / "01_background.ipynb", as_version=4).cells)
+    assert f"{cells} passed" in result.stdout

@@ -6,7 +6,7 @@ import sys
 import nbformat
 import pytest
 
-from amortgap import numeric_modes
+from amortgap.build import numeric_modes, pipeline
 
 
 def executed(path, outputs: list[str], ignored: str = "") -> None:
@@ -44,7 +44,7 @@ def test_spread_measures_each_number_against_its_last_printed_digit(tmp_path):
 
 def test_modes_set_every_knob_and_clear_leftovers():
     env = numeric_modes.mode_env("native-1", {"PATH": "/bin", "ATEN_CPU_CAPABILITY": "avx2", "MKL_NUM_THREADS": "8"})
-    assert env == {"PATH": "/bin", "OMP_NUM_THREADS": "1"}
+    assert env == {"PATH": "/bin", "OMP_NUM_THREADS": "1", **pipeline.KERNEL_ENV}
     assert numeric_modes.mode_env("default-2", {})["MKL_ENABLE_INSTRUCTIONS"] == "SSE4_2"
     with pytest.raises(ValueError, match="unknown numeric mode"):
         numeric_modes.mode_env("avx9-3")

@@ -8,7 +8,7 @@ import nbformat
 import pytest
 import yaml
 
-from amortgap import pipeline
+from amortgap.build import pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("0*.py"))
@@ -56,7 +56,7 @@ def test_every_notebook_has_a_tagged_parameters_cell_with_valid_defaults(noteboo
 
 
 def test_every_stage_passes_only_names_its_notebook_has():
-    notebook_stages = {n: s for n, s in DVC["stages"].items() if "amortgap.pipeline run" in s["cmd"]}
+    notebook_stages = {n: s for n, s in DVC["stages"].items() if "amortgap.build.pipeline run" in s["cmd"]}
     assert len(notebook_stages) == len(NOTEBOOKS)
     for name, stage in notebook_stages.items():
         cmd = stage["cmd"].split()

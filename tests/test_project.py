@@ -44,3 +44,20 @@ def test_ci_runs_the_readme_test_command():
 def test_running_python_satisfies_requires_python():
     minimum = pyproject()["project"]["requires-python"].removeprefix(">=")
     assert sys.version_info[:2] >= tuple(map(int, minimum.split(".")))
+
+
+def test_the_readmes_map_of_the_house_lists_every_module_and_only_those():
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## A map of the house", 1)[1].split("\n## ", 1)[0]
+    mapped = set(re.findall(r"^\| `(amortgap\.[\w.]+)` \|", section, flags=re.MULTILINE))
+    package = ROOT / "lib" / "amortgap"
+    modules = {"amortgap." + ".".join(p.relative_to(package).with_suffix("").parts)
+               for p in package.rglob("*.py") if p.stem not in ("__init__", "__main__")}
+    assert mapped == modules, f"in lib/ only: {sorted(modules - mapped)}; in the README only: {sorted(mapped - modules)}"
+
+
+def test_the_science_never_imports_the_build_tooling():
+    """`import amortgap` means the science: no module outside amortgap.build imports it."""
+    package = ROOT / "lib" / "amortgap"
+    for path in package.glob("*.py"):
+        assert not re.search(r"^\s*(from|import) (\.build|amortgap\.build)", path.read_text(), re.MULTILINE), path.name

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from amortgap import pipeline
+from amortgap.build import pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 MACRO = re.compile(r"\\newcommand\{\\(\w+)\}\{(.*)\}")

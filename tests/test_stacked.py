@@ -134,7 +134,7 @@ def test_the_stacked_elbo_is_each_models_own(tiny_data):
     members = [fresh(CONFIG, s) for s in SEEDS]
     stack = stacked.stack_models(members)
     eps = torch.randn(2, len(members), len(x), CONFIG.latent_dim)
-    _, elbo = stacked.negative_elbo(stack, x.expand(len(members), -1, -1), eps)
+    _, elbo = train.negative_elbo(stack, x.expand(len(members), -1, -1), eps)
     for i, model in enumerate(members):
         q = model.encode(x)
         z = q.mean + q.stddev * eps[:, i]

@@ -18,8 +18,9 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from .bounds import AISConfig, ais, bdmc_upper_bound, iwae
-from .local import QStarConfig, optimal_q, start_for
+from .ais import AISConfig, ais, bdmc_upper_bound
+from .bounds import iwae
+from .qstar import QStarConfig, optimal_q, start_for
 from .models import LatentVariableModel
 from .rng import seeded
 

@@ -18,9 +18,9 @@ from typing import Sequence
 import torch
 
 from . import data, gaps, models, train
-from .bounds import AISConfig
+from .ais import AISConfig
 from .device import resolve_device
-from .local import QStarConfig
+from .qstar import QStarConfig
 
 
 def _optional(kind: type):

@@ -2,7 +2,7 @@
 
 A family maps a dict of parameter tensors, each with leading batch dimension [B, ...], to a
 ``torch.distributions.Distribution`` with batch shape [B] and event shape [d]. Per-datapoint
-optimisation (:mod:`amortgap.local`) works on such dicts, row by row, so any family that follows
+optimisation (:mod:`amortgap.qstar`) works on such dicts, row by row, so any family that follows
 this protocol can be optimised datapoint by datapoint; an encoder predicts the same dict from x
 through :meth:`Family.unflatten`, so every family can also be amortized.
 """

@@ -16,7 +16,7 @@ from dataclasses import replace
 import pandas as pd
 import torch
 
-from . import gaps, latents, local, models
+from . import gaps, latents, models, qstar
 from .bounds import elbo_parts_from_terms, log_weight_terms_chunked
 from .families import DiagonalGaussian, PlanarFlow
 from .rng import seeded
@@ -57,17 +57,20 @@ def evaluate(
     table["approximation_gap_se"] = (table.log_px_se**2 + table[f"{own}_se"] ** 2) ** 0.5
     table["amortization_gap"] = table[own] - table.elbo_amortized
     table["inference_gap"] = table.log_px - table.elbo_amortized
-    with torch.no_grad():
+    # A flow's posterior mean is a Monte Carlo mean: seeded, so that it does not depend on which tasks a
+    # worker process ran before this one.
+    with torch.no_grad(), seeded(config.seed + 2, x.device):
         table["accuracy_amortized"] = latents.pixel_accuracy(model, x, model.encode(x)).cpu().double().numpy()
     table["accuracy_optimal_ffg"] = latents.pixel_accuracy(model, x, DiagonalGaussian().distribution(ffg_star)).cpu().double().numpy()
     with seeded(config.seed + 1, x.device):
-        refined = local.refine(model, x, refine_steps, model.family, config.qstar).q
+        refined = qstar.refine(model, x, refine_steps, model.family, config.qstar).q
         terms = log_weight_terms_chunked(model, x, refined, config.elbo_samples, config.max_pairs)
     parts = elbo_parts_from_terms(*terms)
     table["elbo_refined"] = sum(terms).mean(0).cpu().double().numpy()
     table["reconstruction_refined"] = parts.reconstruction.cpu().double().numpy()
     table["kl_refined"] = parts.kl.cpu().double().numpy()
-    table["accuracy_refined"] = latents.pixel_accuracy(model, x, refined).cpu().double().numpy()
+    with seeded(config.seed + 3, x.device):
+        table["accuracy_refined"] = latents.pixel_accuracy(model, x, refined).cpu().double().numpy()
     table["refine_steps"] = refine_steps
     for column in ("elbo_samples", "ais_steps", "ais_chains"):
         table[column] = ffg[column]

@@ -4,7 +4,7 @@
     inference gap       approximation gap       amortization gap
 
 q is the encoder's output, q* the best member of the family for that datapoint (found by
-:func:`amortgap.local.optimal_q`), and log p(x) the best of the available estimates: IWAE with q* as
+:func:`amortgap.qstar.optimal_q`), and log p(x) the best of the available estimates: IWAE with q* as
 proposal and AIS started from q* (``log_px_from`` picks which, or the larger; AIS by default, since
 IWAE with a light-tailed proposal can overshoot when its effective sample size is small). Both ELBOs use common random numbers, so their difference, the
 amortization gap, has a small paired standard error; log p(x) carries the standard error of its
@@ -27,12 +27,13 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from .bounds import (MAX_PAIRS, AISConfig, ais, elbo_from_weights, elbo_parts_from_terms, iwae,
-                     log_weight_terms_chunked, log_weights_chunked)
+from .ais import AISConfig, ais
+from .bounds import (MAX_PAIRS, elbo_from_weights, elbo_parts_from_terms, iwae, log_weight_terms_chunked,
+                     log_weights_chunked)
 from .families import DiagonalGaussian, Family, Params, PlanarFlow
-from .local import QStarConfig, initial_params, optimal_q, optimise
 from .models import LatentVariableModel, load
 from .progress import bar
+from .qstar import QStarConfig, initial_params, optimal_q, optimise
 from .rng import seeded
 
 COLUMNS = [
@@ -53,7 +54,7 @@ class DecomposeConfig:
     """How hard to work for each number. ``iwae_samples=0`` or ``ais=None`` drops that estimate of
     log p(x); ``log_px_from`` names the one reported as ``log_px`` (``"max"``: the larger, as in
     Cremer et al.); ``batch_size`` datapoints form one vectorized problem; ``qstar_restarts`` extra
-    random starts of the q* search (see :func:`amortgap.local.optimal_q`)."""
+    random starts of the q* search (see :func:`amortgap.qstar.optimal_q`)."""
 
     elbo_samples: int = 1000
     iwae_samples: int = 5000

@@ -3,7 +3,7 @@
 An encoder answers a question about the posterior, such as its mean E[z|x] or the expected
 reconstruction E[log p(x|z)|x], in one forward pass, and gets it slightly wrong. MCMC gets it right
 in the limit, and each transition costs ``leapfrog_steps`` gradient evaluations of log p(x, z). The
-chains here are AIS's own transitions at beta = 1, started from the prior; the step size adapts per
+chains here run the HMC kernel of :mod:`amortgap.hmc` (AIS's own transitions) at beta = 1, started from the prior; the step size adapts per
 image during burn-in only, so the kept samples come from a fixed, valid kernel.
 """
 
@@ -16,7 +16,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from .bounds import chain_state, hmc_transition
+from .hmc import adapt_step_size, chain_state, check_adaptation, hmc_transition
 from .families import diagonal_gaussian
 from .models import LatentVariableModel
 from .progress import bar
@@ -36,8 +36,7 @@ class HMCConfig:
     def __post_init__(self) -> None:
         if min(self.chains, self.leapfrog_steps) < 1 or self.burn_in < 0:
             raise ValueError("chains and leapfrog_steps must be positive and burn_in >= 0")
-        if self.step_size <= 0 or self.adapt_factor < 1 or not 0 < self.target_acceptance < 1:
-            raise ValueError("HMC needs step_size > 0, adapt_factor >= 1, 0 < target_acceptance < 1")
+        check_adaptation("HMC", self.step_size, self.target_acceptance, self.adapt_factor)
 
 
 @dataclass
@@ -81,7 +80,7 @@ def hmc(
         state, accept = hmc_transition(model, x, prior, state, 1.0, step, config.leapfrog_steps)
         rate = accept.to(x.dtype).mean(0)
         if t <= config.burn_in:
-            step = step * torch.where(rate > config.target_acceptance, config.adapt_factor, 1 / config.adapt_factor)
+            step = adapt_step_size(step, rate, config.target_acceptance, config.adapt_factor)
             continue
         kept = t - config.burn_in
         sum_z += state.z.sum(0)

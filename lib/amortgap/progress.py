@@ -4,7 +4,7 @@ Every long loop of the library (training epochs, decompose batches, q* steps, AI
 reports through :func:`bar`, which goes one of three ways:
 
 - ``$AMORTGAP_PROGRESS`` names a file: plain lines are appended to it, at most one per bar every
-  :data:`INTERVAL` seconds and one when the bar closes. :func:`amortgap.pipeline.run_notebook` sets
+  :data:`INTERVAL` seconds and one when the bar closes. :func:`amortgap.build.pipeline.run_notebook` sets
   it for the notebook's kernel and echoes the file on its own terminal while the notebook runs, so a
   pipeline stage shows what it is doing and its rendered notebook stays free of progress bars;
 - otherwise ``show=True`` draws an ordinary tqdm bar (the command line, an interactive session);

@@ -3,7 +3,7 @@
 A stage writes ``paper/generated/<stage>.tex`` with ``\\newcommand`` macros; the paper uses the
 macros, so every number in the PDF comes from the run that made it. Beside it goes
 ``<stage>.json``, the same values at full precision with their uncertainty (a :class:`Number`'s
-standard error), which :mod:`amortgap.compare` reads to judge whether a rebuild says the same.
+standard error), which :mod:`amortgap.build.compare` reads to judge whether a rebuild says the same.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def macros(values: Mapping[str, Value], digits: int = 2) -> str:
 
 
 def record(values: Mapping[str, Value]) -> dict[str, dict]:
-    """The values as :mod:`amortgap.compare` reads them: ``{"value": v, "se": se}`` for a number
+    """The values as :mod:`amortgap.build.compare` reads them: ``{"value": v, "se": se}`` for a number
     (``se`` null without one), ``{"value": n}`` for an integer, ``{"text": t}`` for text."""
     out: dict[str, dict] = {}
     for name, value in values.items():

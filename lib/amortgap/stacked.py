@@ -3,7 +3,8 @@
 The trainable weights of M models of the same shape are stacked along a new leading member dimension
 [M, ...], and each Linear layer becomes one batched matmul over the members. A weight that every
 member holds frozen and equal (the reference decoder of the frozen-decoder sweep) stays unstacked,
-so that layer runs once, as one matmul, on all members' inputs. Each member sees its own batch
+so that layer runs once, as one matmul, on all members' inputs. The training loss on a stack is
+:func:`amortgap.train.negative_elbo`. Each member sees its own batch
 x [M, B, D] and its own noise eps [S, M, B, d]; nothing couples two members, so member m's loss,
 gradient and Adam step are those it would have alone (up to the last bits of a batched matmul).
 """
@@ -15,10 +16,9 @@ from typing import Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Distribution, Independent, kl_divergence
+from torch.distributions import Distribution
 
-from .families import diagonal_gaussian, reparameterize
-from .models import VAE, bernoulli_log_likelihood, standard_normal_log_prob
+from .models import VAE, bernoulli_log_likelihood
 
 
 @dataclass
@@ -105,34 +105,3 @@ def log_likelihood(stack: Stack, x: Tensor, z: Tensor) -> Tensor:
     S, M, B, d = z.shape
     logits = mlp(stack, "decoder", z.transpose(0, 1).reshape(M, S * B, d)).view(M, S, B, -1)
     return bernoulli_log_likelihood(logits, x.unsqueeze(1)).transpose(0, 1)
-
-
-def negative_elbo(stack: Stack, x: Tensor, eps: Tensor, kl_weight: float = 1.0) -> tuple[Tensor, Tensor]:
-    """The training loss, sum over members of -(E_q[log p(x|z)] - kl_weight KL(q || p(z))) averaged
-    over the member's batch, for x [M, B, D] and noise eps [S, M, B, d]; and the per-datapoint ELBO
-    [M, B] (at kl_weight 1). The KL of a diagonal Gaussian is analytic; for other families it is the
-    Monte Carlo estimate log q(z) - log p(z) on the same samples."""
-    q = encode(stack, x)
-    z = reparameterize(q, eps)
-    expected_log_lik = log_likelihood(stack, x, z).mean(0)
-    if isinstance(q, Independent):
-        zeros = torch.zeros_like(q.mean)
-        kl = kl_divergence(q, diagonal_gaussian(zeros, zeros))
-    else:
-        kl = (q.log_prob(z) - standard_normal_log_prob(z)).mean(0)
-    loss = -(expected_log_lik - kl_weight * kl).mean(-1).sum()
-    return loss, (expected_log_lik - kl).detach()
-
-
-@torch.no_grad()
-def mean_elbo(stack: Stack, x: Tensor, batch_size: int = 1000, seed: int = 0) -> Tensor:
-    """Each member's mean single-sample ELBO over the same x [N, D]: [M]. The noise comes from a
-    generator seeded with ``seed`` (the same for every member, and the global RNG untouched)."""
-    generator = torch.Generator(x.device).manual_seed(seed)
-    d, M = stack.template.latent_dim, stack.size
-    total = torch.zeros(M, device=x.device)
-    for start in range(0, len(x), batch_size):
-        xb = x[start : start + batch_size]
-        eps = torch.randn(1, 1, len(xb), d, generator=generator, device=x.device).expand(1, M, -1, -1)
-        total += negative_elbo(stack, xb.expand(M, -1, -1), eps)[1].sum(-1)
-    return total / len(x)

@@ -25,10 +25,12 @@ from typing import Callable, Literal, Sequence
 import pandas as pd
 import torch
 from torch import Tensor
+from torch.distributions import Independent, kl_divergence
 
 from . import stacked
 from .data import Binarization, binarize
-from .models import VAE, CheckpointError, atomic_save, safe_load
+from .families import diagonal_gaussian, reparameterize
+from .models import VAE, CheckpointError, atomic_save, safe_load, standard_normal_log_prob
 from .progress import bar as progress_bar
 
 TRAIN_FORMAT = "amortgap.train/3"
@@ -137,9 +139,40 @@ class _Member:
         return self.epoch < self.config.epochs and not stopped
 
 
+def negative_elbo(stack: stacked.Stack, x: Tensor, eps: Tensor, kl_weight: float = 1.0) -> tuple[Tensor, Tensor]:
+    """The training loss, sum over members of -(E_q[log p(x|z)] - kl_weight KL(q || p(z))) averaged
+    over the member's batch, for x [M, B, D] and noise eps [S, M, B, d]; and the per-datapoint ELBO
+    [M, B] (at kl_weight 1). The KL of a diagonal Gaussian is analytic; for other families it is the
+    Monte Carlo estimate log q(z) - log p(z) on the same samples."""
+    q = stacked.encode(stack, x)
+    z = reparameterize(q, eps)
+    expected_log_lik = stacked.log_likelihood(stack, x, z).mean(0)
+    if isinstance(q, Independent):
+        zeros = torch.zeros_like(q.mean)
+        kl = kl_divergence(q, diagonal_gaussian(zeros, zeros))
+    else:
+        kl = (q.log_prob(z) - standard_normal_log_prob(z)).mean(0)
+    loss = -(expected_log_lik - kl_weight * kl).mean(-1).sum()
+    return loss, (expected_log_lik - kl).detach()
+
+
+@torch.no_grad()
+def mean_elbo(stack: stacked.Stack, x: Tensor, batch_size: int = 1000, seed: int = 0) -> Tensor:
+    """Each member's mean single-sample ELBO over the same x [N, D]: [M]. The noise comes from a
+    generator seeded with ``seed`` (the same for every member, and the global RNG untouched)."""
+    generator = torch.Generator(x.device).manual_seed(seed)
+    d, M = stack.template.latent_dim, stack.size
+    total = torch.zeros(M, device=x.device)
+    for start in range(0, len(x), batch_size):
+        xb = x[start : start + batch_size]
+        eps = torch.randn(1, 1, len(xb), d, generator=generator, device=x.device).expand(1, M, -1, -1)
+        total += negative_elbo(stack, xb.expand(M, -1, -1), eps)[1].sum(-1)
+    return total / len(x)
+
+
 def evaluate_elbo(model: VAE, x: Tensor, batch_size: int = 1000, seed: int = 0) -> float:
     """Mean single-sample ELBO over x [N, D], with noise from a generator seeded with ``seed``."""
-    return stacked.mean_elbo(stacked.stack_models([model]), x, batch_size, seed).item()
+    return mean_elbo(stacked.stack_models([model]), x, batch_size, seed).item()
 
 
 def train(
@@ -239,13 +272,13 @@ def _train_epoch(group: list[_Member], train_x: Tensor, valid_x: Tensor, epoch: 
             xb = train_x[order[b * bs : (b + 1) * bs]]
             xs.append(binarize(xb, "dynamic", member.generator) if dynamic else xb)
             noise.append(torch.randn(config.samples, len(xb), d, generator=member.generator, device=xb.device))
-        loss, elbo = stacked.negative_elbo(stack, torch.stack(xs), torch.stack(noise, 1),
+        loss, elbo = negative_elbo(stack, torch.stack(xs), torch.stack(noise, 1),
                                            config.kl_weight(epoch, b, batches))  # fmt: skip
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         elbo_sum += elbo.sum(-1)
-    valid = stacked.mean_elbo(stack, valid_x, config.valid_batch_size).tolist()
+    valid = mean_elbo(stack, valid_x, config.valid_batch_size).tolist()
 
     stacked.unstack_into(stack, [m.model for m in group])
     seconds = (time.perf_counter() - start) / len(group)

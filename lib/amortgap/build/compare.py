@@ -17,7 +17,7 @@ the working tree, i.e. what ``make repro`` just rebuilt). A build is a folder or
   (one in 370 would by chance), so tables inform the verdict only when one goes missing.
 
 The verdict is "reproduced" when every number with an uncertainty is within 3 SE, every claim is
-unchanged and nothing is missing. ``python -m amortgap.compare [--base REV|DIR] [--other REV|DIR]``
+unchanged and nothing is missing. ``python -m amortgap.build.compare [--base REV|DIR] [--other REV|DIR]``
 prints the report, writes it to ``build/reproduction.md`` and ends with one summary line.
 """
 
@@ -209,7 +209,7 @@ def render(report: Report, base: str, other: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m amortgap.compare", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m amortgap.build.compare", description=__doc__.splitlines()[0])
     parser.add_argument("--base", default="HEAD", help="a folder or git revision (default: HEAD, the committed build)")
     parser.add_argument("--other", default=None, help="a folder or git revision (default: the working tree)")
     parser.add_argument("--out", type=Path, default=Path("build/reproduction.md"), help="where to write the report")

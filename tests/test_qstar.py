@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from amortgap import local
+from amortgap import qstar
 from amortgap.families import DiagonalGaussian
 
 
@@ -14,7 +14,7 @@ def _seed():
 
 @pytest.mark.parametrize("init", ["encoder", "prior"])
 def test_qstar_matches_the_closed_form(linear_model, linear_x, init):
-    result = local.optimal_q(linear_model, linear_x, init=init)
+    result = qstar.optimal_q(linear_model, linear_x, init=init)
     exact = linear_model.exact_qstar(linear_x)
     deficit = linear_model.exact_elbo(linear_x, exact) - linear_model.exact_elbo(linear_x, result.q)
     assert deficit.min() > -1e-4, "nothing beats the exact q*"
@@ -25,37 +25,37 @@ def test_qstar_matches_the_closed_form(linear_model, linear_x, init):
 
 
 def test_each_datapoint_stops_on_its_own(linear_model, linear_x):
-    result = local.optimal_q(linear_model, linear_x)
+    result = qstar.optimal_q(linear_model, linear_x)
     assert result.steps.unique().numel() > 1, "points should converge at different steps"
-    from_prior = local.optimal_q(linear_model, linear_x, init="prior")
+    from_prior = qstar.optimal_q(linear_model, linear_x, init="prior")
     assert from_prior.steps.float().mean() > result.steps.float().mean(), "the encoder is a warm start"
 
 
 def test_max_steps_bounds_the_work(linear_model, linear_x):
-    result = local.optimal_q(linear_model, linear_x, config=local.QStarConfig(max_steps=30), init="prior")
+    result = qstar.optimal_q(linear_model, linear_x, config=qstar.QStarConfig(max_steps=30), init="prior")
     assert (result.steps == 30).all() and not result.converged.any()
 
 
 def test_rows_are_optimised_independently(linear_model, linear_x):
     """Optimising a datapoint alone or among others gives the same answer (up to Monte Carlo noise)."""
-    together = local.optimal_q(linear_model, linear_x[:8]).q
-    alone = local.optimal_q(linear_model, linear_x[:1]).q
+    together = qstar.optimal_q(linear_model, linear_x[:8]).q
+    alone = qstar.optimal_q(linear_model, linear_x[:1]).q
     assert (together.mean[0] - alone.mean[0]).abs().max() < 0.03
 
 
 def test_refinement_closes_the_amortization_gap(linear_model, linear_x):
     qstar_elbo = linear_model.exact_elbo(linear_x, linear_model.exact_qstar(linear_x))
     remaining = []
-    config = local.QStarConfig(num_samples=50)  # the noise floor of constant-rate steps shrinks with samples
+    config = qstar.QStarConfig(num_samples=50)  # the noise floor of constant-rate steps shrinks with samples
     for k in (0, 1, 5, 20, 100):
-        q = local.refine(linear_model, linear_x, k, config=config).q
+        q = qstar.refine(linear_model, linear_x, k, config=config).q
         remaining.append((qstar_elbo - linear_model.exact_elbo(linear_x, q)).mean().item())
     assert all(a > b for a, b in zip(remaining, remaining[1:])), remaining
     assert remaining[-1] < 0.05 * remaining[0]
 
 
 def test_zero_refinement_steps_is_the_encoder(linear_model, linear_x):
-    q = local.refine(linear_model, linear_x, 0).q
+    q = qstar.refine(linear_model, linear_x, 0).q
     encoder = linear_model.encode(linear_x)
     torch.testing.assert_close(q.mean, encoder.mean)
     torch.testing.assert_close(q.stddev, encoder.stddev)
@@ -63,11 +63,11 @@ def test_zero_refinement_steps_is_the_encoder(linear_model, linear_x):
 
 def test_bad_arguments_are_refused(linear_model, linear_x):
     with pytest.raises(ValueError, match="init"):
-        local.optimal_q(linear_model, linear_x, init="zeros")
+        qstar.optimal_q(linear_model, linear_x, init="zeros")
     with pytest.raises(ValueError, match="steps"):
-        local.refine(linear_model, linear_x, -1)
+        qstar.refine(linear_model, linear_x, -1)
     with pytest.raises(ValueError):
-        local.QStarConfig(lr_decay=1.5)
+        qstar.QStarConfig(lr_decay=1.5)
 
 
 def test_family_round_trip(linear_model, linear_x):
@@ -85,7 +85,7 @@ def test_chunked_gradients_are_each_rows_exact_elbo_gradient(linear_model, linea
     family = DiagonalGaussian()
     encoder = family.params_from(linear_model.encode(linear_x))
     params = {"loc": encoder["loc"] + 0.5, "log_scale": encoder["log_scale"] - 0.5}
-    estimate, grads = local._elbo_gradients(linear_model, linear_x, family, params, 20_000, max_pairs)
+    estimate, grads = qstar._elbo_gradients(linear_model, linear_x, family, params, 20_000, max_pairs)
     leaves = {k: v.clone().requires_grad_() for k, v in params.items()}
     exact = linear_model.exact_elbo(linear_x, family.distribution(leaves))
     exact_grads = torch.autograd.grad(exact.sum(), list(leaves.values()))
@@ -98,19 +98,19 @@ def test_chunked_gradients_are_each_rows_exact_elbo_gradient(linear_model, linea
 
 def test_max_pairs_must_be_positive(linear_model, linear_x):
     with pytest.raises(ValueError, match="max_pairs"):
-        local.optimal_q(linear_model, linear_x, max_pairs=0)
+        qstar.optimal_q(linear_model, linear_x, max_pairs=0)
 
 
 def test_restarts_keep_the_best_search_per_datapoint(linear_model, linear_x):
     """Random restarts end no lower than the one search, row by row, and their steps are counted."""
-    config = local.QStarConfig(max_steps=30)
+    config = qstar.QStarConfig(max_steps=30)
     torch.manual_seed(0)
-    one = local.optimal_q(linear_model, linear_x, config=config, init="prior")
+    one = qstar.optimal_q(linear_model, linear_x, config=config, init="prior")
     torch.manual_seed(0)
-    several = local.optimal_q(linear_model, linear_x, config=config, init="prior", restarts=3)
-    elbo_one = local._elbo_for_comparison(linear_model, linear_x, one.q, 200, 10**7)
-    elbo_several = local._elbo_for_comparison(linear_model, linear_x, several.q, 200, 10**7)
+    several = qstar.optimal_q(linear_model, linear_x, config=config, init="prior", restarts=3)
+    elbo_one = qstar._elbo_for_comparison(linear_model, linear_x, one.q, 200, 10**7)
+    elbo_several = qstar._elbo_for_comparison(linear_model, linear_x, several.q, 200, 10**7)
     assert (elbo_several >= elbo_one - 1e-9).all()
     assert (several.steps == 4 * one.steps).all()
     with pytest.raises(ValueError, match="restarts"):
-        local.optimal_q(linear_model, linear_x, restarts=-1)
+        qstar.optimal_q(linear_model, linear_x, restarts=-1)

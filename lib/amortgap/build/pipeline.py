@@ -28,7 +28,7 @@ from typing import Any, Iterator, Sequence
 
 import yaml
 
-from .progress import ENV as PROGRESS_ENV
+from ..progress import ENV as PROGRESS_ENV
 
 POSITIVE_INT = re.compile(
     r"^(epochs|batch_size|latent_dim|num_.*|.*_steps|.*_samples|.*_chains|.*widths?|.*_hidden|.*_points"
@@ -36,6 +36,17 @@ POSITIVE_INT = re.compile(
 )
 NON_NEGATIVE_INT = re.compile(r"^(seeds?|.*_seeds?|refine_steps)$")
 POSITIVE_NUMBER = re.compile(r"^(lr|.*_lr|noise_scale)$")
+
+
+KERNEL_ENV = {"MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+"""What every notebook kernel sees whatever the caller's shell says: a headless machine often sets
+MPLBACKEND=Agg, under which a cell that makes a figure shows nothing, and its golden output (the
+figure's text/plain line) goes missing."""
+
+
+def kernel_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """``base`` (default: nothing) with :data:`KERNEL_ENV` on top: the environment to start a kernel in."""
+    return {**(base or {}), **KERNEL_ENV}
 
 
 class ParameterError(ValueError):
@@ -143,7 +154,7 @@ def run_notebook(
             with open(os.environ[PROGRESS_ENV], "a") as log:
                 log.write(f"cell {len(started)}/{total}: {first[:70]}\n")
 
-    with _progress_echo(name, enabled=progress):
+    with _progress_echo(name, enabled=progress), _environment(KERNEL_ENV):
         executed = papermill.execute_notebook(
             source, None, parameters=parameters, kernel_name="python3", progress_bar=False,
             cwd=str(cwd or project_root(Path(notebook).parent)), on_cell_start=announce,
@@ -151,6 +162,21 @@ def run_notebook(
         )  # fmt: skip
     executed.metadata.papermill["input_path"] = str(notebook)  # not the whole source notebook again
     nbformat.write(strip_volatile(executed), output)
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """``values`` set in ``os.environ`` (which the kernel inherits) for the block, then restored."""
+    previous = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @contextlib.contextmanager
@@ -273,7 +299,7 @@ def run_dvc(args: Sequence[str], cwd: str | Path, capture: bool = False) -> subp
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m amortgap.pipeline", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m amortgap.build.pipeline", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="execute a notebook with its section of params.yaml")
     run.add_argument("notebook", type=Path)

@@ -7,8 +7,8 @@ every experiment ran different stages (say, different branches of the width swee
 takes from each one only what it changed: the files, and its stages' entries in ``dvc.lock``.
 Afterwards ``dvc status`` shows those stages as done, and ``dvc repro`` runs only what is left.
 
-    python -m amortgap.collect              # every experiment based on the current commit
-    python -m amortgap.collect width-16 width-64
+    python -m amortgap.build.collect              # every experiment based on the current commit
+    python -m amortgap.build.collect width-16 width-64
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def collect(root: Path, names: Sequence[str] | None = None) -> dict[str, list[st
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m amortgap.collect", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m amortgap.build.collect", description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="experiment names (default: all on the current commit)")
     args = parser.parse_args(argv)
     try:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from amortgap.linear_gaussian import LinearGaussian
-from amortgap.oracle import exact_best_diagonal_gaussian, exact_posterior, gauss_hermite_elbo
+from amortgap.quadrature import exact_best_diagonal_gaussian, exact_posterior, gauss_hermite_elbo
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def test_every_estimator_against_quadrature_on_real_images(float32_default):
     """A 2-d-latent VAE briefly trained on real Fashion-MNIST images: AIS and IWAE against the exact
     log p(x), and the q* search against the exact best diagonal Gaussian, image by image."""
     from amortgap import data, gaps, models, train
-    from amortgap.bounds import AISConfig
+    from amortgap.ais import AISConfig
 
     torch.manual_seed(0)
     model = models.VAE(models.VAEConfig(latent_dim=2, encoder_hidden=(64,), decoder_hidden=(64,)))

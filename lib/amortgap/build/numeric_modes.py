@@ -7,8 +7,8 @@ sums are split (``OMP_NUM_THREADS``). Each :data:`MODES` entry sets all of these
 machine would, so one machine can stand in for many. A notebook's printed number is stable when it
 reads the same in every mode; :func:`spread` measures, per number, how far it moves.
 
-``python -m amortgap.numeric_modes run`` executes the notebooks at their defaults once per mode;
-``python -m amortgap.numeric_modes spread`` prints each number's spread against the step of the
+``python -m amortgap.build.numeric_modes run`` executes the notebooks at their defaults once per mode;
+``python -m amortgap.build.numeric_modes spread`` prints each number's spread against the step of the
 last digit it is printed with.
 """
 
@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import pandas as pd
+
+from .pipeline import kernel_env
 
 # ISA names per library: an AVX2 machine (AMD Zen 2, Intel before Skylake-X) and a baseline x86-64
 # without AVX (torch's "default" kernels, SSE4.2 in MKL and oneDNN).
@@ -46,11 +48,12 @@ _KNOBS = ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "DNNL_MAX_CPU_ISA", 
 
 def mode_env(mode: str, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """``base`` (default: this process's environment) with every numeric knob cleared, then set as
-    ``mode`` sets it, so that a knob left over in the caller's shell cannot leak into a mode."""
+    ``mode`` sets it, so that a knob left over in the caller's shell cannot leak into a mode; and the
+    kernel's pinned variables (:func:`amortgap.build.pipeline.kernel_env`) on top."""
     if mode not in MODES:
         raise ValueError(f"unknown numeric mode {mode!r}; the modes are {sorted(MODES)}")
     env = {k: v for k, v in (os.environ if base is None else base).items() if k not in _KNOBS}
-    return {**env, **MODES[mode]}
+    return kernel_env({**env, **MODES[mode]})
 
 
 def printed_numbers(notebook: str | Path) -> pd.DataFrame:
@@ -109,12 +112,12 @@ def run_modes(modes: Sequence[str], out: Path, notebooks: Path = Path("notebooks
     for mode in modes:
         print(f"numeric mode {mode}: {MODES[mode]}", flush=True)
         shutil.rmtree(TINY, ignore_errors=True)
-        subprocess.run([sys.executable, "-m", "amortgap.pipeline", "golden", "--notebooks", str(notebooks),
+        subprocess.run([sys.executable, "-m", "amortgap.build.pipeline", "golden", "--notebooks", str(notebooks),
                         "--out", str(out / mode)], env=mode_env(mode), check=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m amortgap.numeric_modes", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m amortgap.build.numeric_modes", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="execute the notebooks at their defaults once per numeric mode")
     run.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
@@ -128,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     folders = {p.name: p for p in sorted(args.out.iterdir()) if p.name in MODES}
     if not folders:
-        print(f"error: no mode has run into {args.out}; run `python -m amortgap.numeric_modes run` first", file=sys.stderr)
+        print(f"error: no mode has run into {args.out}; run `python -m amortgap.build.numeric_modes run` first", file=sys.stderr)
         return 2
     reference = "native-2" if "native-2" in folders else next(iter(folders))
     expected = {p.name for p in folders[reference].glob("*.ipynb")}
