@@ -202,18 +202,13 @@ def _progress_echo(name: str, enabled: bool) -> Iterator[None]:
                     done.wait(0.5)
 
         thread = threading.Thread(target=echo, daemon=True)
-        previous = os.environ.get(PROGRESS_ENV)
-        os.environ[PROGRESS_ENV] = str(path)
-        thread.start()
-        try:
-            yield
-        finally:
-            done.set()
-            thread.join()
-            if previous is None:
-                os.environ.pop(PROGRESS_ENV, None)
-            else:
-                os.environ[PROGRESS_ENV] = previous
+        with _environment({PROGRESS_ENV: str(path)}):
+            thread.start()
+            try:
+                yield
+            finally:
+                done.set()
+                thread.join()
 
 
 def strip_volatile(notebook):
