@@ -38,6 +38,7 @@
 # `amortgap`'s tests check every estimator against.
 
 # %% tags=["parameters"]
+root = ".."  # the project folder, seen from the kernel's (the pipeline passes its own)
 data_dim = 20
 latent_dim = 5
 noise_scale = 1.0
@@ -54,6 +55,7 @@ generated_dir = "build/tiny/generated"
 
 # %%
 import time
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -61,10 +63,9 @@ import torch
 from amortgap import gaps, plots, report
 from amortgap.linear_gaussian import LinearGaussian, fit_encoder
 from amortgap.qstar import optimal_q
-from amortgap.build.pipeline import project_root
 
 torch.manual_seed(model_seed)
-root = project_root()
+root = Path(root)
 plots.theme()
 
 # %% [markdown]

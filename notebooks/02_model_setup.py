@@ -39,25 +39,18 @@
 # Its KL term has no closed form and is estimated on the same sample.
 
 # %% tags=["parameters"]
-binarization = "static"
+root = ".."  # the project folder, seen from the kernel's (the pipeline passes its own)
 split_seed = 0
 num_train = 2000
 latent_dim = 50
 encoder_hidden = [200, 200]
 decoder_hidden = [200, 200]
 activation = "elu"
-epochs = 4
-batch_size = 100
-lr = 0.001
-lr_decay = 0.3
-plateau_patience = 1
-max_decays = 1
-patience = 2
-min_delta = 0.05
-warmup_epochs = 1
+training = {"epochs": 4, "batch_size": 100, "lr": 0.001, "lr_schedule": "plateau", "lr_decay": 0.3, "plateau_patience": 1,
+            "max_decays": 1, "patience": 2, "min_delta": 0.05, "warmup_epochs": 1, "binarization": "static",
+            "snapshot_epochs": [1, 3]}
 seeds = [0, 1]
 flow_length = 10
-snapshot_epochs = [1, 3]
 workers = 1
 max_stack = 3
 model_dir = "build/tiny/models"
@@ -69,22 +62,23 @@ generated_dir = "build/tiny/generated"
 
 # %%
 from dataclasses import replace
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
-import torch
 
 from amortgap import data, models, plots, report, sweep, train
 from amortgap.device import resolve_device
-from amortgap.build.pipeline import project_root
 
-root = project_root()
+root = Path(root)
 plots.theme()
 
 # %% [markdown]
 # ## The data
 
 # %%
+train_config = train.TrainConfig.from_section(training)
+binarization = train_config.binarization
 train_images = data.load("train", split_seed=split_seed)
 valid_x = data.load_binarized("valid", binarization, split_seed=split_seed)
 test_x = data.load_binarized("test", binarization)
@@ -112,11 +106,6 @@ device = resolve_device(device)
 config = models.VAEConfig(latent_dim=latent_dim, encoder_hidden=tuple(encoder_hidden),
                           decoder_hidden=tuple(decoder_hidden), activation=activation)
 families = {"diagonal": config, "planar": replace(config, family="planar", flow_length=flow_length)}
-train_config = train.TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule="plateau", lr_decay=lr_decay,
-                                 plateau_patience=plateau_patience, max_decays=max_decays, patience=patience,
-                                 min_delta=min_delta,
-                                 warmup_epochs=warmup_epochs, binarization=binarization,
-                                 snapshot_epochs=tuple(snapshot_epochs))
 print(train_config)
 print(models.VAE(config))
 print(f"{sum(p.numel() for p in models.VAE(config).parameters()):,} parameters (diagonal encoder)")
@@ -137,7 +126,7 @@ for member, result in zip(members, results):
     rows.append({"model": member.config.family, "seed": member.seed, "encoder_width": member.config.encoder_hidden[-1],
                  "epochs": len(history),
                  "best_epoch": int(best.epoch), "best_valid_elbo": best.valid_elbo,
-                 "stopped": "cap" if len(history) == epochs else "converged",
+                 "stopped": "cap" if len(history) == train_config.epochs else "converged",
                  "final_lr": history.lr.iloc[-1], "training_minutes": history.seconds.sum() / 60})
 summary = pd.DataFrame(rows)
 summary.to_csv(root / history_dir / "summary.csv", index=False, float_format="%.6f")
@@ -183,14 +172,14 @@ numbers = {
     "SetupEncoder": "-".join(map(str, [config.data_dim, *encoder_hidden])) + f"-(2$\\times${latent_dim})",
     "SetupDecoder": "-".join(map(str, [latent_dim, *decoder_hidden, config.data_dim])),
     "SetupSeeds": len(seeds),
-    "SetupMaxEpochs": epochs,
-    "SetupPlateauPatience": plateau_patience,
-    "SetupPatience": patience,
-    "SetupMaxDecays": max_decays,
-    "SetupLrDecay": f"{lr_decay:g}",
-    "SetupWarmup": warmup_epochs,
-    "SetupLr": f"{lr:g}",
-    "SetupBatch": batch_size,
+    "SetupMaxEpochs": train_config.epochs,
+    "SetupPlateauPatience": train_config.plateau_patience,
+    "SetupPatience": train_config.patience,
+    "SetupMaxDecays": train_config.max_decays,
+    "SetupLrDecay": f"{train_config.lr_decay:g}",
+    "SetupWarmup": train_config.warmup_epochs,
+    "SetupLr": f"{train_config.lr:g}",
+    "SetupBatch": train_config.batch_size,
     "SetupEpochsMin": int(by_model.epochs.min()["diagonal"]),
     "SetupEpochsMax": int(by_model.epochs.max()["diagonal"]),
     "SetupFlowEpochsMin": int(by_model.epochs.min()["planar"]),
@@ -214,8 +203,8 @@ at_cap = int((summary.stopped == "cap").sum())
 epochs_of = {m: f"{g.epochs.min()} to {g.epochs.max()}" for m, g in summary.groupby("model")}
 report.conclude(
     f"**{len(summary) - at_cap} of {len(summary)} reference models stopped on their own**, once the validation ELBO had "
-    f"not improved by {min_delta} nats for {patience} epochs after the learning-rate decays; {at_cap} reached the cap "
-    f"of {epochs} epochs. The FFG models trained for {epochs_of['diagonal']} epochs, the flow models for "
+    f"not improved by {train_config.min_delta} nats for {train_config.patience} epochs after the learning-rate "
+    f"decays; {at_cap} reached the cap of {train_config.epochs} epochs. The FFG models trained for {epochs_of['diagonal']} epochs, the flow models for "
     f"{epochs_of['planar']}, and their best validation ELBOs average {by_model.best_valid_elbo.mean()['diagonal']:.2f} "
     f"(FFG) and {by_model.best_valid_elbo.mean()['planar']:.2f} nats (flow). "
     + ("The experiments that follow therefore measure converged models, not a training budget." if at_cap == 0 else

@@ -40,6 +40,7 @@
 # pixel accuracy; and it measures how many latent units each model uses.
 
 # %% tags=["parameters"]
+root = ".."  # the project folder, seen from the kernel's (the pipeline passes its own)
 model_dir = "build/tiny/models"
 seeds = [0, 1]
 binarization = "static"
@@ -47,15 +48,10 @@ split_seed = 0
 num_points = 8
 flow_points = 4
 subset_seed = 0
-elbo_samples = 100
+decompose = {"elbo_samples": 100, "iwae_samples": 100, "seed": 0, "ais": {"steps": 20, "chains": 4},
+             "qstar": {"max_steps": 200, "num_samples": 10}}
 whole_test_samples = 10
 units_points = 500
-iwae_samples = 100
-ais_steps = 20
-ais_chains = 4
-qstar_max_steps = 200
-qstar_samples = 10
-decompose_seed = 0
 workers = 1
 recon_images = 6
 refine_steps = 20
@@ -63,17 +59,17 @@ table_dir = "build/tiny/results/gap_table"
 figure_dir = "build/tiny/figures/gap_table"
 
 # %%
+from pathlib import Path
+
 import pandas as pd
 import torch
 
 from amortgap import bounds, data, gap_table, gaps, latents, models, plots, report
-from amortgap.ais import AISConfig
-from amortgap.qstar import QStarConfig, optimal_q, refine
+from amortgap.qstar import optimal_q, refine
 from amortgap.parallel import run_tasks
-from amortgap.build.pipeline import project_root
 from amortgap.stats import crossed_interval
 
-root = project_root()
+root = Path(root)
 plots.theme()
 out = root / table_dir
 out.mkdir(parents=True, exist_ok=True)
@@ -88,9 +84,7 @@ flow_rows = {split: torch.isin(rows[split], data.random_subset(len(x), flow_poin
              for split, x in splits.items()}
 for split, index in rows.items():
     print(f"{split}: {len(index)} random images (flow q* on {int(flow_rows[split].sum())}), e.g. rows {index[:5].tolist()}")
-config = gaps.DecomposeConfig(elbo_samples=elbo_samples, iwae_samples=iwae_samples,
-                              ais=AISConfig(steps=ais_steps, chains=ais_chains),
-                              qstar=QStarConfig(max_steps=qstar_max_steps, num_samples=qstar_samples), seed=decompose_seed)
+config = gaps.DecomposeConfig.from_section(decompose)
 print(config)
 paths = {(family, seed): root / model_dir / f"reference_{family}_s{seed}.pt" for family in ("diagonal", "planar")
          for seed in seeds}
@@ -206,7 +200,7 @@ with torch.no_grad():
     methods = {"encoder q": model.encode(shown_x)}
 torch.manual_seed(0)
 methods[f"refined, {refine_steps} steps"] = refine(model, shown_x, refine_steps).q
-methods["q*"] = optimal_q(model, shown_x, config=QStarConfig(max_steps=qstar_max_steps, num_samples=qstar_samples)).q
+methods["q*"] = optimal_q(model, shown_x, config=config.qstar).q
 images = {"image": shown_x.numpy()}
 for name, q in methods.items():
     images[name] = model.mean_image(latents.posterior_mean(q)).detach().numpy()

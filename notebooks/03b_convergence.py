@@ -20,17 +20,14 @@
 # model stops, the gap table describes a converged model.
 
 # %% tags=["parameters"]
+root = ".."  # the project folder, seen from the kernel's (the pipeline passes its own)
 model_dir = "build/tiny/models"
 seed = 0
 binarization = "static"
 num_points = 6
 subset_seed = 0
-elbo_samples = 100
-ais_steps = 20
-ais_chains = 4
-qstar_max_steps = 200
-qstar_samples = 10
-decompose_seed = 0
+decompose = {"elbo_samples": 100, "iwae_samples": 0, "seed": 0, "ais": {"steps": 20, "chains": 4},
+             "qstar": {"max_steps": 200, "num_samples": 10}}
 workers = 1
 training_summary = "build/tiny/results/training/summary.csv"
 published_path = "paper/published/cremer2018_table2.csv"
@@ -39,17 +36,15 @@ figure_dir = "build/tiny/figures/convergence"
 
 # %%
 import re
+from pathlib import Path
 
 import pandas as pd
 
 from amortgap import data, gaps, plots, report
-from amortgap.ais import AISConfig
-from amortgap.qstar import QStarConfig
 from amortgap.parallel import run_tasks
-from amortgap.build.pipeline import project_root
 from amortgap.stats import crossed_interval
 
-root = project_root()
+root = Path(root)
 plots.theme()
 out = root / table_dir
 out.mkdir(parents=True, exist_ok=True)
@@ -66,8 +61,7 @@ checkpoints = {**{e: snapshots[e] for e in sorted(snapshots) if e < best_epoch},
                best_epoch: root / model_dir / f"reference_diagonal_s{seed}.pt"}
 print(f"stopped after {int(training.epochs)} epochs; best (kept) weights from epoch {best_epoch}")
 print(f"{len(x)} random test images; models: {list(checkpoints)}")
-config = gaps.DecomposeConfig(elbo_samples=elbo_samples, iwae_samples=0, ais=AISConfig(steps=ais_steps, chains=ais_chains),
-                              qstar=QStarConfig(max_steps=qstar_max_steps, num_samples=qstar_samples), seed=decompose_seed)
+config = gaps.DecomposeConfig.from_section(decompose)
 
 # %%
 tables = run_tasks(gaps.decompose_checkpoint, [(path, x, config) for path in checkpoints.values()], workers,

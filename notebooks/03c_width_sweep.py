@@ -38,6 +38,7 @@
 # an interrupted run resumes and a finished member is reloaded.
 
 # %% tags=["parameters"]
+root = ".."  # the project folder, seen from the kernel's (the pipeline passes its own)
 model_dir = "build/tiny/models"
 gap_table_dir = "build/tiny/results/gap_table"
 widths = [16, 64]
@@ -48,27 +49,15 @@ frozen_decoder_widths = [16]
 frozen_seeds = [0]
 latent_dim = 50
 decoder_hidden = [200, 200]
-binarization = "static"
 split_seed = 0
 num_train = 2000
-epochs = 3
-batch_size = 100
-lr = 0.001
-lr_decay = 0.3
-plateau_patience = 1
-max_decays = 1
-patience = 2
-min_delta = 0.05
-warmup_epochs = 1
+training = {"epochs": 3, "batch_size": 100, "lr": 0.001, "lr_schedule": "plateau", "lr_decay": 0.3, "plateau_patience": 1,
+            "max_decays": 1, "patience": 2, "min_delta": 0.05, "warmup_epochs": 1, "binarization": "static"}
 frozen_lr = 0.003
 eval_points = 6
 subset_seed = 0
-elbo_samples = 100
-ais_steps = 20
-ais_chains = 4
-qstar_max_steps = 200
-qstar_samples = 10
-decompose_seed = 0
+decompose = {"elbo_samples": 100, "iwae_samples": 0, "seed": 0, "ais": {"steps": 20, "chains": 4},
+             "qstar": {"max_steps": 200, "num_samples": 10}}
 workers = 1
 max_stack = 3
 table_dir = "build/tiny/results/sweep"
@@ -76,36 +65,29 @@ checkpoint_dir = "build/tiny/checkpoints/sweep"
 
 # %%
 from dataclasses import replace
+from pathlib import Path
 
 import pandas as pd
 import torch
 
 from amortgap import bounds, data, gaps, latents, models, plots, report, summaries, sweep, train
-from amortgap.ais import AISConfig
-from amortgap.qstar import QStarConfig
 from amortgap.parallel import run_tasks
-from amortgap.build.pipeline import project_root
 from amortgap.rng import seeded
 from amortgap.stats import trend
 from amortgap.summaries import by_seed_and_image
 
-root = project_root()
+root = Path(root)
 out = root / table_dir
 out.mkdir(parents=True, exist_ok=True)
 
 # %%
+decompose_config = gaps.DecomposeConfig.from_section(decompose)
+joint_config = train.TrainConfig.from_section(training)
 train_x = data.load("train", split_seed=split_seed).x[:num_train]
-valid_x = data.load_binarized("valid", binarization, split_seed=split_seed)
-test_x = data.load_binarized("test", binarization)
+valid_x = data.load_binarized("valid", joint_config.binarization, split_seed=split_seed)
+test_x = data.load_binarized("test", joint_config.binarization)
 index = data.random_subset(len(test_x), eval_points, subset_seed)
 x = test_x[index]
-decompose_config = gaps.DecomposeConfig(elbo_samples=elbo_samples, iwae_samples=0,
-                                        ais=AISConfig(steps=ais_steps, chains=ais_chains),
-                                        qstar=QStarConfig(max_steps=qstar_max_steps, num_samples=qstar_samples), seed=decompose_seed)
-joint_config = train.TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule="plateau", lr_decay=lr_decay,
-                                 plateau_patience=plateau_patience, max_decays=max_decays, patience=patience,
-                                 min_delta=min_delta,
-                                 warmup_epochs=warmup_epochs, binarization=binarization)
 frozen_config = replace(joint_config, lr=frozen_lr, warmup_epochs=0)
 base = models.VAEConfig(latent_dim=latent_dim, decoder_hidden=tuple(decoder_hidden))
 print(f"{len(x)} random test images; joint training: {joint_config}")
@@ -130,7 +112,7 @@ for member, result, table in zip(joint, joint_results, tables):
         width=member.config.encoder_hidden[0], seed=member.seed, image=index.numpy(),
         accuracy_amortized=latents.pixel_accuracy(model, x, q).numpy(),
         active_units=latents.active_units(activity), kl_top10_share=(kl.sort(descending=True).values[:10].sum() / kl.sum()).item(),
-        epochs=len(history), stopped="cap" if len(history) == epochs else "converged",
+        epochs=len(history), stopped="cap" if len(history) == joint_config.epochs else "converged",
         best_valid_elbo=history.valid_elbo.max(), train_seconds=history.seconds.sum()))
 joint_table = pd.concat(rows, ignore_index=True)
 joint_table.to_csv(out / "joint.csv", index=False, float_format="%.6f")
@@ -159,8 +141,8 @@ reference_qstar = reference_qstar.set_index(["seed", "image"]).elbo_optimal_ffg
 joint_qstar = joint_table.set_index(["width", "seed", "image"]).elbo_optimal
 rows = []
 for member, result in zip(frozen, frozen_results):
-    with seeded(decompose_seed):
-        amortized = bounds.elbo(result.model, x, num_samples=elbo_samples)
+    with seeded(decompose_config.seed):
+        amortized = bounds.elbo(result.model, x, num_samples=decompose_config.elbo_samples)
     kind = member.decoder.rsplit("_s", 1)[0]
     if kind == "reference":
         optimal = reference_qstar.loc[[(member.seed, i) for i in index.tolist()]].to_numpy()
@@ -170,7 +152,7 @@ for member, result in zip(frozen, frozen_results):
         "decoder": kind, "encoder_width": member.config.encoder_hidden[0], "seed": member.seed, "image": index.numpy(),
         "elbo_amortized": amortized.value.numpy(), "elbo_optimal": optimal,
         "amortization_gap": optimal - amortized.value.numpy(), "epochs": len(result.history),
-        "stopped": "cap" if len(result.history) == epochs else "converged"}))
+        "stopped": "cap" if len(result.history) == frozen_config.epochs else "converged"}))
 design = pd.concat(rows, ignore_index=True)
 design.to_csv(out / "encoder_decoder.csv", index=False, float_format="%.6f")
 print(design.groupby(["decoder", "encoder_width"]).agg(amortization_gap=("amortization_gap", "mean"),

@@ -31,6 +31,7 @@
 # in one pass.
 
 # %% tags=["parameters"]
+root = ".."  # the project folder, seen from the kernel's (the pipeline passes its own)
 model_dir = "build/tiny/models"
 seed = 0
 binarization = "static"
@@ -42,8 +43,7 @@ steps = [1, 3, 10]
 lrs = [0.1]
 schedules = ["constant", "linear"]
 elbo_samples = 100
-qstar_samples = 20
-qstar_max_steps = 100
+qstar = {"max_steps": 100, "num_samples": 20}
 timing_repeats = 2
 hmc_points = 4
 hmc_record = [1, 3, 10]
@@ -55,20 +55,21 @@ training_summary = "build/tiny/results/training/summary.csv"
 
 # %%
 import time
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from amortgap import data, latents, mcmc, models, plots, report, summaries
+from amortgap import data, mcmc, models, plots, report, summaries
 from amortgap.bounds import elbo
 from amortgap.parallel import run_tasks
 from amortgap.qstar import QStarConfig, initial_params, optimal_q, optimise, refinement_curve
-from amortgap.build.pipeline import project_root
 from amortgap.rng import seeded
 from amortgap.stats import crossed_interval, mean_ci
 
-root = project_root()
+root = Path(root)
 out = root / table_dir
 out.mkdir(parents=True, exist_ok=True)
 
@@ -78,14 +79,15 @@ test_x, valid_x = data.load_binarized("test", binarization), data.load_binarized
 x = test_x[data.random_subset(len(test_x), num_points, subset_seed)]
 tune_x = valid_x[data.random_subset(len(valid_x), tune_points, subset_seed)]
 both = torch.cat([tune_x, x])
-qstar_config = QStarConfig(max_steps=qstar_max_steps, num_samples=qstar_samples)
+qstar_config = QStarConfig.from_section(qstar)
+qstar_samples = qstar_config.num_samples
 settings = [(init, lr, schedule) for init in ("encoder", "prior") for lr in lrs for schedule in schedules]
 print(f"{len(settings)} settings x {len(steps)} budgets, tuned on {len(tune_x)} validation images, "
       f"run on {len(x)} test images")
 
 # %%
 curves = run_tasks(refinement_curve,
-                   [(model, both, steps, init, model.family, QStarConfig(**{**vars(qstar_config), "lr": lr}),
+                   [(model, both, steps, init, model.family, replace(qstar_config, lr=lr),
                      elbo_samples, seed, schedule) for init, lr, schedule in settings], workers, desc="settings")
 curves = pd.concat(curves, ignore_index=True)
 curves["split"] = np.where(curves.datapoint < len(tune_x), "valid", "test")
@@ -102,13 +104,13 @@ test = test.assign(datapoint=test.datapoint - len(tune_x)).drop(columns=["split"
 
 # %%
 with seeded(seed):
-    qstar = optimal_q(model, x, config=qstar_config)
+    qstar_run = optimal_q(model, x, config=qstar_config)
     torch.manual_seed(seed + 1)
-    qstar_elbo = elbo(model, x, qstar.q, elbo_samples).value
+    qstar_elbo = elbo(model, x, qstar_run.q, elbo_samples).value
 with seeded(seed + 1), torch.no_grad():  # the same random numbers as q*'s ELBO: a paired difference
     amortized = elbo(model, x, model.encode(x), elbo_samples).value
-pd.DataFrame({"datapoint": range(len(x)), "elbo": qstar_elbo.numpy(), "steps": qstar.steps.numpy(),
-              "evaluations": qstar.steps.numpy() * qstar_samples}).to_csv(out / "qstar.csv", index=False, float_format="%.6g")
+pd.DataFrame({"datapoint": range(len(x)), "elbo": qstar_elbo.numpy(), "steps": qstar_run.steps.numpy(),
+              "evaluations": qstar_run.steps.numpy() * qstar_samples}).to_csv(out / "qstar.csv", index=False, float_format="%.6g")
 test["gap_remaining"] = qstar_elbo.numpy()[test.datapoint] - test.elbo
 test["evaluations"] = test.steps * qstar_samples
 test.to_csv(out / "curves.csv", index=False, float_format="%.6g")
@@ -117,7 +119,7 @@ frontier = pd.DataFrame([{"init": init, "steps": k, **vars(crossed_interval(g.ga
 frontier["evaluations"] = frontier.steps * qstar_samples
 frontier.to_csv(out / "frontier.csv", index=False, float_format="%.6g")
 print(f"amortization gap of the encoder: {(qstar_elbo - amortized).mean():.2f} nats; "
-      f"q* took {qstar.steps.float().mean():.0f} steps per image on average")
+      f"q* took {qstar_run.steps.float().mean():.0f} steps per image on average")
 print(frontier.pivot(index="steps", columns="init", values="mean").round(2).to_string())
 
 # %% [markdown]
@@ -141,9 +143,9 @@ def encoder_pass():
         model.encode(x).rsample()
 
 
-jobs = {("encoder", 0): encoder_pass, ("q*", int(qstar.steps.max())): lambda: optimal_q(model, x, config=qstar_config)}
+jobs = {("encoder", 0): encoder_pass, ("q*", int(qstar_run.steps.max())): lambda: optimal_q(model, x, config=qstar_config)}
 for row in chosen.itertuples():
-    config = QStarConfig(**{**vars(qstar_config), "lr": row.lr})
+    config = replace(qstar_config, lr=row.lr)
     jobs[(row.init, row.steps)] = lambda row=row, config=config: optimise(
         model, x, initial_params(model, x, model.family, row.init), model.family, config,
         fixed_steps=row.steps, schedule=row.schedule)
@@ -156,7 +158,7 @@ timings.to_csv(out / "timings.csv", index=False, float_format="%.6g")
 timing_summary = timings.groupby(["method", "steps"]).seconds_per_image.apply(
     lambda v: pd.Series(mean_ci(v), index=["mean", "ci"])).unstack()
 print(timing_summary.to_string(float_format="%.3g"))
-fig = plots.frontier(*summaries.frontier_seconds(frontier, timings, qstar.steps.double().mean().item() * qstar_samples))
+fig = plots.frontier(*summaries.frontier_seconds(frontier, timings, qstar_run.steps.double().mean().item() * qstar_samples))
 
 # %% [markdown]
 # ## MCMC: how many gradient evaluations to match the encoder's one pass?
@@ -204,7 +206,7 @@ train_seconds = training.training_minutes * 60
 per_image = timings.groupby(["method", "steps"]).seconds_per_image.mean()
 reaches = frontier[(frontier.init == "prior") & (frontier["mean"] <= (qstar_elbo - amortized).mean().item())]
 vi_steps = int(reaches.steps.min()) if len(reaches) else None
-rows = [{"alternative": "q* from the encoder", "seconds_per_image": per_image[("q*", int(qstar.steps.max()))]}]
+rows = [{"alternative": "q* from the encoder", "seconds_per_image": per_image[("q*", int(qstar_run.steps.max()))]}]
 if vi_steps is not None:
     rows.append({"alternative": f"VI from the prior, {vi_steps} steps", "seconds_per_image": per_image[("prior", vi_steps)]})
 break_even = pd.DataFrame(rows)

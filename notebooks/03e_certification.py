@@ -31,15 +31,15 @@
 # estimator against exact values on real images for a model with a 2-dimensional latent space.
 
 # %% tags=["parameters"]
+root = ".."  # the project folder, seen from the kernel's (the pipeline passes its own)
 model_dir = "build/tiny/models"
 seed = 0
 num_points = 4
-reference_steps = 50
-reference_chains = 4
+reference = {"steps": 50, "chains": 4}
 ais_candidates = [[10, 2], [20, 4]]
 iwae_candidates = [100]
 tolerance = 0.1
-qstar_max_steps = 100
+qstar = {"max_steps": 100}
 binarization = "static"
 real_points = 4
 subset_seed = 0
@@ -49,24 +49,25 @@ workers = 1
 table_dir = "build/tiny/results/certification"
 
 # %%
+from pathlib import Path
+
 import pandas as pd
 
 from amortgap import certify, data, models, plots, report, summaries
 from amortgap.ais import AISConfig
 from amortgap.qstar import QStarConfig
 from amortgap.parallel import run_tasks
-from amortgap.build.pipeline import project_root
 
-root = project_root()
+root = Path(root)
 out = root / table_dir
 out.mkdir(parents=True, exist_ok=True)
 
 # %%
 families = ["diagonal", "planar"]
 reference_models = {f: models.load(root / model_dir / f"reference_{f}_s{seed}.pt") for f in families}
-reference = AISConfig(steps=reference_steps, chains=reference_chains)
+reference = AISConfig.from_section(reference)
 candidates = [AISConfig(steps=s, chains=c) for s, c in ais_candidates] + list(iwae_candidates)
-qstar_config = QStarConfig(max_steps=qstar_max_steps)
+qstar_config = QStarConfig.from_section(qstar)
 results = run_tasks(certify.certify_simulated,
                     [(reference_models[f], num_points, reference, candidates, qstar_config, seed) for f in families],
                     workers, desc="certified models")

@@ -28,33 +28,22 @@
 # `qstar_restarts` extra random starts (`amortgap.qstar.optimal_q`), and AIS from the better $q^*$.
 
 # %% tags=["parameters"]
+root = ".."  # the project folder, seen from the kernel's (the pipeline passes its own)
 latent_dim = 2
 encoder_hidden = [200, 200]
 decoder_hidden = [200, 200]
-binarization = "static"
 split_seed = 0
 num_train = 2000
-epochs = 3
-batch_size = 100
-lr = 0.001
-lr_decay = 0.3
-plateau_patience = 1
-max_decays = 1
-patience = 2
-min_delta = 0.05
-warmup_epochs = 1
+training = {"epochs": 3, "batch_size": 100, "lr": 0.001, "lr_schedule": "plateau", "lr_decay": 0.3, "plateau_patience": 1,
+            "max_decays": 1, "patience": 2, "min_delta": 0.05, "warmup_epochs": 1, "binarization": "static"}
 seed = 0
 num_points = 4
 subset_seed = 0
 grid_points = 101
-elbo_samples = 100
-iwae_samples = 100
-ais_steps = 20
-ais_chains = 4
-qstar_max_steps = 200
+decompose = {"elbo_samples": 100, "iwae_samples": 100, "seed": 0, "ais": {"steps": 20, "chains": 4},
+             "qstar": {"max_steps": 200}}
 qstar_restarts = 1
 off_nats = 0.5
-decompose_seed = 0
 model_path = "build/tiny/models/oracle_2d.pt"
 checkpoint_dir = "build/tiny/checkpoints/oracle"
 table_dir = "build/tiny/results/oracle"
@@ -62,33 +51,28 @@ figure_dir = "build/tiny/figures/oracle"
 
 # %%
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
 from amortgap import data, gaps, models, plots, quadrature, report, train
-from amortgap.ais import AISConfig
-from amortgap.qstar import QStarConfig
-from amortgap.build.pipeline import project_root
 from amortgap.stats import crossed_interval
 
-root = project_root()
+root = Path(root)
 plots.theme()
 out = root / table_dir
 out.mkdir(parents=True, exist_ok=True)
 
 # %%
 train_x = data.load("train", split_seed=split_seed).x[:num_train]
-valid_x = data.load_binarized("valid", binarization, split_seed=split_seed)
-test_x = data.load_binarized("test", binarization)
+train_config = train.TrainConfig.from_section(training | {"seed": seed})
+valid_x = data.load_binarized("valid", train_config.binarization, split_seed=split_seed)
+test_x = data.load_binarized("test", train_config.binarization)
 index = data.random_subset(len(test_x), num_points, subset_seed)
 x = test_x[index]
 config = models.VAEConfig(latent_dim=latent_dim, encoder_hidden=tuple(encoder_hidden), decoder_hidden=tuple(decoder_hidden))
-train_config = train.TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule="plateau", lr_decay=lr_decay,
-                                 plateau_patience=plateau_patience, max_decays=max_decays, patience=patience,
-                                 min_delta=min_delta,
-                                 warmup_epochs=warmup_epochs, binarization=binarization, seed=seed)
 torch.manual_seed(seed)
 result = train.train_cached(models.VAE(config), train_x, valid_x, train_config, root / checkpoint_dir, "oracle_2d")
 model = result.model
@@ -110,9 +94,7 @@ print(f"every quadrature error estimate below 1e-3 nats: {bool((exact.quadrature
 # ## The study's estimators against them, per image
 
 # %%
-decompose_config = gaps.DecomposeConfig(elbo_samples=elbo_samples, iwae_samples=iwae_samples,
-                                        ais=AISConfig(steps=ais_steps, chains=ais_chains),
-                                        qstar=QStarConfig(max_steps=qstar_max_steps), seed=decompose_seed)
+decompose_config = gaps.DecomposeConfig.from_section(decompose)
 truth = {"log_px": exact.log_px, "elbo_optimal": exact_qstar_elbo, "elbo_amortized": exact_amortized}
 truth |= {"log_px_iwae": truth["log_px"], "approximation_gap": truth["log_px"] - truth["elbo_optimal"],
           "amortization_gap": truth["elbo_optimal"] - truth["elbo_amortized"]}

@@ -23,6 +23,7 @@
 # rebuild.
 
 # %% tags=["parameters"]
+root = ".."  # the project folder, seen from the kernel's (the pipeline passes its own)
 seeds = [0, 1]
 training_dir = "build/tiny/results/training"
 gap_table_dir = "build/tiny/results/gap_table"
@@ -38,17 +39,17 @@ metrics_path = "build/tiny/metrics.json"
 
 # %%
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from amortgap import plots, report, summaries
 from amortgap.summaries import by_seed_and_image
-from amortgap.build.pipeline import project_root
 from amortgap.report import Number
 from amortgap.stats import Interval, crossed_interval, trend
 
-root = project_root()
+root = Path(root)
 plots.theme()
 macros: dict[str, float | int | str] = {}
 # The planar-flow model's numbers are written for the paper but not printed here: at this notebook's

@@ -28,23 +28,24 @@ def settings(params: dict) -> pd.DataFrame:
     m, g, c, w, r, e, o = (params[s] for s in ("model_setup", "gap_table", "convergence", "width_sweep",
                                                "refinement", "certification", "oracle"))  # fmt: skip
     q = QStarConfig()  # the library's defaults; the stages set only its samples and step cap
+    t, gd, cd, od = m["training"], g["decompose"], c["decompose"], o["decompose"]
     rows = [
         ("model setup", "latent dimensions; encoder and decoder hidden layers",
          f"{m['latent_dim']}; [{_list(m['encoder_hidden'])}] and [{_list(m['decoder_hidden'])}], {m['activation']}"),
         ("model setup", "seeds; planar flow length", f"{_list(m['seeds'])}; {m['flow_length']}"),
-        ("model setup", "Adam lr; batch; KL warm-up epochs", f"{m['lr']:g}; {m['batch_size']}; {m['warmup_epochs']}"),
+        ("model setup", "Adam lr; batch; KL warm-up epochs", f"{t['lr']:g}; {t['batch_size']}; {t['warmup_epochs']}"),
         ("model setup", "lr x decay after plateau epochs (at most decays)",
-         f"x {m['lr_decay']:g} after {m['plateau_patience']} (at most {m['max_decays']})"),
+         f"x {t['lr_decay']:g} after {t['plateau_patience']} (at most {t['max_decays']})"),
         ("model setup", "early stopping: patience, min. improvement; epoch cap",
-         f"{m['patience']} epochs, {m['min_delta']:g} nats; {m['epochs']}"),
+         f"{t['patience']} epochs, {t['min_delta']:g} nats; {t['epochs']}"),
         ("gap table", "random images per split (flow q*)", f"{g['num_points']} ({g['flow_points']})"),
         ("gap table", "ELBO / IWAE samples; AIS steps x chains",
-         f"{g['elbo_samples']} / {g['iwae_samples']}; {g['ais_steps']} x {g['ais_chains']}"),
+         f"{gd['elbo_samples']} / {gd['iwae_samples']}; {gd['ais']['steps']} x {gd['ais']['chains']}"),
         ("gap table", "q*: samples per step, step cap; refinement steps",
-         f"{g['qstar_samples']}, {g['qstar_max_steps']}; {g['refine_steps']}"),
+         f"{gd['qstar']['num_samples']}, {gd['qstar']['max_steps']}; {g['refine_steps']}"),
         ("every stage", "q* search: Adam lr; ELBO window, patience; lr x decay; stop below lr",
          f"{q.lr:g}; {q.window} steps, {q.patience} windows; x {q.lr_decay:g}; {q.min_lr:g}"),
-        ("convergence", "images; AIS steps x chains", f"{c['num_points']}; {c['ais_steps']} x {c['ais_chains']}"),
+        ("convergence", "images; AIS steps x chains", f"{c['num_points']}; {cd['ais']['steps']} x {cd['ais']['chains']}"),
         ("width sweep", "encoder widths (depth); seeds; images",
          f"{_list(w['widths'])} ({w['depth']}); {_list(w['seeds'])}; {w['eval_points']}"),
         ("width sweep", "frozen design: encoder widths; joint decoders; seeds",
@@ -57,14 +58,14 @@ def settings(params: dict) -> pd.DataFrame:
         ("refinement", "HMC: images, chains, reference transitions",
          f"{r['hmc_points']}, {r['hmc_chains']}, {r['hmc_reference']}"),
         ("certification", "simulated images; reference AIS steps x chains",
-         f"{e['num_points']}; {e['reference_steps']} x {e['reference_chains']}"),
+         f"{e['num_points']}; {e['reference']['steps']} x {e['reference']['chains']}"),
         ("certification", "candidate AIS (steps x chains); IWAE samples",
          f"{_list(f'{s} x {k}' for s, k in e['ais_candidates'])}; {_list(e['iwae_candidates'])}"),
         ("certification", "real images; AIS lengths", f"{e['real_points']}; {_list(e['real_steps'])}"),
         ("oracle", "latent dimensions; grid points per axis; images",
          f"{o['latent_dim']}; {o['grid_points']}; {o['num_points']}"),
         ("oracle", "AIS steps x chains; IWAE samples; q* restarts",
-         f"{o['ais_steps']} x {o['ais_chains']}; {o['iwae_samples']}; {o['qstar_restarts']}"),
+         f"{od['ais']['steps']} x {od['ais']['chains']}; {od['iwae_samples']}; {o['qstar_restarts']}"),
     ]
     return pd.DataFrame(rows, columns=["stage", "setting", "value"]).set_index("stage")
 

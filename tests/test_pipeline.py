@@ -24,6 +24,7 @@ width = 16
 lr = 0.01
 name = "a"
 widths = [1, 2]
+decompose = {{"elbo_samples": 10, "ais": {{"steps": 20, "chains": 4}}}}
 """
 
 
@@ -94,15 +95,28 @@ def test_profiles_override_only_known_keys(tmp_path):
     copy.write_text((ROOT / "params.yaml").read_text())
     pipeline.apply_profile(copy, "quick")
     quick = yaml.safe_load(copy.read_text())
-    for section, overrides in PARAMS["profiles"]["quick"].items():
+    def assert_overridden(merged: dict, overrides: dict) -> None:
         for key, value in overrides.items():
-            assert quick[section][key] == value
-    assert quick["model_setup"]["lr"] == PARAMS["model_setup"]["lr"], "untouched keys keep their value"
+            if isinstance(value, dict):
+                assert_overridden(merged[key], value)
+            else:
+                assert merged[key] == value
+
+    for section, overrides in PARAMS["profiles"]["quick"].items():
+        assert_overridden(quick[section], overrides)
+    assert quick["model_setup"]["training"]["lr"] == PARAMS["model_setup"]["training"]["lr"], "untouched keys keep their value"
+    # a nested override changes only its own stage: the AIS block the stages share stays whole in the others
+    assert quick["gap_table"]["decompose"]["ais"]["steps"] != PARAMS["gap_table"]["decompose"]["ais"]["steps"]
+    assert quick["gap_table"]["decompose"]["qstar"]["num_samples"] == PARAMS["protocols"]["qstar"]["num_samples"]
+    assert PARAMS["protocols"]["ais"]["steps"] == PARAMS["gap_table"]["decompose"]["ais"]["steps"]
     with pytest.raises(pipeline.ParameterError, match="no profile"):
         pipeline.apply_profile(copy, "huge")
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"s": {"a": 1}, "profiles": {"p": {"s": {"b": 2}}}}))
     with pytest.raises(pipeline.ParameterError, match="unknown keys"):
+        pipeline.apply_profile(bad, "p")
+    bad.write_text(yaml.safe_dump({"s": {"a": {"b": 1}}, "profiles": {"p": {"s": {"a": {"c": 2}}}}}))
+    with pytest.raises(pipeline.ParameterError, match=r"unknown keys \['c'\] of 's.a'"):
         pipeline.apply_profile(bad, "p")
 
 
@@ -121,6 +135,9 @@ def test_missing_parameters_tag_fails_before_any_work(tmp_path):
     ({"widths": [8, "x"]}, "must hold int"),
     ({"lr": -0.1}, "must be positive"),
     ({"name": 3}, "must be str"),
+    ({"decompose": {"elbo_samples": 10, "ais": {"steps": 0, "chains": 4}}}, "decompose.ais.steps must be a positive integer"),
+    ({"decompose": {"elbo_samples": 10, "ais": {"step": 5}}}, r"decompose.ais has no key\(s\) \['decompose.ais.step'\]"),
+    ({"decompose": 3}, "decompose must be dict"),
 ])
 def test_bad_parameters_fail_before_any_work(tmp_path, parameters, message):
     notebook, marker = make_notebook(tmp_path)

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
+from .config import FromSection
 from .bounds import log_mean_exp_se
 from .families import diagonal_gaussian
 from .hmc import adapt_step_size, chain_state, check_adaptation, hmc_transition
@@ -19,7 +20,7 @@ from .progress import bar
 
 
 @dataclass(frozen=True)
-class AISConfig:
+class AISConfig(FromSection):
     """AIS with HMC transitions (Neal 2001; Wu et al. 2017), batched over chains and datapoints.
 
     ``steps`` intermediate distributions f_t(z) = q(z)^(1 - beta_t) p(x, z)^beta_t on a

@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from .config import FromSection
 from .ais import AISConfig, ais
 from .bounds import (MAX_PAIRS, elbo_from_weights, elbo_parts_from_terms, iwae, log_weight_terms_chunked,
                      log_weights_chunked)
@@ -50,7 +51,7 @@ COLUMNS = [
 
 
 @dataclass(frozen=True)
-class DecomposeConfig:
+class DecomposeConfig(FromSection):
     """How hard to work for each number. ``iwae_samples=0`` or ``ais=None`` drops that estimate of
     log p(x); ``log_px_from`` names the one reported as ``log_px`` (``"max"``: the larger, as in
     Cremer et al.); ``batch_size`` datapoints form one vectorized problem; ``qstar_restarts`` extra

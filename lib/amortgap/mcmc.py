@@ -16,6 +16,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from .config import FromSection
 from .hmc import adapt_step_size, chain_state, check_adaptation, hmc_transition
 from .families import diagonal_gaussian
 from .models import LatentVariableModel
@@ -23,7 +24,7 @@ from .progress import bar
 
 
 @dataclass(frozen=True)
-class HMCConfig:
+class HMCConfig(FromSection):
     """``chains`` chains per image, ``burn_in`` adapted transitions, then kept ones."""
 
     chains: int = 4

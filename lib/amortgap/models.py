@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
+from .config import FromSection
 from .families import FAMILY_NAMES, DiagonalGaussian, Family, make_family
 
 CHECKPOINT_FORMAT = "amortgap.vae/1"
@@ -56,7 +57,7 @@ def standard_normal_log_prob(z: Tensor) -> Tensor:
 
 
 @dataclass(frozen=True)
-class VAEConfig:
+class VAEConfig(FromSection):
     """Architecture of a Bernoulli VAE (Cremer et al. 2018's default: 784-200-200-(2x50), ELU)."""
 
     data_dim: int = 784

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
+from .config import FromSection
 from .bounds import MAX_PAIRS, elbo, log_weights, log_weights_chunked
 from .families import DiagonalGaussian, Family, Params
 from .models import LatentVariableModel
@@ -28,7 +29,7 @@ Schedule = Literal["constant", "linear"]
 
 
 @dataclass(frozen=True)
-class QStarConfig:
+class QStarConfig(FromSection):
     """Stochastic-gradient ascent on each datapoint's ELBO with Adam.
 
     Every ``window`` steps a datapoint compares the mean of its ELBO estimates over the window with

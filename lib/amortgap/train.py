@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Independent, kl_divergence
 
+from .config import FromSection
 from . import stacked
 from .data import Binarization, binarize
 from .families import diagonal_gaussian, reparameterize
@@ -37,7 +38,7 @@ TRAIN_FORMAT = "amortgap.train/3"
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(FromSection):
     """Optimisation settings. The KL weight rises linearly from 0 to 1 over ``warmup_epochs``; the
     learning rate follows ``lr_schedule`` (``exponential``: times ``lr_decay`` each epoch;
     ``cosine``: down to ``lr * lr_decay`` at the last epoch; ``plateau``: times ``lr_decay`` after

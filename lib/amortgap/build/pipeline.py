@@ -32,9 +32,9 @@ from ..progress import ENV as PROGRESS_ENV
 
 POSITIVE_INT = re.compile(
     r"^(epochs|batch_size|latent_dim|num_.*|.*_steps|.*_samples|.*_chains|.*widths?|.*_hidden|.*_points"
-    r"|patience|warmup_epochs|max_steps|window|repeats|workers)$"
+    r"|patience|warmup_epochs|steps|chains|window|repeats|workers)$"
 )
-NON_NEGATIVE_INT = re.compile(r"^(seeds?|.*_seeds?|refine_steps)$")
+NON_NEGATIVE_INT = re.compile(r"^(seeds?|.*_seeds?|refine_steps|iwae_samples|qstar_restarts)$")
 POSITIVE_NUMBER = re.compile(r"^(lr|.*_lr|noise_scale)$")
 
 
@@ -82,17 +82,32 @@ def notebook_defaults(path: str | Path) -> dict[str, Any]:
 
 
 def check_parameters(path: str | Path, parameters: dict[str, Any]) -> dict[str, Any]:
-    """Validate ``parameters`` against the notebook's defaults and the range rules; return them."""
+    """Validate ``parameters`` against the notebook's defaults and the range rules; return them.
+    A mapping (a config's section, such as ``training``) is checked key by key against its default."""
     defaults = notebook_defaults(path)
-    unknown = sorted(set(parameters) - set(defaults))
-    if unknown:
-        raise ParameterError(f"{path} has no parameter(s) {unknown}; it has {sorted(defaults)}")
-    for name, value in parameters.items():
-        _check_type(path, name, value, defaults[name])
-    for name, value in {**defaults, **parameters}.items():
-        for item in value if isinstance(value, list) else [value]:
-            _check_range(path, name, item)
+    _check_mapping(path, "", parameters, defaults)
+    _check_ranges(path, "", {**defaults, **parameters})
     return parameters
+
+
+def _check_mapping(path, prefix: str, values: dict[str, Any], defaults: dict[str, Any]) -> None:
+    unknown = sorted(set(values) - set(defaults))
+    if unknown:
+        where = f"{path} has no parameter(s)" if not prefix else f"{path}: {prefix.rstrip('.')} has no key(s)"
+        raise ParameterError(f"{where} {[prefix + name for name in unknown]}; it has {sorted(defaults)}")
+    for name, value in values.items():
+        _check_type(path, prefix + name, value, defaults[name])
+        if isinstance(defaults[name], dict):
+            _check_mapping(path, f"{prefix}{name}.", value, defaults[name])
+
+
+def _check_ranges(path, prefix: str, values: dict[str, Any]) -> None:
+    for name, value in values.items():
+        if isinstance(value, dict):
+            _check_ranges(path, f"{prefix}{name}.", value)
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            _check_range(path, prefix + name, item)
 
 
 def _check_type(path, name: str, value: Any, default: Any) -> None:
@@ -114,11 +129,14 @@ def _check_type(path, name: str, value: Any, default: Any) -> None:
 
 
 def _check_range(path, name: str, value: Any) -> None:
-    if POSITIVE_INT.match(name) and not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+    """The rule of the last part of ``name`` (``decompose.ais.steps``: ``steps``)."""
+    key = name.rsplit(".", 1)[-1]
+    if NON_NEGATIVE_INT.match(key):  # the exceptions to the counts' rule (0 IWAE samples: none)
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+            raise ParameterError(f"{path}: {name} must be a non-negative integer, not {value!r}")
+    elif POSITIVE_INT.match(key) and not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
         raise ParameterError(f"{path}: {name} must be a positive integer, not {value!r}")
-    if NON_NEGATIVE_INT.match(name) and not (isinstance(value, int) and value >= 0):
-        raise ParameterError(f"{path}: {name} must be a non-negative integer, not {value!r}")
-    if POSITIVE_NUMBER.match(name) and not (isinstance(value, (int, float)) and value > 0):
+    if POSITIVE_NUMBER.match(key) and not (isinstance(value, (int, float)) and value > 0):
         raise ParameterError(f"{path}: {name} must be positive, not {value!r}")
 
 
@@ -138,7 +156,10 @@ def run_notebook(
     import nbformat
     import papermill
 
-    parameters = check_parameters(notebook, parameters or {})
+    parameters = dict(check_parameters(notebook, parameters or {}))
+    workdir = Path(cwd or project_root(Path(notebook).parent)).resolve()
+    if "root" in notebook_defaults(notebook):  # the kernel finds the project's files through this parameter
+        parameters.setdefault("root", os.path.relpath(project_root(Path(notebook).parent), workdir))
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     source = jupytext.read(notebook)
@@ -157,7 +178,7 @@ def run_notebook(
     with _progress_echo(name, enabled=progress), _environment(KERNEL_ENV):
         executed = papermill.execute_notebook(
             source, None, parameters=parameters, kernel_name="python3", progress_bar=False,
-            cwd=str(cwd or project_root(Path(notebook).parent)), on_cell_start=announce,
+            cwd=str(workdir), on_cell_start=announce,
             extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no "running over TCP" warning
         )  # fmt: skip
     executed.metadata.papermill["input_path"] = str(notebook)  # not the whole source notebook again
@@ -235,12 +256,13 @@ def load_params(path: str | Path, sections: Sequence[str], overrides: dict[str, 
         for section in sections:
             if section not in params:
                 raise ParameterError(f"{path} has no section {section!r}; it has {sorted(params)}")
-            merged.update(params[section])
+            merged.update(copy.deepcopy(params[section]))
     return {**merged, **(overrides or {})}
 
 
 def apply_profile(path: str | Path, profile: str) -> None:
-    """Rewrite ``params.yaml`` in place with the overrides of ``profiles.<profile>`` merged in."""
+    """Rewrite ``params.yaml`` in place with the overrides of ``profiles.<profile>`` merged in, key by
+    key into nested sections (``training: {epochs: 3}`` changes only the epochs)."""
     path = Path(path)
     params = yaml.safe_load(path.read_text())
     profiles = params.get("profiles", {})
@@ -249,11 +271,30 @@ def apply_profile(path: str | Path, profile: str) -> None:
     for section, overrides in profiles[profile].items():
         if section not in params:
             raise ParameterError(f"profile {profile!r} overrides unknown section {section!r}")
-        unknown = set(overrides) - set(params[section])
-        if unknown:
-            raise ParameterError(f"profile {profile!r} overrides unknown keys {sorted(unknown)} of {section!r}")
-        params[section].update(overrides)
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
+        params[section] = merge(params[section], overrides, f"profile {profile!r}", section)
+    path.write_text(yaml.dump(params, Dumper=_Unaliased, sort_keys=False))
+
+
+class _Unaliased(yaml.SafeDumper):
+    """Writes a mapping that several sections share (a YAML alias) out in full at each place."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def merge(base: dict[str, Any], overrides: dict[str, Any], who: str = "overrides", where: str = "") -> dict[str, Any]:
+    """A new mapping: ``base`` with ``overrides`` merged in key by key (``base``, whose sub-mappings
+    YAML aliases may share with other sections, is left untouched); a key ``base`` lacks is an error."""
+    unknown = sorted(set(overrides) - set(base))
+    if unknown:
+        raise ParameterError(f"{who} overrides unknown keys {unknown} of {where!r}")
+    merged = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(base[key], dict):
+            merged[key] = merge(base[key], value, who, f"{where}.{key}")
+        else:
+            merged[key] = value
+    return merged
 
 
 def project_files(root: Path) -> list[Path]:
@@ -321,7 +362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "golden":
             for notebook in sorted(args.notebooks.glob("0*.py")):
                 print(f"executing {notebook} at its defaults -> {args.out / (notebook.stem + '.ipynb')}")
-                run_notebook(notebook, args.out / f"{notebook.stem}.ipynb")
+                run_notebook(notebook, args.out / f"{notebook.stem}.ipynb", cwd=args.out)  # where nbval runs it
         elif args.command == "repro-copy":
             reproduce_copy(args.dest, args.profile)
         else:
