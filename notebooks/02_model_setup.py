@@ -188,9 +188,13 @@ numbers = {
     "SetupValidElbo": by_model.best_valid_elbo.mean()["diagonal"],
     "SetupFlowValidElbo": by_model.best_valid_elbo.mean()["planar"],
     "SetupFlowLength": flow_length,
+    "TrainAtCap": int((summary.stopped == "cap").sum()),
+    "TrainModels": len(summary),
+    "TrainMinutesTotal": report.Number(summary.training_minutes.sum(), digits=0),
 }
 report.write_macros(root / generated_dir / "model_setup.tex", numbers)
-print(report.macros({k: v for k, v in numbers.items() if k != "SetupFlowValidElbo"}))  # planar: see above
+# planar: see above; the training minutes belong to the machine
+print(report.macros({k: v for k, v in numbers.items() if k not in ("SetupFlowValidElbo", "TrainMinutesTotal")}))
 
 # %% [markdown]
 # ## What the numbers say

@@ -33,6 +33,7 @@ training_summary = "build/tiny/results/training/summary.csv"
 published_path = "paper/published/cremer2018_table2.csv"
 table_dir = "build/tiny/results/convergence"
 figure_dir = "build/tiny/figures/convergence"
+generated_dir = "build/tiny/generated"
 
 # %%
 import re
@@ -42,6 +43,7 @@ import pandas as pd
 
 from amortgap import data, gaps, plots, report
 from amortgap.parallel import run_tasks
+from amortgap.study import convergence
 from amortgap.stats import crossed_interval
 
 root = Path(root)
@@ -94,6 +96,16 @@ for gap in ("approximation_gap", "amortization_gap"):
     change = last.loc[gap, "mean"] - previous.loc[gap, "mean"]
     print(f"{gap}: {previous.loc[gap, 'mean']:.2f} at epoch {int(previous.epoch.iloc[0])} -> {last.loc[gap, 'mean']:.2f} "
           f"at epoch {best_epoch} (change {change:+.2f} nats)")
+
+# %% [markdown]
+# ## Numbers for the paper
+#
+# Read back from the tables as written (`results/convergence`).
+
+# %%
+numbers = convergence.numbers(**convergence.load(out))
+report.write_macros(root / generated_dir / "convergence.tex", numbers)
+print(report.macros(report.stable_view(numbers)))
 
 # %% [markdown]
 # ## What the numbers say

@@ -61,6 +61,8 @@ decompose = {"elbo_samples": 100, "iwae_samples": 0, "seed": 0, "ais": {"steps":
 workers = 1
 max_stack = 3
 table_dir = "build/tiny/results/sweep"
+figure_dir = "build/tiny/figures/width_sweep"
+generated_dir = "build/tiny/generated"
 checkpoint_dir = "build/tiny/checkpoints/sweep"
 
 # %%
@@ -70,13 +72,13 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from amortgap import bounds, data, gaps, latents, models, plots, report, summaries, sweep, train
+from amortgap import bounds, data, gaps, latents, models, plots, report, sweep, train
 from amortgap.parallel import run_tasks
 from amortgap.rng import seeded
-from amortgap.stats import trend
-from amortgap.summaries import by_seed_and_image
+from amortgap.study import width_sweep
 
 root = Path(root)
+plots.theme()
 out = root / table_dir
 out.mkdir(parents=True, exist_ok=True)
 
@@ -120,7 +122,8 @@ per_model = joint_table.groupby(["width", "seed"]).agg(
     active_units=("active_units", "first"), epochs=("epochs", "first"), best_valid_elbo=("best_valid_elbo", "first"),
     **{c: (c, "mean") for c in ["log_px", "approximation_gap", "amortization_gap", "inference_gap"]})
 print(per_model.round(2).to_string())
-fig = plots.sweep_gaps(summaries.width_gaps(joint_table))
+fig = plots.sweep_gaps(width_sweep.width_gaps(joint_table))
+plots.save(fig, root / figure_dir / "width_sweep")
 
 # %% [markdown]
 # ## Part 2: encoders trained against frozen decoders
@@ -157,8 +160,23 @@ design = pd.concat(rows, ignore_index=True)
 design.to_csv(out / "encoder_decoder.csv", index=False, float_format="%.6f")
 print(design.groupby(["decoder", "encoder_width"]).agg(amortization_gap=("amortization_gap", "mean"),
                                                       epochs=("epochs", "mean")).round(2).to_string())
-design_summary = summaries.encoder_decoder(design)
+design_summary = width_sweep.encoder_decoder(design)
 fig = plots.encoder_decoder(design_summary)
+plots.save(fig, root / figure_dir / "encoder_decoder")
+
+# %% [markdown]
+# ## The tables and the numbers for the paper
+#
+# Read back from the tables as written (`results/sweep`). The trend words come from the 95%
+# intervals over seeds and images on each step between widths (`amortgap.stats.trend`).
+
+# %%
+written = width_sweep.load(out)
+print(report.write_table(root / generated_dir / "sweep_table.tex", width_sweep.sweep_table(written["joint"])))
+print(report.write_table(root / generated_dir / "design_table.tex", width_sweep.design_table(written["design"])))
+numbers = width_sweep.numbers(written["joint"], written["design"])
+report.write_macros(root / generated_dir / "width_sweep.tex", numbers)
+print(report.macros(report.stable_view(numbers)))
 
 # %% [markdown]
 # ## What the numbers say
@@ -167,8 +185,7 @@ fig = plots.encoder_decoder(design_summary)
 # NBVAL_IGNORE_OUTPUT
 # Prose composed from this notebook's numbers; the cells above print the ones the regression tests
 # compare, and the planar model's numbers at the test defaults are not stable across CPUs.
-gap_words = {gap: trend([by_seed_and_image(joint_table[joint_table.width == w], gap) for w in widths])
-             for gap in ("approximation_gap", "amortization_gap", "inference_gap")}
+gap_words = width_sweep.trends(joint_table)
 units = per_model.groupby("width").active_units.mean()
 cells = design_summary.set_index(["decoder", "encoder_width"])["mean"]
 narrow, wide = min(frozen_widths), max(frozen_widths)

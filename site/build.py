@@ -24,7 +24,7 @@ import yaml
 MATHJAX = Path("/usr/share/javascript/mathjax")
 MATHJAX_PARTS = ["MathJax.js", "config/TeX-AMS_CHTML.js", "extensions", "jax/input/TeX", "jax/element",
                  "jax/output/CommonHTML", "fonts/HTML-CSS/TeX/woff"]  # fmt: skip
-HEADLINE_FIGURE = "results/width_sweep.png"
+HEADLINE_FIGURE = "width_sweep/width_sweep.png"
 CHAPTER_TITLES = {"01": "Background", "02": "Model setup", "03": "Experiments", "04": "Results"}
 
 

@@ -2,7 +2,8 @@
 
 import torch
 
-from amortgap import gap_table, gaps, models
+from amortgap import gaps, models
+from amortgap.study import gap_table
 from amortgap.ais import AISConfig
 from amortgap.qstar import QStarConfig
 

@@ -4,6 +4,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -47,3 +48,16 @@ def test_log_axes_over_a_short_range_label_round_numbers_only():
         assert overlapping_tick_labels(fig) == []
         labels = [t.get_text() for t in fig.axes[0].get_xticklabels() if t.get_visible()]
         assert "10000" in labels and "20000" in labels
+
+
+def test_the_oracle_strip_plot_is_the_same_bytes_on_every_run_and_leaves_numpys_state_alone(tmp_path):
+    """Its jitter is random (seaborn draws it from numpy's global RNG): seeded inside the figure."""
+    rng = np.random.default_rng(1)
+    table = pd.DataFrame({"qstar_restarts": [0] * 20 + [2] * 20, "error_log_px": rng.normal(size=40),
+                          "error_elbo_optimal": rng.normal(size=40)})
+    state = np.random.get_state()[1].copy()
+    for name in ("one", "two"):
+        plots.save(plots.oracle_errors(table, ["log_px", "elbo_optimal"]), tmp_path / name)
+    assert (tmp_path / "one.pdf").read_bytes() == (tmp_path / "two.pdf").read_bytes()
+    assert (tmp_path / "one.png").read_bytes() == (tmp_path / "two.png").read_bytes()
+    assert (np.random.get_state()[1] == state).all()

@@ -70,3 +70,8 @@ def test_trend_words_come_from_the_intervals(shifts, word):
     images = rng.standard_normal((1, 200)) * 5
     levels = [s + images + 0.1 * rng.standard_normal((3, 200)) for s in shifts]
     assert trend(levels) == word
+
+
+def test_values_without_any_spread_have_an_interval_of_zero_width():
+    interval = crossed_interval(np.full((2, 3), 5.0))
+    assert (interval.mean, interval.low, interval.high, interval.se) == (5.0, 5.0, 5.0, 0.0)

@@ -16,6 +16,8 @@ import seaborn as sns
 from matplotlib import ticker
 from matplotlib.patches import Ellipse
 
+from .rng import numpy_seeded
+
 GAP_LABELS = {
     "approximation_gap": "approximation gap",
     "amortization_gap": "amortization gap",
@@ -184,8 +186,9 @@ def oracle_errors(table: pd.DataFrame, quantities: list[str]) -> plt.Figure:
     long["q* search"] = ["encoder start" if r == 0 else f"+ {r} random restarts" for r in long.qstar_restarts]
     fig, ax = plt.subplots(figsize=(6, 3.6))
     ax.axvspan(-0.1, 0.1, color="0.88", zorder=0, label="within 0.1 nats")
-    sns.stripplot(data=long, y="quantity", x="error", hue="q* search", dodge=True, ax=ax, size=3, alpha=0.7,
-                  jitter=0.2, palette="colorblind")  # fmt: skip
+    with numpy_seeded(0):  # the jitter is random: seeded, the figure is the same bytes on every run
+        sns.stripplot(data=long, y="quantity", x="error", hue="q* search", dodge=True, ax=ax, size=3, alpha=0.7,
+                      jitter=0.2, palette="colorblind")  # fmt: skip
     ax.axvline(0, color="0.3", linewidth=0.8)
     ax.set_xscale("symlog", linthresh=1)
     ax.xaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))

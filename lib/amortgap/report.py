@@ -17,6 +17,8 @@ from typing import Mapping, Union
 
 import pandas as pd
 
+from .stats import Interval
+
 _NAME = re.compile(r"^[A-Za-z]+$")
 
 
@@ -32,6 +34,36 @@ class Number:
 
 
 Value = Union[Number, float, int, str]
+
+
+def number(interval: Interval, digits: int | None = None) -> Number:
+    """An interval's mean as a paper number, with its standard error."""
+    return Number(interval.mean, interval.se, digits)
+
+
+def bounds(interval: Interval, digits: int = 2) -> str:
+    """'[low, high]' for a sentence."""
+    return f"[{interval.low:.{digits}f}, {interval.high:.{digits}f}]"
+
+
+def with_interval(interval: Interval, digits: int = 2) -> str:
+    """'mean $\\pm$ half-width' for a table cell or a sentence."""
+    return f"{interval.mean:.{digits}f} $\\pm$ {interval.high - interval.mean:.{digits}f}"
+
+
+def stable_view(values: Mapping[str, Value], unstable: tuple[str, ...] = ()) -> dict[str, Value]:
+    """The numbers a notebook prints for its regression test: those whose names contain none of
+    ``unstable`` (numbers that the last bits of a CPU move at the test defaults), with every
+    interval's bounds ("[low, high]") to one decimal: a bound is mean +- t * SE, and at the test
+    defaults its second decimal moves across numeric modes. The paper keeps two."""
+    return {name: _coarse(value) for name, value in values.items() if not any(tag in name for tag in unstable)}
+
+
+def _coarse(value: Value) -> Value:
+    if isinstance(value, str) and value.startswith("[") and value.endswith("]"):
+        low, high = (float(bound) for bound in value[1:-1].split(", "))
+        return f"[{low:.1f}, {high:.1f}]"
+    return value
 
 
 def format_number(value: Value, digits: int = 2) -> str:
@@ -95,6 +127,20 @@ def write_macros(path: str | Path, values: Mapping[str, Value], digits: int = 2)
     path.write_text(text)
     path.with_suffix(".json").write_text(json.dumps(record(values), indent=1, sort_keys=True) + "\n")
     return text
+
+
+def read_macros(path: str | Path) -> dict[str, Value]:
+    """The values a stage wrote with :func:`write_macros`, read back from its ``.json`` record (for a
+    stage that builds on another's numbers): numbers with their SE, integers, text."""
+    values: dict[str, Value] = {}
+    for name, entry in json.loads(Path(path).with_suffix(".json").read_text()).items():
+        if "text" in entry:
+            values[name] = entry["text"]
+        elif "se" in entry:
+            values[name] = Number(entry["value"], entry["se"])
+        else:
+            values[name] = int(entry["value"])
+    return values
 
 
 def write_table(path: str | Path, table: pd.DataFrame, caption_note: str = "", digits: int = 2) -> str:

@@ -9,6 +9,7 @@ from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 
 
 @lru_cache(maxsize=4096)
@@ -99,6 +100,8 @@ def crossed_interval(values: np.ndarray, level: float = 0.95) -> Interval:
     ]
     combined = sum(c * ms for c, ms, _ in terms)
     residual, residual_df = terms[2][1], terms[2][2]
+    if combined == residual == 0:  # every value the same: no spread to estimate
+        return Interval(mean, mean, mean, level, 0.0)
     if combined >= residual:
         df = combined**2 / sum((c * ms) ** 2 / d for c, ms, d in terms)
     else:  # sampling noise drove the estimate below sigma_e^2 / (S N), which Var(mean) cannot be
@@ -126,3 +129,10 @@ def trend(levels: Sequence[np.ndarray], level: float = 0.95) -> str:
     if ends.high < 0 and not up:
         return "falls"
     return "shows no resolved change"
+
+
+def by_seed_and_image(rows: pd.DataFrame, column: str) -> np.ndarray:
+    """[seeds, images] of ``column`` (rows carry ``seed`` and ``image``), over the images where it
+    was computed (the flow q* only on a subset of the gap table's images): the layout that
+    :func:`crossed_interval` takes."""
+    return rows.dropna(subset=[column]).pivot(index="seed", columns="image", values=column).to_numpy()

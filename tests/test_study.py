@@ -1,0 +1,123 @@
+"""The study modules' summaries and claims, on hand-made tables whose answers are known."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from amortgap import report
+from amortgap.stats import by_seed_and_image, crossed_interval
+from amortgap.study import certification, refinement, synthesis, width_sweep
+
+
+@pytest.fixture
+def joint() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = [{"width": w, "seed": s, "image": i, "approximation_gap": 1 + rng.normal(), "amortization_gap": w / 8 + rng.normal(),
+             "inference_gap": 2 + rng.normal(), "active_units": 10 + w // 16, "epochs": 30 + s, "stopped": "converged"}
+            for w in (16, 64) for s in range(3) for i in (5, 9, 2, 7)]
+    return pd.DataFrame(rows)
+
+
+def test_by_seed_and_image_is_a_seed_by_image_matrix(joint):
+    m = by_seed_and_image(joint[joint.width == 16], "amortization_gap")
+    assert m.shape == (3, 4)
+    assert m[1, 0] == joint[(joint.width == 16) & (joint.seed == 1) & (joint.image == 2)].amortization_gap.item()
+
+
+def test_width_gaps_are_the_crossed_intervals_of_each_width_and_gap(joint):
+    table = width_sweep.width_gaps(joint)
+    assert len(table) == 2 * 3
+    row = table[(table.width == 64) & (table.gap == "amortization gap")].iloc[0]
+    expected = crossed_interval(by_seed_and_image(joint[joint.width == 64], "amortization_gap"))
+    assert row["mean"] == pytest.approx(expected.mean) and row.ci == pytest.approx(expected.high - expected.mean)
+
+
+def test_the_sweep_says_rises_where_the_gap_rises_far_beyond_its_noise(joint):
+    """amortization_gap is w / 8 plus unit noise: 2 at width 16, 8 at width 64, 12 draws each."""
+    numbers = width_sweep.numbers(joint, design(seed_differences=[1.0, 3.0]))
+    assert numbers["JointAmortTrend"] == "rises"
+    assert numbers["JointAmortNarrow"].value == pytest.approx(joint[joint.width == 16].amortization_gap.mean())
+    assert (numbers["JointNarrowWidth"], numbers["JointWideWidth"], numbers["JointNumSeeds"]) == (16, 64, 3)
+    assert numbers["JointUnitsWide"].value == 14 and numbers["JointAtCap"] == 0
+
+
+def design(seed_differences: list[float]) -> pd.DataFrame:
+    """A frozen-decoder design: on every decoder, the wide encoder's gap minus the narrow one's is
+    ``seed_differences[s]`` on every image of seed ``s``, the narrow encoder's gap 5."""
+    rows = []
+    for decoder, scale in (("reference", 1.0), ("joint_w16", 1.0), ("joint_w256", 2.0)):
+        for s, difference in enumerate(seed_differences):
+            for image in (3, 4, 8):
+                rows += [{"decoder": decoder, "encoder_width": 16, "seed": s, "image": image, "amortization_gap": 5.0},
+                         {"decoder": decoder, "encoder_width": 256, "seed": s, "image": image,
+                          "amortization_gap": 5.0 + scale * difference}]
+    return pd.DataFrame(rows)
+
+
+def test_the_designs_paired_differences_and_their_ratio_are_the_known_ones(joint):
+    numbers = width_sweep.numbers(joint, design(seed_differences=[1.0, 3.0]))
+    assert numbers["DesignRefWideMinusNarrow"].value == pytest.approx(2.0)
+    assert numbers["DesignRefSeedDifferences"] == "1.00 and 3.00"
+    assert numbers["DesignWideJointSeedDifferences"] == "2.00 and 6.00"
+    assert numbers["DesignPenaltyRatio"].value == pytest.approx(2.0)  # the width-256 decoder's difference over the width-16's
+    assert (numbers["DesignNarrowDecoder"], numbers["DesignWideDecoder"], numbers["DesignSeeds"]) == (16, 256, 2)
+    # two seeds: a t interval with one degree of freedom, wide enough to include zero here
+    low, high = (float(b) for b in numbers["DesignRefWideMinusNarrowCi"][1:-1].split(", "))
+    assert low < 0 < high
+
+
+def frontier(encoder: list[float], prior: list[float], steps=(1, 10, 100)) -> pd.DataFrame:
+    rows = [{"init": init, "steps": k, "mean": m, "low": m - 0.1, "high": m + 0.1, "se": 0.05}
+            for init, means in (("encoder", encoder), ("prior", prior)) for k, m in zip(steps, means)]
+    return pd.DataFrame(rows)
+
+
+def test_refinement_halves_a_gap_at_the_first_budget_that_reaches_half_of_it():
+    claims = refinement.against_gap(frontier(encoder=[3.0, 1.9, 0.5], prior=[9.0, 5.0, 3.5]), amortization_gap=4.0)
+    assert claims["RefHalfSteps"] == 10 and claims["RefHalfStepsBefore"] == 1
+    assert claims["RefGapBeforeHalf"].value == 3.0
+    assert claims["RefPriorStepsToMatch"] == 100
+
+
+def test_a_gap_never_halved_nor_matched_says_so():
+    claims = refinement.against_gap(frontier(encoder=[3.9, 3.5, 3.0], prior=[9.0, 8.0, 7.0]), amortization_gap=4.0)
+    assert claims["RefHalfSteps"] == "more than 100" and claims["RefHalfStepsBefore"] == 100
+    assert claims["RefPriorStepsToMatch"] == "more than 100"
+
+
+def test_frontier_seconds_joins_each_budget_with_its_mean_timing():
+    frontier = pd.DataFrame({"init": ["encoder", "prior"], "steps": [10, 10], "mean": [1.0, 2.0]})
+    timings = pd.DataFrame({"method": ["encoder", "encoder", "prior", "q*"], "steps": [10, 10, 10, 700],
+                            "seconds_per_image": [1.0, 3.0, 5.0, 9.0]})
+    with_seconds, qstar = refinement.frontier_seconds(frontier, timings, 7000.0)
+    assert with_seconds.seconds.tolist() == [2.0, 5.0]
+    assert qstar.to_dict("records") == [{"evaluations": 7000.0, "seconds": 9.0}]
+
+
+def test_the_certified_error_is_read_at_the_other_experiments_settings_or_is_na():
+    summary = pd.DataFrame({"model": ["diagonal", "diagonal", "planar"], "estimator": ["ais_200x8", "ais_500x16", "ais_500x16"],
+                            "error_nats": [-0.0004, 0.02, 0.3], "error_se": [0.01, 0.01, 0.02]})
+    claims = certification.at_settings(summary, 200, 8)
+    assert claims["CertFfgUsedError"].value == 0.0 and str(report.format_number(claims["CertFfgUsedError"])) == "0.000"
+    assert claims["CertFlowUsedError"] == "n/a" and claims["CertFlowUsedErrorSe"] == "n/a"
+    assert certification.at_settings(summary, 500, 16)["CertFlowUsedError"].value == pytest.approx(0.3)
+
+
+def test_the_headline_takes_the_experiments_numbers_to_four_decimals():
+    numbers = {name: report.Number(1.234567, 0.1) for name in synthesis.HEADLINE}
+    assert set(synthesis.headline(numbers).values()) == {1.2346}
+    with pytest.raises(KeyError):
+        synthesis.headline({})
+
+
+def test_macros_read_back_are_the_macros_written(tmp_path):
+    values = {"Alpha": report.Number(1.5, 0.25), "Beta": 7, "Gamma": "rises", "Delta": report.Number(2.0, None)}
+    report.write_macros(tmp_path / "x.tex", values)
+    back = report.read_macros(tmp_path / "x.tex")
+    assert back["Alpha"] == report.Number(1.5, 0.25) and back["Beta"] == 7 and back["Gamma"] == "rises"
+    assert back["Delta"].value == 2.0 and back["Delta"].se is None
+
+
+def test_the_stable_view_leaves_out_the_unstable_names_and_coarsens_bounds():
+    view = report.stable_view({"TabFfgCi": "[-36.36, -12.04]", "TabFlowAmort": 3.0, "Other": 2}, unstable=("Flow",))
+    assert view == {"TabFfgCi": "[-36.4, -12.0]", "Other": 2}
