@@ -182,9 +182,8 @@ print(report.macros(report.stable_view(numbers)))
 # ## What the numbers say
 
 # %%
-# NBVAL_IGNORE_OUTPUT
-# Prose composed from this notebook's numbers; the cells above print the ones the regression tests
-# compare, and the planar model's numbers at the test defaults are not stable across CPUs.
+# Prose composed from this notebook's numbers, each printed at the precision at which the cells above
+# print it for the regression tests (interval bounds to one decimal), so that it is compared too.
 gap_words = width_sweep.trends(joint_table)
 units = per_model.groupby("width").active_units.mean()
 cells = design_summary.set_index(["decoder", "encoder_width"])["mean"]

@@ -67,8 +67,11 @@ class Interval:
     def excludes_zero(self) -> bool:
         return self.low > 0 or self.high < 0
 
-    def format(self, digits: int = 2) -> str:
-        return f"{self.mean:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
+    def format(self, digits: int = 2, bound_digits: int | None = None) -> str:
+        """'mean [low, high]'; ``bound_digits`` (default ``digits``) for the bounds, which are
+        mean +- t * SE and so move in a later digit than the mean across CPUs."""
+        bound = digits if bound_digits is None else bound_digits
+        return f"{self.mean:.{digits}f} [{self.low:.{bound}f}, {self.high:.{bound}f}]"
 
 
 def crossed_interval(values: np.ndarray, level: float = 0.95) -> Interval:
