@@ -17,3 +17,11 @@ def test_a_failing_task_raises():
         run_tasks(torch.ones, [(2,), (-1,)], workers=2, progress=False)
     with pytest.raises(ValueError):
         run_tasks(torch.ones, [(2,)], workers=0)
+
+
+def test_a_worker_killed_fails_with_a_clear_message_instead_of_hanging():
+    """What the OOM killer does to a worker (it dies at once, without a Python traceback)."""
+    import os
+
+    with pytest.raises(RuntimeError, match="worker process died.*'doomed'.*out of memory"):
+        run_tasks(os._exit, [(137,), (137,)], workers=2, desc="doomed", progress=False)

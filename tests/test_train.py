@@ -65,9 +65,10 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tiny_data, tmp_pa
     checkpoint = tmp_path / "checkpoint.pt"
     with pytest.raises(KeyboardInterrupt):
         fit(intensities, config, checkpoint=checkpoint, callback=interrupt)
-    torch.manual_seed(999)  # a new process starts from some other RNG state
-    resumed = train.train(models.VAE(CONFIG), *intensities, config, checkpoint=checkpoint, resume=True,
-                          progress=False)
+    torch.manual_seed(1)
+    fresh = models.VAE(CONFIG)  # the run's initial weights (resume checks them) ...
+    torch.manual_seed(999)  # ... in a new process, whose global RNG is in some other state
+    resumed = train.train(fresh, *intensities, config, checkpoint=checkpoint, resume=True, progress=False)
     assert resumed.history.epoch.tolist() == list(range(1, 7))
     for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()):
         assert torch.equal(a, b)
@@ -85,9 +86,20 @@ def test_early_stopping_keeps_the_best_weights(tiny_data):
     assert train.evaluate_elbo(result.model, tiny_data[1]) == pytest.approx(best, abs=1e-4)
 
 
+def stop_after(epoch: int):
+    """A callback that interrupts a run once it has checkpointed ``epoch``."""
+
+    def interrupt(row):
+        if row["epoch"] == epoch:
+            raise KeyboardInterrupt
+
+    return interrupt
+
+
 def test_resume_refuses_other_settings_or_architecture(tiny_data, tmp_path):
     checkpoint = tmp_path / "checkpoint.pt"
-    fit(tiny_data, train.TrainConfig(epochs=1, batch_size=64), checkpoint=checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny_data, train.TrainConfig(epochs=3, batch_size=64), checkpoint=checkpoint, callback=stop_after(1))
     with pytest.raises(CheckpointError, match="lr"):
         fit(tiny_data, train.TrainConfig(epochs=2, batch_size=64, lr=0.1), checkpoint=checkpoint, resume=True)
     other = models.VAE(models.VAEConfig(data_dim=64, latent_dim=5, encoder_hidden=(32,), decoder_hidden=(32,)))
@@ -136,10 +148,13 @@ def test_snapshots_hold_the_weights_after_their_epochs_and_survive_a_resume(tiny
     config = train.TrainConfig(epochs=4, batch_size=64, patience=None, snapshot_epochs=(3, 1))
     assert config.snapshot_epochs == (1, 3)
     whole = fit(tiny_data, config, checkpoint=tmp_path / "whole.pt")
-    short = fit(tiny_data, train.TrainConfig(**{**config.__dict__, "epochs": 1}), checkpoint=tmp_path / "one.pt")
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny_data, config, checkpoint=tmp_path / "one.pt", callback=stop_after(1))
     assert sorted(whole.snapshots) == [1, 3]
-    one = models.safe_load(tmp_path / "one.pt")["model"]
-    for name, value in one.items():
+    assert models.load(train.snapshot_path(tmp_path / "whole.pt", 3)).state_dict().keys() == whole.snapshots[3].keys()
+    one = models.safe_load(tmp_path / "one.pt")
+    assert one["epoch"] == 1 and one["snapshot_epochs"] == [1]
+    for name, value in one["model"].items():
         torch.testing.assert_close(whole.snapshots[1][name], value, rtol=0, atol=0)
     resumed = fit(tiny_data, config, checkpoint=tmp_path / "one.pt", resume=True)
     assert sorted(resumed.snapshots) == [1, 3]

@@ -10,6 +10,7 @@ standard errors.
 from __future__ import annotations
 
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Sequence
 
 import torch
@@ -22,7 +23,8 @@ def run_tasks(
 ) -> list[Any]:
     """[fn(*task) for task in tasks], in ``workers`` spawned processes of one thread each when
     ``workers`` > 1 (``fn`` must then be importable: a module-level function of a package). A task
-    that fails raises here; a worker killed (out of memory, say) raises instead of hanging. Progress
+    that fails raises here; a worker killed (out of memory, say) raises a RuntimeError that says so
+    instead of hanging. Progress
     goes where :func:`amortgap.progress.bar` sends it (a pipeline stage's terminal)."""
     if workers < 1:
         raise ValueError(f"workers must be positive, not {workers}")
@@ -40,6 +42,13 @@ def run_tasks(
         futures = [pool.submit(fn, *task) for task in tasks]
         for future in futures:
             future.add_done_callback(lambda _: steps.update())
-        results = [future.result() for future in futures]
+        results = []
+        for i, future in enumerate(futures):
+            try:
+                results.append(future.result())
+            except BrokenProcessPool as err:  # the worker vanished: no traceback comes back, only this
+                raise RuntimeError(f"a worker process died while the pool ran {desc!r} (task {i + 1} of {len(tasks)}, "
+                                   f"{getattr(fn, '__name__', fn)} or one beside it): killed, or out of memory? "
+                                   "Its stage failed; work already checkpointed resumes on the next run") from err  # fmt: skip
     steps.close()
     return results

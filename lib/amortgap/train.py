@@ -1,5 +1,6 @@
-"""Training VAEs: Adam, KL warm-up, a learning-rate schedule, validation-based early stopping, and
-atomic per-epoch checkpoints from which an interrupted run resumes to the identical result.
+"""Training VAEs: Adam, KL warm-up, a learning-rate schedule (Cremer et al.'s stages among them),
+validation-based early stopping, a wall-clock budget, and atomic per-epoch checkpoints from which an
+interrupted run resumes to the identical result.
 
 Models of one architecture train together as one stacked computation (:mod:`amortgap.stacked`);
 a single model is a stack of one. Each member keeps its own seed, data order, Adam state, early
@@ -18,6 +19,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Callable, Literal, Sequence
@@ -32,9 +34,12 @@ from . import stacked
 from .data import Binarization, binarize
 from .families import diagonal_gaussian, reparameterize
 from .models import VAE, CheckpointError, atomic_save, safe_load, standard_normal_log_prob
+from .models import save as save_model
 from .progress import bar as progress_bar
 
-TRAIN_FORMAT = "amortgap.train/3"
+TRAIN_FORMAT = "amortgap.train/4"
+SCHEDULES = ("constant", "exponential", "cosine", "plateau", "stages")
+RESUMABLE_CHANGES = ("epochs", "after_patience")  # neither changes the path a run takes, only where it ends
 
 
 @dataclass(frozen=True)
@@ -42,23 +47,36 @@ class TrainConfig(FromSection):
     """Optimisation settings. The KL weight rises linearly from 0 to 1 over ``warmup_epochs``; the
     learning rate follows ``lr_schedule`` (``exponential``: times ``lr_decay`` each epoch;
     ``cosine``: down to ``lr * lr_decay`` at the last epoch; ``plateau``: times ``lr_decay`` after
-    ``plateau_patience`` epochs without a better validation ELBO, at most ``max_decays`` times);
-    training stops after ``patience`` epochs without a better validation ELBO (``None``: never), or
-    at ``epochs``, the cap, and keeps the best weights. "Better" means by more than ``min_delta``
-    nats: at a small rate a model can creep up by hundredths of a nat for a hundred epochs. With ``plateau`` and ``patience`` longer than
-    ``plateau_patience``, a model stops only once its smallest rate no longer helps: converged.
-    The weights after each epoch in ``snapshot_epochs`` are kept (:attr:`TrainResult.snapshots`)."""
+    ``plateau_patience`` epochs without a better validation ELBO, at most ``max_decays`` times;
+    ``stages``: Cremer et al. (2018)'s schedule, stage i = 0 .. ``stages`` - 1 lasting
+    ``stage_base``**i epochs at ``lr * lr_decay**(i / (stages - 1))``, each with a fresh Adam;
+    epochs past the last stage continue in stages as long as the last, at its rate).
+
+    The best weights are those of the best validation ELBO; with ``best_after_warmup`` only epochs
+    after the KL warm-up count (before it ends the model optimises another objective; the plateau
+    protocol's models, which predate the rule, count every epoch). ``patience`` counted epochs without
+    a better validation ELBO (``None``: never) fire the early-stopping rule: the run stops there
+    (``after_patience="stop"``), or keeps the best weights of that moment as its early-stopped
+    model and trains on to ``epochs`` (``"continue"``: one run gives both protocols' models). "Better"
+    means by more than ``min_delta`` nats: at a small rate a model can creep up by hundredths of a
+    nat for a hundred epochs. With ``plateau`` and ``patience`` longer than ``plateau_patience``, a
+    model stops only once its smallest rate no longer helps. ``epochs`` is the cap. The weights
+    after each epoch in ``snapshot_epochs`` are kept (:attr:`TrainResult.snapshots`)."""
 
     epochs: int = 100
     batch_size: int = 100
     lr: float = 1e-3
-    lr_schedule: Literal["constant", "exponential", "cosine", "plateau"] = "constant"
+    lr_schedule: Literal["constant", "exponential", "cosine", "plateau", "stages"] = "constant"
     lr_decay: float = 1.0
     plateau_patience: int = 5
     max_decays: int = 2
+    stage_base: int = 3
+    stages: int = 8
     warmup_epochs: int = 0
+    best_after_warmup: bool = False
     patience: int | None = 20
     min_delta: float = 0.0
+    after_patience: Literal["stop", "continue"] = "stop"
     binarization: Binarization = "static"
     samples: int = 1
     seed: int = 0
@@ -71,8 +89,12 @@ class TrainConfig(FromSection):
                 raise ValueError(f"{name} must be positive, not {getattr(self, name)}")
         if self.lr <= 0 or self.lr_decay <= 0 or self.warmup_epochs < 0:
             raise ValueError("lr and lr_decay must be positive and warmup_epochs >= 0")
-        if self.lr_schedule not in ("constant", "exponential", "cosine", "plateau"):
-            raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}")
+        if self.lr_schedule not in SCHEDULES:
+            raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; one of {SCHEDULES}")
+        if self.stage_base < 1 or self.stages < 2:
+            raise ValueError(f"stage_base must be positive and stages at least 2, not {self.stage_base}, {self.stages}")
+        if self.after_patience not in ("stop", "continue"):
+            raise ValueError(f"after_patience must be 'stop' or 'continue', not {self.after_patience!r}")
         if self.binarization not in ("static", "dynamic"):
             raise ValueError(f"binarization must be 'static' or 'dynamic', not {self.binarization!r}")
         if self.patience is not None and self.patience < 1:
@@ -85,8 +107,27 @@ class TrainConfig(FromSection):
         if any(e < 1 for e in self.snapshot_epochs):
             raise ValueError(f"snapshot_epochs must be positive, not {self.snapshot_epochs}")
 
+    def stage(self, epoch: int) -> int:
+        """The ``stages`` schedule's stage of epoch ``epoch`` (0-based); 0 for the other schedules."""
+        if self.lr_schedule != "stages":
+            return 0
+        start = 0
+        for i in range(self.stages):
+            start += self.stage_base**i
+            if epoch < start:
+                return i
+        return self.stages + (epoch - start) // self.stage_base ** (self.stages - 1)
+
+    def stage_start(self, epoch: int) -> int:
+        """The first epoch (0-based) of ``epoch``'s stage (0 for the other schedules)."""
+        i = self.stage(epoch)
+        last = self.stage_base ** (self.stages - 1)
+        return sum(self.stage_base**j for j in range(min(i, self.stages))) + max(i - self.stages, 0) * last
+
     def learning_rate(self, epoch: int, decays: int = 0) -> float:
         """The learning rate of epoch ``epoch`` (0-based), after ``decays`` plateau decays."""
+        if self.lr_schedule == "stages":
+            return self.lr * self.lr_decay ** (min(self.stage(epoch), self.stages - 1) / (self.stages - 1))
         if self.lr_schedule == "plateau":
             return self.lr * self.lr_decay**decays
         if self.lr_schedule == "exponential":
@@ -105,12 +146,19 @@ class TrainConfig(FromSection):
 
 @dataclass
 class TrainResult:
-    """The trained model (best validation weights), one history row per epoch, and the weights
-    after each reached epoch of ``TrainConfig.snapshot_epochs`` (epoch -> state dict)."""
+    """The trained model (best validation weights after the warm-up), one history row per epoch, the
+    weights after each reached epoch of ``TrainConfig.snapshot_epochs`` (epoch -> state dict), the
+    early-stopped model's weights and epoch (the best weights when the patience rule fired; None if
+    it never did), the best epoch, and whether the run is finished (False: a budget stopped it, and
+    its checkpoint resumes it)."""
 
     model: VAE
     history: pd.DataFrame
     snapshots: dict[int, dict[str, Tensor]] = field(default_factory=dict)
+    early_state: dict[str, Tensor] | None = None
+    early_epoch: int | None = None
+    best_epoch: int | None = None
+    finished: bool = True
 
 
 @dataclass
@@ -120,15 +168,20 @@ class _Member:
     model: VAE
     config: TrainConfig
     checkpoint: Path | None
-    generator: torch.Generator
+    generator: torch.Generator  # its state at an epoch's start fixes that epoch's data order and noise
     adam: dict[str, dict[str, Tensor]] = field(default_factory=dict)  # name -> step, exp_avg, exp_avg_sq
     epoch: int = 0
     history: list[dict] = field(default_factory=list)
     best_valid: float = -math.inf
     best_state: dict[str, Tensor] | None = None
+    best_epoch: int | None = None
     stalls: int = 0
     decays: int = 0
+    fired: bool = False  # the patience rule has fired
+    early_state: dict[str, Tensor] | None = None
+    early_epoch: int | None = None
     snapshots: dict[int, dict[str, Tensor]] = field(default_factory=dict)
+    fingerprints: dict[str, str] = field(default_factory=dict)  # data, initial weights
 
     @property
     def lr(self) -> float:
@@ -136,7 +189,7 @@ class _Member:
 
     @property
     def running(self) -> bool:
-        stopped = self.config.patience is not None and self.stalls >= self.config.patience
+        stopped = self.fired and self.config.after_patience == "stop"
         return self.epoch < self.config.epochs and not stopped
 
 
@@ -185,10 +238,12 @@ def train(
     resume: bool = False,
     progress: bool = True,
     callback: Callable[[dict], None] | None = None,
+    budget_seconds: float | None = None,
 ) -> TrainResult:
     """Train ``model`` alone: :func:`train_stack` with one member."""
     on_epoch = None if callback is None else (lambda member, row: callback(row))
-    return train_stack([model], train_x, valid_x, [config], [checkpoint], resume, progress, on_epoch)[0]
+    return train_stack([model], train_x, valid_x, [config], [checkpoint], resume, progress, on_epoch,
+                       budget_seconds)[0]  # fmt: skip
 
 
 def train_stack(
@@ -200,13 +255,22 @@ def train_stack(
     resume: bool = False,
     progress: bool = True,
     callback: Callable[[int, dict], None] | None = None,
+    budget_seconds: float | None = None,
 ) -> list[TrainResult]:
-    """Train ``models`` (one architecture, one device) as one stacked computation on intensities or
-    binary data ``train_x`` [N, D] (binarized per the configs' ``binarization``); ``valid_x`` [M, D]
-    must already be binary. ``configs`` may differ only in their seeds. Parameters with
-    ``requires_grad=False`` (a frozen decoder) stay as they are. Member i's state is written
-    atomically to ``checkpoints[i]`` after every epoch, and ``resume=True`` continues from it.
-    ``callback(i, row)`` receives member i's history row of each epoch (raise in it to stop)."""
+    """Train ``models`` (one architecture, one device, each freshly initialised) as one stacked
+    computation on intensities or binary data ``train_x`` [N, D] (binarized per the configs'
+    ``binarization``); ``valid_x`` [M, D] must already be binary. ``configs`` may differ only in
+    their seeds. Parameters with ``requires_grad=False`` (a frozen decoder) stay as they are.
+
+    Member i's state (weights, Adam moments and step, schedule position, RNG state, which fixes the
+    data order, history, best and early weights) is written atomically to ``checkpoints[i]`` after
+    every epoch, its snapshots once each beside it (:func:`snapshot_path`); ``resume=True``
+    continues from it, and refuses a checkpoint of other settings, data or initial weights, or an
+    inconsistent Adam step count (a finished run's owner keeps its weights and deletes the checkpoint:
+    :mod:`amortgap.campaign`).
+    With ``budget_seconds``, no epoch starts that would end past the budget (judged by the last
+    epoch's time): the run stops cleanly, resumable, with ``finished=False``. ``callback(i, row)``
+    receives member i's history row of each epoch (raise in it to stop)."""
     if len(configs) != len(models) or (checkpoints is not None and len(checkpoints) != len(models)):
         raise ValueError("give one config (and one checkpoint, if any) per model")
     differ = {f.name for f in fields(TrainConfig) for c in configs[1:]
@@ -217,22 +281,31 @@ def train_stack(
     device = next(models[0].parameters()).device
     train_x, valid_x = train_x.to(device), valid_x.to(device)
     static = binarize(train_x, "static") if config.binarization == "static" else None
+    data = tensor_digest(train_x, valid_x) if checkpoints is not None else ""
+    batches = math.ceil(len(train_x) / config.batch_size)
     members = []
     for model, member_config, path in zip(models, configs, checkpoints or [None] * len(models)):
         member = _Member(model, member_config, Path(path) if path is not None else None,
                          torch.Generator(device).manual_seed(member_config.seed))  # fmt: skip
-        if resume and member.checkpoint is not None and member.checkpoint.exists():
-            _restore(member)
+        if member.checkpoint is not None:
+            member.fingerprints = {"data": data, "initial weights": tensor_digest(*model.state_dict().values())}
+            if resume and member.checkpoint.exists():
+                _restore(member, batches)
         members.append(member)
 
+    start, last_epoch_seconds = time.monotonic(), 0.0
     first = min(m.epoch for m in members)
     bar = progress_bar(desc=f"train epochs ({len(members)} model{'s' * (len(members) > 1)})", show=progress,
                        initial=first, total=config.epochs)  # fmt: skip
     while running := [m for m in members if m.running]:
+        if budget_seconds is not None and time.monotonic() - start + last_epoch_seconds > budget_seconds:
+            break
         epoch = min(m.epoch for m in running)
         lr = max(m.lr for m in running if m.epoch == epoch)  # members at another rate train as their own stack
+        began = time.monotonic()
         _train_epoch([m for m in running if m.epoch == epoch and m.lr == lr], train_x if static is None else static,
                      valid_x, epoch, callback and (lambda m, row: callback(members.index(m), row)))  # fmt: skip
+        last_epoch_seconds = time.monotonic() - began
         still = [m.epoch for m in members if m.running]
         bar.update(min(still, default=config.epochs) - bar.n)  # the slowest running member's epoch
         bar.set_postfix(running=len(still), best_valid=f"{max(m.best_valid for m in members):.2f}")
@@ -241,7 +314,8 @@ def train_stack(
     for member in members:
         if member.best_state is not None:
             member.model.load_state_dict(member.best_state)
-        results.append(TrainResult(member.model, pd.DataFrame(member.history), member.snapshots))
+        results.append(TrainResult(member.model, pd.DataFrame(member.history), member.snapshots, member.early_state,
+                                   member.early_epoch, member.best_epoch, not member.running))  # fmt: skip
     return results
 
 
@@ -254,6 +328,9 @@ def _train_epoch(group: list[_Member], train_x: Tensor, valid_x: Tensor, epoch: 
     stack = stacked.stack_models([m.model for m in group])
     names = list(stack.trainable)
     lr = group[0].lr
+    if epoch > 0 and config.stage(epoch) != config.stage(epoch - 1):  # a new stage: a fresh Adam
+        for member in group:
+            member.adam = {}
     optimizer = torch.optim.Adam(list(stack.trainable.values()), lr=lr, fused=True)
     for name, p in stack.trainable.items():
         if name in group[0].adam:
@@ -288,16 +365,12 @@ def _train_epoch(group: list[_Member], train_x: Tensor, valid_x: Tensor, epoch: 
                               "exp_avg": stacked.member_tensor(state["exp_avg"], i).clone(memory_format=torch.contiguous_format),
                               "exp_avg_sq": stacked.member_tensor(state["exp_avg_sq"], i).clone(memory_format=torch.contiguous_format)}
                        for name, state in ((n, optimizer.state[stack.trainable[n]]) for n in names)}  # fmt: skip
-        if valid[i] > member.best_valid:  # the best weights are kept whatever the margin ...
-            member.best_state = {k: v.detach().clone() for k, v in member.model.state_dict().items()}
-        improved = valid[i] > member.best_valid + config.min_delta  # ... but only a real gain resets the count
-        member.best_valid = max(member.best_valid, valid[i])
-        member.stalls = 0 if improved else member.stalls + 1
-        if config.lr_schedule == "plateau" and member.stalls >= config.plateau_patience \
-                and member.decays < config.max_decays:  # fmt: skip
-            member.decays, member.stalls = member.decays + 1, 0
+        if not config.best_after_warmup or epoch + 1 > config.warmup_epochs:
+            _track_best(member, valid[i], epoch + 1)
         if epoch + 1 in config.snapshot_epochs:
             member.snapshots[epoch + 1] = {k: v.detach().clone() for k, v in member.model.state_dict().items()}
+            if member.checkpoint is not None:
+                save_model(member.model, snapshot_path(member.checkpoint, epoch + 1))
         row = {"epoch": epoch + 1, "train_elbo": train_elbo, "valid_elbo": valid[i], "lr": lr,
                "kl_weight": config.kl_weight(epoch, batches, batches), "seconds": seconds}
         member.history.append(row)
@@ -306,6 +379,35 @@ def _train_epoch(group: list[_Member], train_x: Tensor, valid_x: Tensor, epoch: 
             _checkpoint(member)
         if callback is not None:
             callback(member, row)
+
+
+def _track_best(member: _Member, valid: float, epoch: int) -> None:
+    """The best weights, the patience count, plateau decays and the early-stopping rule after an epoch
+    (1-based ``epoch``) with validation ELBO ``valid``."""
+    config = member.config
+    if valid > member.best_valid:  # the best weights are kept whatever the margin ...
+        member.best_state = {k: v.detach().clone() for k, v in member.model.state_dict().items()}
+        member.best_epoch = epoch
+    improved = valid > member.best_valid + config.min_delta  # ... but only a real gain resets the count
+    member.best_valid = max(member.best_valid, valid)
+    member.stalls = 0 if improved else member.stalls + 1
+    if config.lr_schedule == "plateau" and member.stalls >= config.plateau_patience \
+            and member.decays < config.max_decays:  # fmt: skip
+        member.decays, member.stalls = member.decays + 1, 0
+    if config.patience is not None and not member.fired and member.stalls >= config.patience:
+        member.fired, member.early_state, member.early_epoch = True, member.best_state, member.best_epoch
+
+
+def _plain(value):
+    """A config value as a checkpoint stores it (tuples as lists)."""
+    return list(value) if isinstance(value, tuple) else value
+
+
+def snapshot_path(checkpoint: str | os.PathLike, epoch: int) -> Path:
+    """Where a run checkpointed at ``checkpoint`` keeps its weights after epoch ``epoch``: a model
+    file (:func:`amortgap.models.load`), written once, beside the checkpoint."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.parent / f"{checkpoint.stem}.snapshots" / f"e{epoch}.pt"
 
 
 def train_cached(
@@ -370,20 +472,29 @@ def _checkpoint(member: _Member) -> None:
         "format": TRAIN_FORMAT,
         "train_config": asdict(member.config),
         "model_config": member.model.config.to_dict(),
+        "fingerprints": member.fingerprints,
         "model": member.model.state_dict(),
         "adam": member.adam,
         "rng": member.generator.get_state(),
+        "rng_device": member.generator.device.type,
         "epoch": member.epoch,
         "history": member.history,
         "best_valid": member.best_valid,
         "best_state": member.best_state,
+        "best_epoch": member.best_epoch,
         "stalls": member.stalls,
         "decays": member.decays,
-        "snapshots": member.snapshots,
+        "fired": member.fired,
+        "early_state": member.early_state,  # the same tensors as best_state while they agree: saved once
+        "early_epoch": member.early_epoch,
+        "snapshot_epochs": sorted(member.snapshots),  # the weights are in their own files
     }, member.checkpoint)  # fmt: skip
 
 
-def _restore(member: _Member) -> None:
+def _restore(member: _Member, batches: int) -> None:
+    """Continue ``member`` from its checkpoint, after checking that it is the run this call would
+    continue: the same settings (only ``epochs`` may grow), architecture, data and initial weights,
+    and an Adam step count that matches the schedule position (``batches`` steps per epoch)."""
     path, model, config = member.checkpoint, member.model, member.config
     obj = safe_load(path, map_location=next(model.parameters()).device)
     if obj["format"] != TRAIN_FORMAT:
@@ -393,15 +504,34 @@ def _restore(member: _Member) -> None:
         raise CheckpointError(
             f"{path} was written for architecture {obj['model_config']}, not {model.config.to_dict()}"
         )
-    saved = obj["train_config"]
-    changed = {f.name for f in fields(TrainConfig) if f.name != "epochs" and saved.get(f.name) != getattr(config, f.name)}
+    saved = obj["train_config"]  # a setting newer than the checkpoint is compared at its default
+    changed = {f.name for f in fields(TrainConfig) if f.name not in RESUMABLE_CHANGES
+               and _plain(saved.get(f.name, f.default)) != _plain(getattr(config, f.name))}  # fmt: skip
     if changed:
         raise CheckpointError(
-            f"{path} was written with other training settings ({sorted(changed)} differ); resume needs "
-            "the same settings (only epochs may grow), or start afresh without resume"
+            f"{path} was written with other training settings ({sorted(changed)} differ); resume needs the same "
+            f"settings (only {' and '.join(RESUMABLE_CHANGES)} may change), or start afresh without resume"
         )
+    for what, digest in obj["fingerprints"].items():
+        if digest != member.fingerprints.get(what):
+            raise CheckpointError(f"{path} was written for other {what} (fingerprint {digest}, here "
+                                  f"{member.fingerprints.get(what)}); it would not continue this run")  # fmt: skip
+    epoch = obj["epoch"]
+    expected = (epoch - config.stage_start(epoch - 1)) * batches if epoch > 0 else 0
+    steps = {int(state["step"]) for state in obj["adam"].values()}
+    if obj["adam"] and steps != {expected}:
+        raise CheckpointError(f"{path} holds Adam states after {sorted(steps)} steps, but {epoch} epochs of this "
+                              f"schedule at {batches} batches each mean {expected}; it is corrupt or of another run")  # fmt: skip
     model.load_state_dict(obj["model"])
-    member.generator.set_state(obj["rng"].cpu())
-    member.adam, member.epoch, member.history = obj["adam"], obj["epoch"], obj["history"]
-    member.best_valid, member.best_state, member.stalls = obj["best_valid"], obj["best_state"], obj["stalls"]
-    member.decays, member.snapshots = obj["decays"], obj["snapshots"]
+    if obj.get("rng_device", "cpu") == member.generator.device.type:
+        member.generator.set_state(obj["rng"].cpu())
+    else:  # a CUDA generator's state means nothing to a CPU one: continue on a fresh, seeded stream
+        warnings.warn(f"{path} was written on {obj['rng_device']}; it continues here on {member.generator.device.type} "
+                      "with a fresh data order and noise stream (seeded by seed and epoch), so the run is not "
+                      "bit-identical to one that never moved", stacklevel=3)  # fmt: skip
+        member.generator.manual_seed(config.seed * 1_000_003 + epoch)
+    member.adam, member.epoch, member.history = obj["adam"], epoch, obj["history"]
+    member.best_valid, member.best_state, member.best_epoch = obj["best_valid"], obj["best_state"], obj["best_epoch"]
+    member.stalls, member.decays, member.fired = obj["stalls"], obj["decays"], obj["fired"]
+    member.early_state, member.early_epoch = obj["early_state"], obj["early_epoch"]
+    member.snapshots = {e: safe_load(snapshot_path(path, e))["state_dict"] for e in obj["snapshot_epochs"]}
