@@ -124,3 +124,19 @@ def test_a_worker_killed_at_a_random_moment_fails_clearly_and_resumes_to_the_uni
     assert campaign.read_status(run)["status"] == "finished"
     for a, b in zip(weights(run / "train.snapshots/e12.pt"), weights(uninterrupted / "train.snapshots/e12.pt")):
         assert torch.equal(a, b), f"killed after {moment:.3f} s"
+
+
+def test_the_campaign_stage_depends_on_every_module_it_imports():
+    """The frozen DVC stage lists its code file by file (so that a change elsewhere in the library
+    does not mark days of training stale): the list must cover what `amortgap.campaign` imports."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).parents[1]
+    imported = subprocess.run([sys.executable, "-c", "import sys, amortgap.campaign; print(' '.join(m.__file__ "
+                               "for n, m in sys.modules.items() if n.split('.')[0] == 'amortgap'))"],
+                              capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+    deps = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]["campaign"]["deps"]
+    missing = sorted(str(Path(f).resolve().relative_to(root)) for f in imported) 
+    missing = [f for f in missing if f not in deps]
+    assert len(imported) >= 8 and not missing, f"add to the campaign stage's deps: {missing}"

@@ -75,6 +75,20 @@ def test_same_seed_same_numbers_and_caller_rng_untouched(model_and_x):
     assert not first.elbo_amortized.equals(other.elbo_amortized)
 
 
+def test_workers_give_the_numbers_of_one_process(model_and_x):
+    """Each batch runs under its own seed, so where it runs does not change what it draws."""
+    model, x = model_and_x
+    config = gaps.DecomposeConfig(elbo_samples=50, iwae_samples=50, ais=AISConfig(steps=20, chains=2), batch_size=20)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the workers' thread count: the same summation order
+    try:
+        alone = gaps.decompose(model, x, config)
+    finally:
+        torch.set_num_threads(threads)
+    shared = gaps.decompose(model, x, config, workers=2)
+    pd.testing.assert_frame_equal(alone, shared, check_exact=False, rtol=1e-5, atol=1e-5)
+
+
 def test_log_px_choice(model_and_x):
     model, x = model_and_x
     config = dict(elbo_samples=50, iwae_samples=100, ais=AISConfig(steps=20, chains=2))

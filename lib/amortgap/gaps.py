@@ -33,6 +33,7 @@ from .bounds import (MAX_PAIRS, elbo_from_weights, elbo_parts_from_terms, iwae, 
                      log_weights_chunked)
 from .families import DiagonalGaussian, Family, Params, PlanarFlow
 from .models import LatentVariableModel, load
+from .parallel import run_tasks
 from .progress import bar
 from .qstar import QStarConfig, initial_params, optimal_q, optimise
 from .rng import seeded
@@ -93,11 +94,15 @@ def decompose(
     config: DecomposeConfig | None = None,
     family: Family = DiagonalGaussian(),
     progress: bool = False,
+    workers: int = 1,
 ) -> pd.DataFrame:
     """One row per datapoint of x [N, D] with log p(x), L[q*], L[q], the three gaps (nats), their
     standard errors and what each estimate cost. Deterministic for a given ``config.seed``; the
-    caller's random state is left untouched. ``config.*`` is stored in ``DataFrame.attrs``."""
-    return decompose_with_qstar(model, x, config, family, progress)[0]
+    caller's random state is left untouched. ``config.*`` is stored in ``DataFrame.attrs``. With
+    ``workers`` > 1 the batches of ``config.batch_size`` points run in that many single-thread
+    processes (each batch seeded by its own seed, so the numbers are those of one process, up to the
+    last bits that a thread count changes)."""
+    return decompose_with_qstar(model, x, config, family, progress, workers)[0]
 
 
 def decompose_with_qstar(
@@ -106,6 +111,7 @@ def decompose_with_qstar(
     config: DecomposeConfig | None = None,
     family: Family = DiagonalGaussian(),
     progress: bool = False,
+    workers: int = 1,
 ) -> tuple[pd.DataFrame, Params]:
     """:func:`decompose`, and the parameters of the q* it found, rows [N, ...] (to start another
     family's q* from it, say)."""
@@ -115,7 +121,12 @@ def decompose_with_qstar(
     if config.ais is not None and isinstance(family, PlanarFlow):
         raise ValueError("AIS must start from a q* with a density everywhere, which a planar flow lacks: "
                          "decompose with the diagonal family, and get the flow's L[q*] from optimal_elbo")
-    batches = [_decompose_batch(model, xb, config, family, progress) for _, xb in _seeded_batches(x, config, progress)]
+    if workers > 1:
+        tasks = [(model, x[start : start + config.batch_size], config, family, seed)
+                 for start, seed in _batch_seeds(x, config)]  # fmt: skip
+        batches = run_tasks(_decompose_seeded, tasks, workers, desc="decompose batches", progress=progress)
+    else:
+        batches = [_decompose_batch(model, xb, config, family, progress) for _, xb in _seeded_batches(x, config, progress)]
     table = pd.concat([rows for rows, _ in batches], ignore_index=True)[COLUMNS]
     table.index.name = "datapoint"
     table.attrs["config"] = asdict(config)
@@ -237,12 +248,26 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"mean": table[cols].mean(), "sem": table[cols].sem()})
 
 
-def _seeded_batches(x: Tensor, config: DecomposeConfig, progress: bool = False) -> Iterator[tuple[int, Tensor]]:
-    """(start, rows [b, D]) of x in batches of ``config.batch_size``; the caller's work on each batch
-    runs seeded by that batch's own seed, drawn from ``config.seed`` (the caller's RNG untouched)."""
+def _batch_seeds(x: Tensor, config: DecomposeConfig) -> list[tuple[int, int]]:
+    """(start, seed) of each batch of ``config.batch_size`` rows of x, the seeds drawn from
+    ``config.seed`` (the caller's RNG untouched)."""
     starts = range(0, x.shape[0], config.batch_size)
     with seeded(config.seed, x.device):
         seeds = torch.randint(2**62, (len(starts),)).tolist()
-    for start, seed in zip(bar(starts, desc="decompose batches", show=progress), seeds):
+    return list(zip(starts, seeds))
+
+
+def _seeded_batches(x: Tensor, config: DecomposeConfig, progress: bool = False) -> Iterator[tuple[int, Tensor]]:
+    """(start, rows [b, D]) of x in batches of ``config.batch_size``; the caller's work on each batch
+    runs seeded by that batch's own seed (:func:`_batch_seeds`)."""
+    batches = _batch_seeds(x, config)
+    for start, seed in bar(batches, desc="decompose batches", show=progress):
         with seeded(seed, x.device):
             yield start, x[start : start + config.batch_size]
+
+
+def _decompose_seeded(model: LatentVariableModel, x: Tensor, config: DecomposeConfig, family: Family,
+                      seed: int) -> tuple[pd.DataFrame, Params]:  # fmt: skip
+    """One batch of :func:`decompose` under its own seed (a worker process's task)."""
+    with seeded(seed, x.device):
+        return _decompose_batch(model, x, config, family, False)
