@@ -11,11 +11,14 @@ APT_PACKAGES := dataset-fashion-mnist latexmk texlive-latex-base texlive-latex-r
                 texlive-science texlive-latex-extra poppler-utils libjs-mathjax chromium chromium-driver
 DVC := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" DVC_NO_ANALYTICS=1 $(VENV)/bin/dvc
 
-.PHONY: setup system venv test test-fast repro site compare modes quick golden bench clean help
+.PHONY: setup system venv test test-fast repro retrain campaign-status site compare modes quick golden bench clean help
 
 help:
 	@echo "make repro   - set up, rebuild everything (models, tables, figures, notebooks, paper) with dvc repro,"
 	@echo "               then compare the rebuild with the committed build (report in build/reproduction.md)"
+	@echo "make retrain - train (resume) every paper-scale model of params.yaml's campaign, in priority order;"
+	@echo "               BUDGET=minutes stops cleanly after that long; rerun to continue (README: the campaign)"
+	@echo "make campaign-status - where each campaign run stands, and the hours left"
 	@echo "make site    - build the website (rendered notebooks and paper, offline) into build/site"
 	@echo "make compare - only that comparison: every number, claim and per-datapoint table against git's HEAD"
 	@echo "make modes   - run the notebooks in every numeric mode and print how far each printed number moves"
@@ -56,6 +59,15 @@ test-fast: setup
 repro: setup
 	$(DVC) repro --force
 	$(PY) -m amortgap.build.compare --quiet
+
+# Days of CPU over many working stretches: each call resumes from models/campaign (rm -rf it first
+# to retrain from scratch), then records the stage's outputs in dvc.lock.
+retrain: setup
+	$(PY) -m amortgap.campaign run $(if $(BUDGET),--budget-minutes $(BUDGET))
+	$(DVC) commit -f campaign
+
+campaign-status: setup
+	$(PY) -m amortgap.campaign status
 
 site: setup
 	$(DVC) repro site

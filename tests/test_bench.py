@@ -99,3 +99,25 @@ def test_a_sweep_is_timed_stacked_and_alone_on_the_same_members(bench, monkeypat
     together, alone = bench.sweep_epoch_seconds(stacks, x, x[:16], bench.train.TrainConfig(epochs=2, batch_size=16))
     assert calls == {"stack": [3, 1, 1, 1, 2, 1, 1], "alone": [0, 1, 2, 0, 1]}, "alone = a stack of one"
     assert together > 0 and alone > 0
+
+
+def test_the_step_is_measured_against_its_floor_side_by_side(bench, tiny):
+    model, _ = tiny
+    train_x, valid_x = torch.rand(300, 20), torch.bernoulli(torch.full((50, 20), 0.3))
+    r = bench.bench_step(model, train_x, valid_x, epoch_seconds=0.5, batch_size=100, steps=5)
+    assert r["step_products"] == 3 * 4, "forward and two backward products per Linear layer (4 in the tiny VAE)"
+    assert r["step_floor_seconds"] == pytest.approx(r["step_matmul_seconds"] + r["step_adam_seconds"])
+    assert r["step_trainer_seconds"] == pytest.approx(0.5 / 3)
+    assert r["step_plain_over_floor"] == pytest.approx(r["step_plain_seconds"] / r["step_floor_seconds"])
+    assert 0 < r["epoch_validation_share"] and 0 < r["epoch_data_order_share"]
+
+
+def test_decompose_is_measured_in_one_process_and_in_workers_with_its_gradient_evaluations(bench, tiny):
+    model, x = tiny
+    r = bench.bench_decompose(model, x, workers=2)
+    assert r["decompose_points_measured"] == 6 and r["decompose_workers"] == 2
+    ratio = r["decompose_1000_seconds"] / r["decompose_1000_seconds_workers"]
+    evaluations = r["decompose_gradient_evaluations_per_second"] * r["decompose_1000_seconds"] * 6 / 1000
+    assert evaluations >= 6 * bench.gaps.DecomposeConfig().ais.gradient_evaluations, "AIS's at least"
+    assert r["decompose_gradient_evaluations_per_second_workers"] == pytest.approx(
+        r["decompose_gradient_evaluations_per_second"] * ratio)

@@ -1,20 +1,23 @@
-"""The campaign trains its entries in priority order, resumably: a deadline pauses it, an early entry
-stops at the early-stopped model and a later entry extends the same run, finished runs keep weights
-only, and a worker killed with SIGKILL at a random moment fails with a clear message and resumes to
+"""The campaign trains its entries in priority order, resumably: a deadline pauses it, a later entry
+takes a run past its protocol's end while its early-stopped model stays the protocol's, finished runs
+keep weights only, and a worker killed with SIGKILL at a random moment fails with a clear message and resumes to
 the uninterrupted weights (on real Fashion-MNIST images, a tiny model)."""
 
 import os
 import random
+import shutil
 import signal
 import threading
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import yaml
 
-from amortgap import campaign, models
+from amortgap import campaign, data, models
+from amortgap.train import evaluate_elbo
 
 PROTOCOL = {"epochs": 12, "batch_size": 100, "lr": 3e-3, "lr_schedule": "stages", "stage_base": 2, "stages": 3,
             "lr_decay": 0.1, "warmup_epochs": 2, "best_after_warmup": True, "patience": 2, "min_delta": 3.0,
@@ -44,22 +47,37 @@ def uninterrupted(tmp_path_factory) -> Path:
 
 def test_a_finished_run_keeps_weights_only(uninterrupted):
     files = sorted(str(p.relative_to(uninterrupted)) for p in uninterrupted.rglob("*") if p.is_file())
-    assert files == ["early.pt", "history.csv", "run.json", "train.snapshots/e1.pt", "train.snapshots/e12.pt"]
+    assert files == ["best.pt", "history.csv", "run.json", "train.snapshots/e1.pt", "train.snapshots/e12.pt"]
     status = campaign.read_status(uninterrupted)
-    assert status["status"] == "finished" and status["epoch"] == 12 and status["early_epoch"] is not None
+    assert status["status"] == "finished" and status["epoch"] == 12 and status["patience_epoch"] is not None
     assert status["best_epoch"] > PROTOCOL["warmup_epochs"], "the best weights are chosen after the warm-up"
+    history = pd.read_csv(uninterrupted / "history.csv")
+    assert status["best_valid_elbo"] == pytest.approx(history.valid_elbo[history.epoch > 2].max())
+    model = models.load(uninterrupted / "best.pt")
+    valid = data.load_binarized("valid", "static", split_seed=0)
+    assert evaluate_elbo(model, valid) == pytest.approx(status["best_valid_elbo"], abs=1e-3), "best.pt is the best epoch's"
 
 
-def test_early_then_end_extends_one_run_to_the_uninterrupted_weights(tmp_path, uninterrupted):
-    entries = [{"family": "diagonal", "seed": 0, "protocol": "p", "until": "early"},
-               {"family": "diagonal", "seed": 0, "protocol": "p", "until": "end"}]  # fmt: skip
+def test_a_longer_entry_extends_the_run_and_keeps_the_protocols_best(tmp_path, uninterrupted):
+    entries = [{"family": "diagonal", "seed": 0, "protocol": "p", "epochs": 16}]  # alone: it stops at 12 first
     config = campaign.load_config(write_params(tmp_path, entries))
     run = config.run_dir("diagonal_p_s0", tmp_path)
-    campaign.run_campaign(config, deadline=time.time() + 600, workers=1, only=["diagonal_p_s0"], root=str(tmp_path))
-    assert campaign.read_status(run)["status"] == "finished"
-    for name in ("early.pt", "train.snapshots/e12.pt"):
+    campaign.run_campaign(config, deadline=time.time() + 600, workers=1, root=str(tmp_path))
+    status = campaign.read_status(run)
+    assert status["status"] == "finished" and status["epoch"] == 16 and not (run / "train.pt").exists()
+    for name in ("best.pt", "train.snapshots/e12.pt"):
         for a, b in zip(weights(run / name), weights(uninterrupted / name)):
             assert torch.equal(a, b), name
+    history = pd.read_csv(run / "history.csv")
+    assert history.lr.iloc[12:].tolist() == pytest.approx([3e-4] * 4), "past the end: the final rate"
+    assert status["best_valid_elbo"] == pytest.approx(history.valid_elbo[(history.epoch > 2) & (history.epoch <= 12)].max())
+
+
+def test_a_finished_run_is_not_extended_from_nothing(tmp_path, uninterrupted):
+    shutil.copytree(uninterrupted, tmp_path / "models" / "campaign" / "diagonal_p_s0")
+    config = campaign.load_config(write_params(tmp_path, [{"family": "diagonal", "seed": 0, "protocol": "p", "epochs": 16}]))
+    with pytest.raises(ValueError, match="stopped at epoch 12 and kept its weights only"):
+        campaign.train_entry(config, config.entries[0], deadline=time.time() + 60, root=str(tmp_path))
 
 
 def test_a_past_deadline_pauses_without_losing_anything(tmp_path):
@@ -72,8 +90,8 @@ def test_a_past_deadline_pauses_without_losing_anything(tmp_path):
 def test_bad_campaigns_are_refused_with_what_is_wrong(tmp_path):
     with pytest.raises(ValueError, match="protocol 'q'"):
         campaign.load_config(write_params(tmp_path, [{"family": "diagonal", "seed": 0, "protocol": "q"}]))
-    with pytest.raises(ValueError, match="until"):
-        campaign.load_config(write_params(tmp_path, [{"family": "diagonal", "seed": 0, "protocol": "p", "until": "x"}]))
+    with pytest.raises(ValueError, match="fewer than its protocol's 12"):
+        campaign.load_config(write_params(tmp_path, [{"family": "diagonal", "seed": 0, "protocol": "p", "epochs": 5}]))
     config = campaign.load_config(write_params(tmp_path, [{"family": "diagonal", "seed": 0, "protocol": "p"}]))
     with pytest.raises(ValueError, match="no entry .* named \\['nope'\\]"):
         campaign.run_campaign(config, deadline=time.time() + 60, only=["nope"], root=str(tmp_path))
@@ -84,7 +102,8 @@ def test_the_committed_campaign_names_its_protocols():
     cremer = config.protocols["cremer"]
     assert cremer.epochs == sum(3**i for i in range(8)) == 3280
     assert [cremer.learning_rate(e) for e in (0, 1, 3280 - 2187, 3279)] == pytest.approx([1e-3, 1e-3 * 10 ** (-1 / 7), 1e-4, 1e-4])
-    assert config.entries[0].run == "diagonal_cremer_s0" and config.entries[0].until == "end"
+    assert config.entries[0].run == "diagonal_cremer_s0" and config.target(config.entries[0]) == 3280
+    assert cremer.patience is not None and cremer.after_patience == "continue", "patience only records, never stops"
 
 
 def worker_pids() -> list[int]:
@@ -140,3 +159,20 @@ def test_the_campaign_stage_depends_on_every_module_it_imports():
     missing = sorted(str(Path(f).resolve().relative_to(root)) for f in imported) 
     missing = [f for f in missing if f not in deps]
     assert len(imported) >= 8 and not missing, f"add to the campaign stage's deps: {missing}"
+
+
+def test_the_longer_schedule_check_compares_the_protocols_best_with_the_longer_runs():
+    protocol = campaign.load_config(Path(__file__).parents[1] / "params.yaml").protocols["cremer"]
+    epochs = pd.Series(range(1, 5468))
+    valid = -120 + 10 * (1 - 1 / epochs**0.5)  # still rising at 3280: gains 0.03 more by 5467
+    valid[50] = 0.0  # during the warm-up: never chosen
+    history = pd.DataFrame({"epoch": epochs, "valid_elbo": valid})
+    check = campaign.longer_schedule_check(history, protocol, patience_epoch=541)
+    assert check["best_epoch"] == 3280 and check["longer_epochs"] == 5467
+    assert check["gain"] == pytest.approx(10 / 3280**0.5 - 10 / 5467**0.5) and check["holds"]
+    assert check["patience_shortfall"] == pytest.approx(10 / 541**0.5 - 10 / 3280**0.5)
+    assert not campaign.longer_schedule_check(history, protocol, tolerance=0.01)["holds"]
+    short = campaign.longer_schedule_check(history[history.epoch <= 3000], protocol)
+    assert short["holds"] is None and short["best_epoch"] == 3000
+    with pytest.raises(ValueError, match="no epoch after the warm-up"):
+        campaign.longer_schedule_check(history[history.epoch <= 100], protocol)

@@ -128,3 +128,20 @@ def test_a_budget_stops_cleanly_and_the_resumed_run_is_the_uninterrupted_one(tin
     assert resumed.finished and resumed.history.epoch.tolist() == [1, 2, 3, 4, 5]
     for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_a_run_stopped_by_patience_resumes_past_it_to_the_uninterrupted_run(tiny_data, tmp_path):
+    """A run first stopped by its patience rule (``after_patience="stop"``) and resumed with
+    ``"continue"`` follows the path of a run that never stopped (the campaign's planar model of seed 0
+    was extended so)."""
+    keep_going = train.TrainConfig(**{**TRAIN.__dict__, "epochs": 8, "patience": 1, "min_delta": 50.0,
+                                      "after_patience": "continue"})  # fmt: skip
+    whole = train.train(fresh(), *tiny_data, keep_going, progress=False)
+    assert whole.early_epoch is not None and whole.early_epoch < 8, "the rule fires early in this run"
+    stopped = train.train(fresh(), *tiny_data, train.TrainConfig(**{**keep_going.__dict__, "after_patience": "stop"}),
+                          checkpoint=tmp_path / "run.pt", progress=False)  # fmt: skip
+    assert len(stopped.history) < 8
+    resumed = resume(tiny_data, tmp_path / "run.pt", keep_going)
+    assert resumed.history.epoch.tolist() == list(range(1, 9)) and resumed.early_epoch == whole.early_epoch
+    for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)

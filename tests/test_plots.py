@@ -61,3 +61,15 @@ def test_the_oracle_strip_plot_is_the_same_bytes_on_every_run_and_leaves_numpys_
     assert (tmp_path / "one.pdf").read_bytes() == (tmp_path / "two.pdf").read_bytes()
     assert (tmp_path / "one.png").read_bytes() == (tmp_path / "two.png").read_bytes()
     assert (np.random.get_state()[1] == state).all()
+
+
+def test_the_protocol_curves_mark_the_kept_epochs_and_read_at_every_scale():
+    epochs = np.arange(1, 5468)
+    history = pd.DataFrame({"epoch": epochs, "train_elbo": -100 - 50 / epochs**0.5, "valid_elbo": -105 - 50 / epochs**0.5})
+    plateau = history[history.epoch <= 60]
+    chosen = {"early-stopped": 3000, "patience rule": 541, "Cremer": 3280}
+    fig = plots.protocol_curves({"a": history, "b": history}, 3280, {"a": chosen}, {"a": plateau})
+    ax = fig.axes[0]
+    assert [line.get_xdata()[0] for line in ax.lines[4:]] == [3000, 541, 3280], "one marker per kept epoch"
+    assert len(ax.lines) == 7 and len(fig.axes[1].lines) == 2, "the plateau curves only where given"
+    assert not overlapping_tick_labels(fig)

@@ -1,21 +1,23 @@
 """The training campaign: every paper-scale model, trained once, resumably, in priority order.
 
 A *run* is one model (a family and a seed) under one protocol of ``params.yaml``'s ``campaign``
-section. Its directory ``<model_dir>/<run>/`` holds what it has produced so far:
+section. One run gives both of the paper's models: the best validation weights after the KL warm-up
+over the protocol's whole schedule (the early-stopped model) and the weights at its last epoch
+(Cremer et al.'s long-trained model). Its directory ``<model_dir>/<run>/`` holds what it has
+produced so far:
 
 - ``train.pt``: the full training state (weights, Adam, schedule position, RNG, history), while the
-  run is unfinished; deleted when it finishes, so that only weights stay in the repository;
-- ``train.snapshots/e<N>.pt``: the weights after the protocol's snapshot epochs (the last one is the
-  long-trained model of Cremer et al.'s protocol);
-- ``early.pt``: the early-stopped model, the best validation weights after the KL warm-up at the
-  moment the patience rule fired;
-- ``history.csv`` (one row per epoch) and ``run.json`` (status, epochs, timings, machine).
+  run has epochs left; deleted when it has none, so that only weights stay in the repository;
+- ``train.snapshots/e<N>.pt``: the weights after the protocol's snapshot epochs;
+- ``best.pt``: the early-stopped model, written when the run reaches the protocol's last epoch;
+- ``history.csv`` (one row per epoch) and ``run.json`` (status, epochs, timings, machine; the epoch
+  whose weights a patience rule would have chosen, kept to show what such a rule costs).
 
-The campaign's entries ask for a run ``until`` its early-stopped model exists (``early``) or until
-its last epoch (``end``); one run may appear twice, early first and extended later. Entries run in
-the order given, in single-thread worker processes, never one run in two at once, and all stop
-cleanly at a wall-clock deadline, leaving checkpoints that the next call continues from, on this
-machine or another. ``python -m amortgap.campaign status`` shows where each run stands.
+An entry may ask for more epochs than its protocol (``epochs``): the same run goes on past the
+protocol's end, at its final rate, for the longer-schedule check; ``best.pt`` stays the protocol's.
+Entries run in the order given, in single-thread worker processes, never one run in two at once,
+and all stop cleanly at a wall-clock deadline, leaving checkpoints that the next call continues
+from, on this machine or another. ``python -m amortgap.campaign status`` shows where each run stands.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -40,24 +42,19 @@ from . import data
 from .config import FromSection
 from .models import VAE, VAEConfig, CheckpointError
 from .models import save as save_model
-from .train import TrainConfig, snapshot_path, train
-
-Until = Literal["early", "end"]
+from .train import TrainConfig, train
 
 
 @dataclass(frozen=True)
 class Entry(FromSection):
     """One line of the campaign's priority list: train ``family``'s model of ``seed`` under
-    ``protocol`` until its early-stopped model exists, or to the protocol's last epoch."""
+    ``protocol`` to its last epoch, or on to ``epochs`` (more than the protocol's: its final rate
+    continues)."""
 
     family: str
     seed: int
     protocol: str = "cremer"
-    until: Until = "end"
-
-    def __post_init__(self) -> None:
-        if self.until not in ("early", "end"):
-            raise ValueError(f"until must be 'early' or 'end', not {self.until!r}")
+    epochs: int | None = None
 
     @property
     def run(self) -> str:
@@ -87,6 +84,9 @@ class CampaignConfig(FromSection):
         for entry in entries:
             if entry.protocol not in protocols:
                 raise ValueError(f"entry {entry} names protocol {entry.protocol!r}; the protocols are {sorted(protocols)}")
+            if entry.epochs is not None and entry.epochs < protocols[entry.protocol].epochs:
+                raise ValueError(f"entry {entry} asks for {entry.epochs} epochs, fewer than its protocol's "
+                                 f"{protocols[entry.protocol].epochs}: the early-stopped model needs the whole schedule")  # fmt: skip
         return config
 
     def run_dir(self, run: str, root: str | os.PathLike = ".") -> Path:
@@ -95,10 +95,17 @@ class CampaignConfig(FromSection):
     def model_config(self, entry: Entry) -> VAEConfig:
         return replace(self.architecture, family=entry.family)
 
-    def train_config(self, entry: Entry) -> TrainConfig:
-        """The protocol, seeded; an ``early`` entry stops when the patience rule fires."""
-        config = replace(self.protocols[entry.protocol], seed=entry.seed)
-        return replace(config, after_patience="stop") if entry.until == "early" else config
+    def target(self, entry: Entry) -> int:
+        """The epoch ``entry`` trains its run to."""
+        return entry.epochs or self.protocols[entry.protocol].epochs
+
+    def last_target(self, run: str) -> int:
+        """The furthest epoch any entry asks of ``run``: its checkpoint is kept until then."""
+        return max(self.target(e) for e in self.entries if e.run == run)
+
+    def train_config(self, entry: Entry, epochs: int) -> TrainConfig:
+        """The protocol, seeded, to ``epochs``."""
+        return replace(self.protocols[entry.protocol], seed=entry.seed, epochs=epochs)
 
 
 def load_config(params: str | os.PathLike = "params.yaml") -> CampaignConfig:
@@ -111,20 +118,32 @@ def read_status(run_dir: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {"status": "not started", "epoch": 0}
 
 
-def reached(entry: Entry, status: Mapping) -> bool:
+def reached(config: CampaignConfig, entry: Entry, status: Mapping) -> bool:
     """Whether a run with ``status`` already satisfies ``entry``."""
-    return status.get("status") == "finished" or (entry.until == "early" and status.get("early_epoch") is not None)
+    return status.get("epoch", 0) >= config.target(entry)
 
 
 def train_entry(config: CampaignConfig, entry: Entry, deadline: float, root: str = ".") -> dict:
-    """Train (resume) ``entry``'s run until it reaches its target or the wall clock reaches
-    ``deadline`` (``time.time()``), write its files, and return its ``run.json``."""
+    """Train (resume) ``entry``'s run until it reaches its target epoch or the wall clock reaches
+    ``deadline`` (``time.time()``), write its files, and return its ``run.json``. A run always
+    stops at its protocol's last epoch first, where ``best.pt`` is written."""
     run_dir = config.run_dir(entry.run, root)
     run_dir.mkdir(parents=True, exist_ok=True)
     status = read_status(run_dir)
-    if reached(entry, status):
-        return status
-    train_config = config.train_config(entry)
+    if 0 < status.get("epoch", 0) < config.target(entry) and not (run_dir / "train.pt").exists():
+        raise ValueError(f"{entry.run} stopped at epoch {status['epoch']} and kept its weights only (no train.pt), so it "
+                         f"cannot go on to epoch {config.target(entry)}; remove {run_dir} to retrain it from scratch")  # fmt: skip
+    protocol_end = config.protocols[entry.protocol].epochs
+    for epochs in sorted({protocol_end, config.target(entry)}):
+        if status.get("epoch", 0) < epochs:
+            status = _train_to(config, entry, epochs, deadline, run_dir, status)
+            if status["epoch"] < epochs:
+                break  # the deadline
+    return status
+
+
+def _train_to(config: CampaignConfig, entry: Entry, epochs: int, deadline: float, run_dir: Path, status: Mapping) -> dict:
+    train_config = config.train_config(entry, epochs)
     images = data.load("train", split_seed=config.split_seed)
     train_x = images.x[: config.num_train]
     valid_x = data.load_binarized("valid", train_config.binarization, split_seed=config.split_seed)
@@ -137,35 +156,57 @@ def train_entry(config: CampaignConfig, entry: Entry, deadline: float, root: str
                    callback=_progress_printer(entry, train_config), budget_seconds=max(deadline - time.time(), 0))  # fmt: skip
     history = result.history
     history.to_csv(run_dir / "history.csv", index=False, float_format="%.6f")
-    if result.early_state is not None:
-        early = VAE(config.model_config(entry))
-        early.load_state_dict(result.early_state)
-        save_model(early, run_dir / "early.pt")
     epoch = int(history.epoch.iloc[-1]) if len(history) else 0
-    state = "finished" if epoch >= train_config.epochs else ("early" if result.early_epoch is not None else "paused")
+    protocol = config.protocols[entry.protocol]
+    if epoch == protocol.epochs and result.finished:
+        save_model(result.model, run_dir / "best.pt")  # the best weights of the protocol's schedule
+    first = protocol.warmup_epochs if protocol.best_after_warmup else 0
+    chosen = history[(history.epoch > first) & (history.epoch <= protocol.epochs)] if len(history) else history
+    last = config.last_target(entry.run)
     status = {
         "run": entry.run,
-        "status": state,
+        "status": "finished" if epoch >= last else "paused",
         "epoch": epoch,
-        "epochs": train_config.epochs,
-        "early_epoch": result.early_epoch,
-        "best_epoch": result.best_epoch,
-        "best_valid_elbo": float(history.valid_elbo.max()) if len(history) else None,
+        "epochs": protocol.epochs,
+        "last_epoch": last,
+        "best_epoch": int(chosen.epoch[chosen.valid_elbo.idxmax()]) if len(chosen) else None,
+        "best_valid_elbo": float(chosen.valid_elbo.max()) if len(chosen) else None,
+        "patience_epoch": result.early_epoch,
         "train_seconds": seconds_before + (time.monotonic() - began),
         "epoch_seconds_median": float(history.seconds.median()) if len(history) else None,
         "machine": f"{platform.machine()} {platform.processor() or ''} {torch.get_num_threads()} thread(s), "
                    f"torch {torch.__version__}".strip(),  # fmt: skip
     }
-    extended = any(e.run == entry.run and e.until == "end" for e in config.entries)
-    if state == "finished" or (state == "early" and not extended):  # weights only from here on
+    if epoch >= last:  # weights only from here on
         checkpoint.unlink(missing_ok=True)
-        if state == "early":  # nor snapshots of a run that goes no further
-            for epoch_ in result.snapshots:
-                snapshot_path(checkpoint, epoch_).unlink(missing_ok=True)
-            if snapshot_path(checkpoint, 1).parent.exists():
-                snapshot_path(checkpoint, 1).parent.rmdir()
     (run_dir / "run.json").write_text(json.dumps(status, indent=1) + "\n")
     return status
+
+
+def longer_schedule_check(history: pd.DataFrame, protocol: TrainConfig, patience_epoch: int | None = None,
+                          tolerance: float = 0.3) -> dict:
+    """Whether the protocol reached its validation optimum: the best validation ELBO after the
+    warm-up within the protocol's epochs, against the best of the whole ``history`` (a longer run of
+    the same model). ``gain`` is what the longer schedule adds; the check ``holds`` when it is at most
+    ``tolerance`` nats (None while the history is no longer than the protocol). With
+    ``patience_epoch`` (the epoch whose weights a patience rule chose), also its shortfall."""
+    first = protocol.warmup_epochs if protocol.best_after_warmup else 0
+    after = history[history.epoch > first]
+    within = after[after.epoch <= protocol.epochs]
+    if within.empty:
+        raise ValueError(f"the history has no epoch after the warm-up ({first}) within the protocol's {protocol.epochs}")
+    longer = int(history.epoch.max()) > protocol.epochs
+    best, longest = within.valid_elbo.max(), after.valid_elbo.max()
+    check = {"best_epoch": int(within.epoch[within.valid_elbo.idxmax()]), "best_valid_elbo": float(best),
+             "longer_epochs": int(history.epoch.max()) if longer else None,
+             "longer_best_valid_elbo": float(longest) if longer else None,
+             "gain": float(longest - best) if longer else None,
+             "holds": bool(longest - best <= tolerance) if longer else None}  # fmt: skip
+    if patience_epoch is not None:
+        chosen = after[after.epoch <= patience_epoch]
+        check["patience_valid_elbo"] = float(chosen.valid_elbo.max())
+        check["patience_shortfall"] = float(best - chosen.valid_elbo.max())
+    return check
 
 
 def _progress_printer(entry: Entry, config: TrainConfig, every: float = 60.0):
@@ -185,10 +226,6 @@ def _progress_printer(entry: Entry, config: TrainConfig, every: float = 60.0):
     return show
 
 
-def _worker_init() -> None:
-    torch.set_num_threads(1)
-
-
 def run_campaign(config: CampaignConfig, deadline: float, workers: int = 2, only: Sequence[str] = (),
                  root: str = ".") -> list[dict]:  # fmt: skip
     """Work through the entries (those of runs named in ``only``, if given) in order, ``workers`` at a
@@ -199,7 +236,8 @@ def run_campaign(config: CampaignConfig, deadline: float, workers: int = 2, only
         raise ValueError(f"no entry of the campaign is a run named {list(only)}; runs: {sorted({e.run for e in config.entries})}")
     results: list[dict] = []
     context = torch.multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init) as pool:
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=torch.set_num_threads,
+                             initargs=(1,)) as pool:  # fmt: skip
         busy: dict[Future, Entry] = {}
         while pending or busy:
             for entry in list(pending):
@@ -210,9 +248,9 @@ def run_campaign(config: CampaignConfig, deadline: float, workers: int = 2, only
                 if any(e.run == entry.run for e in pending[: pending.index(entry)]):
                     continue  # an earlier entry of the same run goes first
                 pending.remove(entry)
-                if reached(entry, read_status(config.run_dir(entry.run, root))):
+                if reached(config, entry, read_status(config.run_dir(entry.run, root))):
                     continue
-                print(f"campaign: starting {entry.run} until {entry.until}", flush=True)
+                print(f"campaign: starting {entry.run} to epoch {config.target(entry)}", flush=True)
                 busy[pool.submit(train_entry, config, entry, deadline, root)] = entry
             if not busy:
                 break
@@ -230,13 +268,20 @@ def run_campaign(config: CampaignConfig, deadline: float, workers: int = 2, only
 
 
 def status_table(config: CampaignConfig, root: str = ".") -> pd.DataFrame:
-    """One row per run: its status, epoch, early and best epochs, best validation ELBO, hours."""
+    """One row per run: its status, epoch and last epoch, the best epoch and validation ELBO of its
+    protocol, hours spent, and hours left at its median epoch time (a family's, for a run not started;
+    per worker, one thread each)."""
     rows = []
     for run in dict.fromkeys(e.run for e in config.entries):
         s = read_status(config.run_dir(run, root))
-        rows.append({"run": run, "status": s["status"], "epoch": s.get("epoch", 0), "early_epoch": s.get("early_epoch"),
-                     "best_valid_elbo": s.get("best_valid_elbo"), "hours": round(s.get("train_seconds", 0) / 3600, 2)})  # fmt: skip
-    return pd.DataFrame(rows)
+        rows.append({"run": run, "status": s["status"], "epoch": s.get("epoch", 0), "last_epoch": config.last_target(run),
+                     "best_epoch": s.get("best_epoch"), "best_valid_elbo": s.get("best_valid_elbo"),
+                     "hours": round(s.get("train_seconds", 0) / 3600, 2), "seconds_per_epoch": s.get("epoch_seconds_median"),
+                     "family": run.split("_")[0], "protocol": run.split("_")[1]})  # fmt: skip
+    table = pd.DataFrame(rows)
+    known = table.groupby(["family", "protocol"]).seconds_per_epoch.transform("median")
+    left = (table.last_epoch - table.epoch) * table.seconds_per_epoch.fillna(known) / 3600
+    return table.assign(hours_left=left.round(2)).drop(columns=["family", "protocol", "seconds_per_epoch"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -251,7 +296,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.params)
         if args.command == "status":
-            print(status_table(config).to_string(index=False))
+            table = status_table(config)
+            print(table.to_string(index=False))
+            print(f"about {table.hours_left.sum() / args.workers:.1f} h left on {args.workers} workers "
+                  f"(runs not started beside none of their kind are not counted)")  # fmt: skip
             return 0
         if args.workers < 1:
             raise ValueError(f"--workers must be positive, not {args.workers}")

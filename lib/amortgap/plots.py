@@ -106,6 +106,32 @@ def learning_curves(histories: pd.DataFrame) -> plt.Figure:
     return grid.figure
 
 
+def protocol_curves(histories: dict[str, pd.DataFrame], protocol_epochs: int, chosen: dict[str, dict[str, int]],
+                    plateau: dict[str, pd.DataFrame] | None = None) -> plt.Figure:
+    """Training and validation ELBO per epoch of each campaign run (one panel per run, log epochs),
+    with the epochs whose weights each protocol keeps marked (``chosen[run]``: label -> epoch, e.g.
+    the early-stopped model's best epoch, the patience rule's and ``protocol_epochs``), and, dashed,
+    the plateau protocol's curves of the same family (``plateau[run]``) for contrast."""
+    fig, axes = plt.subplots(1, len(histories), figsize=(4.2 * len(histories), 3.4), sharey=True, squeeze=False)
+    colors = {"training": "C0", "validation": "C1"}
+    for ax, (run, history) in zip(axes[0], histories.items()):
+        for column, label in (("train_elbo", "training"), ("valid_elbo", "validation")):
+            ax.plot(history.epoch, history[column], color=colors[label], lw=1, label=label)
+            if plateau and run in plateau:
+                ax.plot(plateau[run].epoch, plateau[run][column], color=colors[label], lw=1, ls="--",
+                        label=f"{label}, plateau protocol")  # fmt: skip
+        for i, (label, epoch) in enumerate(chosen.get(run, {}).items()):
+            ax.axvline(epoch, color=f"C{i + 2}", lw=0.8, ls=":", label=f"{label} (epoch {epoch})")
+        ax.axvspan(protocol_epochs, max(history.epoch.max(), protocol_epochs), color="0.92", lw=0)
+        ax.set(xscale="log", title=run, xlabel="epoch")
+        top = max(history.train_elbo.max(), history.valid_elbo.max())
+        ax.set_ylim(top - 25, top + 2)
+    axes[0][0].set_ylabel("ELBO (nats per image)")
+    axes[0][-1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
 def sweep_gaps(summary: pd.DataFrame) -> plt.Figure:
     """One panel per gap: mean gap against encoder width (log axis) with its confidence interval,
     one line per ``variant``. ``summary`` has columns variant, gap, width, mean, ci (half-width)."""
