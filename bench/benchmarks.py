@@ -6,6 +6,7 @@ measured on fewer points than its name says, the JSON says how many (``*_points_
     python bench/benchmarks.py                  # the six benchmarks (about 6 minutes here)
     python bench/benchmarks.py --paper-stages   # also time every stage at paper scale (over an hour)
     python bench/benchmarks.py --device cuda --out bench/results-gpu.json   # the same table on a GPU
+    python bench/benchmarks.py --only training decompose   # some benchmarks, merged into the JSON
 
 ``--device`` places the benchmarks' models and data (default ``auto``: a GPU when torch sees one);
 the stage timings run the pipeline, whose notebooks choose their device with their own ``device``
@@ -24,6 +25,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import date
 from pathlib import Path
@@ -91,24 +93,26 @@ def bench_training(peak: float, device: torch.device) -> dict:
                "training_flops": flops / epoch_seconds, "training_matmul_fraction": flops / epoch_seconds / peak,
                "training_profile": where_time_goes(lambda: training_steps([model], batch, 50), device)}  # fmt: skip
     if device.type == "cpu":
-        results.update(bench_step(model, train_x, valid_x, epoch_seconds))
+        results.update(bench_step(train_x, valid_x))
     return results
 
 
 def step_floor_seconds(model: models.VAE, batch_size: int = 100, repeats: int = 200) -> dict[str, float]:
     """The floor of one training step of ``model``'s architecture: its matrix products alone (per
-    Linear layer the forward product and the two of the backward pass, 18 for the reference VAE's
-    six layers), and a fused Adam step over its parameters, each the best of five rounds of
-    ``repeats``, on tensors of the training step's shapes."""
+    Linear layer the forward product and the two of the backward pass, but no gradient with respect
+    to the data: 17 for the reference VAE's six layers, as autograd computes), and a fused Adam step
+    over its parameters, each the best of five rounds of ``repeats``, on tensors of the training
+    step's shapes."""
     layers = [m for m in model.modules() if isinstance(m, nn.Linear)]
     shapes = [(torch.randn(batch_size, m.in_features), m.weight.detach().clone(), torch.randn(batch_size, m.out_features))
               for m in layers]  # fmt: skip
 
     def matmuls() -> None:
         for _ in range(repeats):
-            for x, w, g in shapes:
+            for i, (x, w, g) in enumerate(shapes):
                 torch.addmm(torch.zeros(w.shape[0]), x, w.t())  # forward, bias added in place by addmm
-                g @ w  # the gradient with respect to the layer's input
+                if i > 0:
+                    g @ w  # the gradient with respect to the layer's input (none for the data)
                 g.t() @ x  # the gradient with respect to its weight
 
     params = [p.detach().clone().requires_grad_() for p in model.parameters()]
@@ -122,30 +126,41 @@ def step_floor_seconds(model: models.VAE, batch_size: int = 100, repeats: int = 
 
     matmuls(), adam_steps()  # warm-up
     return {"matmuls": min(timed(matmuls)[1] for _ in range(5)) / repeats,
-            "adam": min(timed(adam_steps)[1] for _ in range(5)) / repeats, "products": 3 * len(layers)}  # fmt: skip
+            "adam": min(timed(adam_steps)[1] for _ in range(5)) / repeats, "products": 3 * len(layers) - 1}  # fmt: skip
 
 
-def bench_step(model: models.VAE, train_x: torch.Tensor, valid_x: torch.Tensor, epoch_seconds: float,
-               batch_size: int = 100, steps: int = 200) -> dict:  # fmt: skip
-    """The training step against its floor, side by side in one run: the floor (matrix products and
-    fused Adam, :func:`step_floor_seconds`), the plain loop (autograd and fused Adam on one batch,
-    :func:`training_steps`) and the trainer's step (its ``epoch_seconds`` over its batches,
-    validation and data order included), with the shares of the trainer's epoch that validation and
-    the data order take."""
-    floor = step_floor_seconds(model, batch_size, steps)
-    batch = data.binarize(train_x[:batch_size], "static")
-    fresh = copy.deepcopy(model).requires_grad_(True)
-    training_steps([fresh], batch, 10)  # warm-up
-    plain = min(timed(training_steps, [fresh], batch, steps)[1] for _ in range(3)) / steps
-    batches = math.ceil(len(train_x) / batch_size)
-    stack = stacked.stack_models([fresh])
-    with torch.no_grad():
-        validation = min(timed(train.mean_elbo, stack, valid_x)[1] for _ in range(3))
-    binary = data.binarize(train_x, "static")
-    order = min(timed(lambda: binary[torch.randperm(len(binary))])[1] for _ in range(3))  # an epoch's reshuffle
-    trainer = epoch_seconds / batches
+def bench_step(train_x: torch.Tensor, valid_x: torch.Tensor, config: models.VAEConfig = models.VAEConfig(),
+               batch_size: int = 100, steps: int = 200, threads: int = 1) -> dict:  # fmt: skip
+    """The training step of a fresh ``config`` VAE against its floor, side by side in one run, in
+    ``threads`` threads (1: as the campaign's workers train): the floor (matrix products and fused
+    Adam, :func:`step_floor_seconds`), the plain loop (autograd and fused Adam on one batch,
+    :func:`training_steps`) and the trainer's step (its second epoch's time over its batches,
+    validation, data order and checkpoint included), with the shares of the trainer's epoch that
+    validation and the data order take."""
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        torch.manual_seed(0)
+        model = models.VAE(config)
+        floor = step_floor_seconds(model, batch_size, steps)
+        batch = data.binarize(train_x[:batch_size], "static")
+        fresh = copy.deepcopy(model)
+        training_steps([fresh], batch, 10)  # warm-up
+        plain = min(timed(training_steps, [fresh], batch, steps)[1] for _ in range(3)) / steps
+        with tempfile.TemporaryDirectory() as tmp:  # the trainer checkpoints every epoch, as in the campaign
+            history = train.train(copy.deepcopy(model), train_x, valid_x, train.TrainConfig(epochs=2, batch_size=batch_size),
+                                  Path(tmp) / "train.pt", progress=False).history  # fmt: skip
+        epoch_seconds = float(history.seconds.iloc[-1])
+        stack = stacked.stack_models([fresh])
+        with torch.no_grad():
+            validation = min(timed(train.mean_elbo, stack, valid_x)[1] for _ in range(3))
+        binary = data.binarize(train_x, "static")
+        order = min(timed(lambda: binary[torch.randperm(len(binary))])[1] for _ in range(3))  # an epoch's reshuffle
+    finally:
+        torch.set_num_threads(threads_before)
+    trainer = epoch_seconds / math.ceil(len(train_x) / batch_size)
     step_floor = floor["matmuls"] + floor["adam"]
-    return {"step_floor_seconds": step_floor, "step_matmul_seconds": floor["matmuls"], "step_adam_seconds": floor["adam"],
+    return {"step_threads": threads, "step_trainer_epoch_seconds": epoch_seconds, "step_floor_seconds": step_floor, "step_matmul_seconds": floor["matmuls"], "step_adam_seconds": floor["adam"],
             "step_products": floor["products"], "step_plain_seconds": plain, "step_trainer_seconds": trainer,
             "step_plain_over_floor": plain / step_floor, "step_trainer_over_floor": trainer / step_floor,
             "epoch_validation_share": validation / epoch_seconds, "epoch_data_order_share": order / epoch_seconds}  # fmt: skip
@@ -388,12 +403,16 @@ def bench_iwae(model: models.VAE, x: torch.Tensor, peak: float, k: int = 5000) -
             "iwae_profile": where_time_goes(lambda: iwae(model, x, q, 500), x.device)}  # fmt: skip
 
 
-def bench_decompose(model: models.VAE, x: torch.Tensor, workers: int = 2) -> dict:
-    """``decompose`` at its default settings in one process and in ``workers`` single-thread worker
-    processes (the points split into one batch per worker); seconds for 1000 points scaled from
-    len(x), and gradient evaluations of log p(x, z) per second (q* steps x samples, and AIS's
-    chains x steps x leapfrog steps), the unit that carries over to other settings."""
-    config = gaps.DecomposeConfig(batch_size=math.ceil(len(x) / workers))
+def bench_decompose(model: models.VAE, x: torch.Tensor, workers: int = 2,
+                    settings: dict | None = None) -> dict:  # fmt: skip
+    """``decompose`` at the gap table's settings (params.yaml's ``gap_table.decompose``, or
+    ``settings``) in one process and in ``workers`` single-thread worker processes (the points split
+    into one batch per worker); seconds for 1000 points scaled from len(x), and gradient evaluations
+    of log p(x, z) per second (q* steps x samples, and AIS's chains x steps x leapfrog steps), the
+    unit that carries over to other settings."""
+    if settings is None:
+        settings = yaml.safe_load((ROOT / "params.yaml").read_text())["gap_table"]["decompose"]
+    config = dataclasses.replace(gaps.DecomposeConfig.from_section(settings), batch_size=math.ceil(len(x) / workers))
     table, one = timed(gaps.decompose, model, x, config)
     _, parallel = timed(gaps.decompose, model, x, config, workers=workers)
     evaluations = float((table.qstar_steps * config.qstar.num_samples).sum()) + len(x) * config.ais.gradient_evaluations
@@ -449,6 +468,8 @@ def main() -> None:
     parser.add_argument("--paper-stages", action="store_true", help="also time every stage at paper scale")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
     parser.add_argument("--device", default="auto", help="auto (a GPU if torch sees one), cpu, cuda, ...")
+    parser.add_argument("--only", nargs="+", metavar="NAME",
+                        help="run only these benchmarks; their figures replace those in --out, the rest are kept")
     args = parser.parse_args()
     device = resolve_device(args.device)
     torch.manual_seed(0)
@@ -467,7 +488,7 @@ def main() -> None:
         ("q*", lambda: bench_qstar(model, test_x[:200], loop_points=20, peak=peak)),
         ("log p(x)", lambda: bench_logpx(model, n_points=50)),
         ("IWAE", lambda: bench_iwae(model, test_x[:100], peak)),
-        ("decompose", lambda: bench_decompose(model, test_x[:200])),
+        ("decompose", lambda: bench_decompose(model, test_x[:400])),
         ("adopted speed-ups", lambda: bench_adopted(model, test_x)),
         ("stacked training", lambda: bench_stacked(peak, device)),
         ("torch.compile", lambda: bench_compile(device)),
@@ -476,6 +497,14 @@ def main() -> None:
     ]
     if args.paper_stages:
         steps.append(("paper stages", lambda: {"stage_seconds_paper": stage_seconds(None, ROOT / "build" / "bench-paper")}))
+    if args.only:
+        unknown = set(args.only) - {name for name, _ in steps}
+        if unknown:
+            parser.error(f"no benchmark named {sorted(unknown)}; the names are {[name for name, _ in steps]}")
+        steps = [(name, step) for name, step in steps if name in args.only]
+        previous = json.loads(args.out.read_text()) if args.out.exists() else {}
+        dates = previous.get("dates", {})
+        results = previous | results | {"dates": dates | {name: results["date"] for name in args.only}}
     elif args.out.exists() and "stage_seconds_paper" in (previous := json.loads(args.out.read_text())):
         stages = pipeline.run_dvc(["stage", "list", "--name-only"], ROOT, capture=True).stdout.split()
         if set(previous["stage_seconds_paper"]) == set(stages):  # only while the pipeline is the same
@@ -510,7 +539,8 @@ def print_table(r: dict) -> None:
     ]
     if "step_floor_seconds" in r:
         rows += [
-            (f"8 step floor: {r['step_products']} matmuls + fused Adam", f"{r['step_floor_seconds'] * 1e3:.2f} ms",
+            (f"8 step floor ({r.get('step_threads', 2)} thread(s)): {r['step_products']} matmuls + fused Adam",
+             f"{r['step_floor_seconds'] * 1e3:.2f} ms",
              f"({r['step_matmul_seconds'] * 1e3:.2f} + {r['step_adam_seconds'] * 1e3:.2f})"),
             ("8 plain loop (autograd, fused Adam) / floor", f"{r['step_plain_over_floor']:.2f}x", ""),
             ("8 trainer's epoch per step / floor", f"{r['step_trainer_over_floor']:.2f}x", "<= 1.25x"),

@@ -167,12 +167,73 @@ def test_the_longer_schedule_check_compares_the_protocols_best_with_the_longer_r
     valid = -120 + 10 * (1 - 1 / epochs**0.5)  # still rising at 3280: gains 0.03 more by 5467
     valid[50] = 0.0  # during the warm-up: never chosen
     history = pd.DataFrame({"epoch": epochs, "valid_elbo": valid})
-    check = campaign.longer_schedule_check(history, protocol, patience_epoch=541)
+    check = campaign.longer_schedule_check(history, protocol, 5467, patience_epoch=541)
     assert check["best_epoch"] == 3280 and check["longer_epochs"] == 5467
     assert check["gain"] == pytest.approx(10 / 3280**0.5 - 10 / 5467**0.5) and check["holds"]
     assert check["patience_shortfall"] == pytest.approx(10 / 541**0.5 - 10 / 3280**0.5)
-    assert not campaign.longer_schedule_check(history, protocol, tolerance=0.01)["holds"]
-    short = campaign.longer_schedule_check(history[history.epoch <= 3000], protocol)
-    assert short["holds"] is None and short["best_epoch"] == 3000
+    assert not campaign.longer_schedule_check(history, protocol, 5467, tolerance=0.01)["holds"]
+    for short in (history[history.epoch <= 3000], history[history.epoch <= 5000]):  # not yet at 5467
+        pending = campaign.longer_schedule_check(short, protocol, 5467)
+        assert pending["holds"] is None and pending["gain"] is None
+    assert campaign.longer_schedule_check(history[history.epoch <= 3000], protocol, 5467)["best_epoch"] == 3000
+    assert campaign.longer_schedule_check(history, protocol, 4000)["gain"] == pytest.approx(10 / 3280**0.5 - 10 / 4000**0.5)
     with pytest.raises(ValueError, match="no epoch after the warm-up"):
-        campaign.longer_schedule_check(history[history.epoch <= 100], protocol)
+        campaign.longer_schedule_check(history[history.epoch <= 100], protocol, 5467)
+
+
+FIXTURE = Path(__file__).parent / "fixtures" / "campaign"
+
+
+def test_the_protocol_table_reads_both_models_and_the_longer_schedule_check_from_the_runs(tmp_path):
+    root = Path(__file__).parents[1]  # the fixture's model_dir is relative to the project
+    config = campaign.load_config(FIXTURE / "params.yaml")
+    protocol = config.protocols["cremer"]
+    runs = campaign.read_runs(config, root)
+    table = campaign.protocol_table(config, runs)
+    assert list(table.run) == ["diagonal_cremer_s0", "planar_cremer_s0"]
+    for row in table.itertuples():
+        history = runs[row.run][0].set_index("epoch").valid_elbo
+        after = history[history.index > protocol.warmup_epochs]
+        within = after[after.index <= protocol.epochs]
+        assert row.best_valid_elbo == within.max() and row.best_epoch == within.idxmax() <= protocol.epochs
+        assert row.final_valid_elbo == history[protocol.epochs]
+        assert row.longer_epochs == 67 and row.longer_gain == pytest.approx(after.max() - within.max())
+        assert row.longer_holds == (row.longer_gain <= 0.3)
+    # a run still short of the longer schedule: its check is pending, its early-stopped model is known
+    shutil.copytree(root / config.model_dir, tmp_path / config.model_dir)
+    path = config.run_dir("planar_cremer_s0", tmp_path) / "history.csv"
+    pd.read_csv(path).query("epoch <= 50").to_csv(path, index=False)
+    row = campaign.protocol_table(config, campaign.read_runs(config, tmp_path)).iloc[1]
+    assert row.epoch == 50 and row.last_epoch == 67 and pd.isna(row.longer_gain) and row.best_epoch <= protocol.epochs
+
+
+def test_a_paused_run_resumes_from_its_committed_files_in_a_fresh_clone(tmp_path, uninterrupted):
+    """Only what git commits survives a working stretch: a run paused at its protocol's end (its
+    checkpoint kept for the longer entry) is committed under the project's .gitignore, cloned afresh
+    and resumed there; it goes on exactly as the same run resumed where it paused."""
+    import subprocess
+
+    def git(*args, cwd):
+        subprocess.run(["git", "-c", "user.name=test", "-c", "user.email=test@example.org", *args], cwd=cwd,
+                       check=True, capture_output=True)  # fmt: skip
+
+    entries = [{"family": "diagonal", "seed": 0, "protocol": "p"},
+               {"family": "diagonal", "seed": 0, "protocol": "p", "epochs": 16}]  # fmt: skip
+    stretch, here, clone = tmp_path / "stretch", tmp_path / "here", tmp_path / "clone"
+    for root in (stretch, here):
+        root.mkdir()
+        shutil.copy(Path(__file__).parents[1] / ".gitignore", root)
+        config = campaign.load_config(write_params(root, entries))
+        assert campaign.train_entry(config, config.entries[0], time.time() + 600, str(root))["status"] == "paused"
+    git("init", "-q", cwd=stretch)
+    git("add", "-A", cwd=stretch)
+    git("commit", "-q", "-m", "a working stretch's end", cwd=stretch)
+    git("clone", "-q", str(stretch), str(clone), cwd=tmp_path)
+    run = config.run_dir("diagonal_p_s0", clone)
+    assert (run / "train.pt").exists(), "the checkpoint is committed, not ignored"
+    for root in (clone, here):
+        assert campaign.train_entry(config, config.entries[1], time.time() + 600, str(root))["status"] == "finished"
+    assert pd.read_csv(run / "history.csv").drop(columns="seconds").equals(
+        pd.read_csv(config.run_dir("diagonal_p_s0", here) / "history.csv").drop(columns="seconds"))
+    for a, b in zip(weights(run / "best.pt"), weights(uninterrupted / "best.pt")):
+        assert torch.equal(a, b)

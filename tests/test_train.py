@@ -175,3 +175,29 @@ def test_min_delta_stops_a_model_that_only_creeps_up_and_keeps_its_best_weights(
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     with pytest.raises(ValueError, match="min_delta"):
         train.TrainConfig(min_delta=-1)
+
+
+def test_the_training_kl_is_torchs_closed_form_to_the_bit():
+    """The trainer's KL skips building the prior, yet its values and gradients are those of
+    torch.distributions.kl_divergence, bit for bit (so the speed-up changes no number)."""
+    from torch.distributions import kl_divergence
+    from amortgap.families import diagonal_gaussian, kl_to_standard_normal
+
+    torch.manual_seed(0)
+    loc, log_scale = torch.randn(3, 7, 5, requires_grad=True), (0.5 * torch.randn(3, 7, 5)).requires_grad_()
+    zeros = torch.zeros(3, 7, 5)
+    expected = kl_divergence(diagonal_gaussian(loc, log_scale), diagonal_gaussian(zeros, zeros))
+    q = diagonal_gaussian(loc, log_scale)
+    fast = kl_to_standard_normal(q.base_dist.loc, q.base_dist.scale)
+    assert torch.equal(fast, expected)
+    for a, b in zip(torch.autograd.grad(expected.sum(), [loc, log_scale]), torch.autograd.grad(fast.sum(), [loc, log_scale])):
+        assert torch.equal(a, b)
+
+
+def test_a_diverging_run_fails_with_its_epoch_and_writes_no_checkpoint_of_it(tiny_data, tmp_path):
+    poisoned = tiny_data[1].clone()
+    poisoned[0, 0] = float("nan")  # a NaN pixel makes the validation ELBO NaN
+    path = tmp_path / "run.pt"
+    with pytest.raises(FloatingPointError, match="run.pt: the ELBO is not finite after epoch 1.*still holds epoch 0"):
+        fit((tiny_data[0], poisoned), train.TrainConfig(epochs=2, batch_size=64, patience=None), checkpoint=path)
+    assert not path.exists()

@@ -133,20 +133,21 @@ def train_entry(config: CampaignConfig, entry: Entry, deadline: float, root: str
     if 0 < status.get("epoch", 0) < config.target(entry) and not (run_dir / "train.pt").exists():
         raise ValueError(f"{entry.run} stopped at epoch {status['epoch']} and kept its weights only (no train.pt), so it "
                          f"cannot go on to epoch {config.target(entry)}; remove {run_dir} to retrain it from scratch")  # fmt: skip
-    protocol_end = config.protocols[entry.protocol].epochs
-    for epochs in sorted({protocol_end, config.target(entry)}):
+    protocol = config.protocols[entry.protocol]
+    images = data.load("train", split_seed=config.split_seed)
+    train_x = images.x[: config.num_train]
+    valid_x = data.load_binarized("valid", protocol.binarization, split_seed=config.split_seed)
+    for epochs in sorted({protocol.epochs, config.target(entry)}):
         if status.get("epoch", 0) < epochs:
-            status = _train_to(config, entry, epochs, deadline, run_dir, status)
+            status = _train_to(config, entry, epochs, deadline, run_dir, status, train_x, valid_x)
             if status["epoch"] < epochs:
                 break  # the deadline
     return status
 
 
-def _train_to(config: CampaignConfig, entry: Entry, epochs: int, deadline: float, run_dir: Path, status: Mapping) -> dict:
+def _train_to(config: CampaignConfig, entry: Entry, epochs: int, deadline: float, run_dir: Path, status: Mapping,
+              train_x: torch.Tensor, valid_x: torch.Tensor) -> dict:  # fmt: skip
     train_config = config.train_config(entry, epochs)
-    images = data.load("train", split_seed=config.split_seed)
-    train_x = images.x[: config.num_train]
-    valid_x = data.load_binarized("valid", train_config.binarization, split_seed=config.split_seed)
     torch.manual_seed(entry.seed)  # the initial weights, as in amortgap.sweep
     model = VAE(config.model_config(entry))
     checkpoint = run_dir / "train.pt"
@@ -160,8 +161,7 @@ def _train_to(config: CampaignConfig, entry: Entry, epochs: int, deadline: float
     protocol = config.protocols[entry.protocol]
     if epoch == protocol.epochs and result.finished:
         save_model(result.model, run_dir / "best.pt")  # the best weights of the protocol's schedule
-    first = protocol.warmup_epochs if protocol.best_after_warmup else 0
-    chosen = history[(history.epoch > first) & (history.epoch <= protocol.epochs)] if len(history) else history
+    chosen = protocol_window(history, protocol)
     last = config.last_target(entry.run)
     status = {
         "run": entry.run,
@@ -183,22 +183,31 @@ def _train_to(config: CampaignConfig, entry: Entry, epochs: int, deadline: float
     return status
 
 
-def longer_schedule_check(history: pd.DataFrame, protocol: TrainConfig, patience_epoch: int | None = None,
-                          tolerance: float = 0.3) -> dict:
+def protocol_window(history: pd.DataFrame, protocol: TrainConfig) -> pd.DataFrame:
+    """The epochs of ``history`` among which the protocol chooses its best validation weights: after
+    the KL warm-up (if ``best_after_warmup``), up to the protocol's last epoch."""
+    if history.empty:
+        return history
+    first = protocol.warmup_epochs if protocol.best_after_warmup else 0
+    return history[(history.epoch > first) & (history.epoch <= protocol.epochs)]
+
+
+def longer_schedule_check(history: pd.DataFrame, protocol: TrainConfig, longer_epochs: int,
+                          patience_epoch: int | None = None, tolerance: float = 0.3) -> dict:  # fmt: skip
     """Whether the protocol reached its validation optimum: the best validation ELBO after the
-    warm-up within the protocol's epochs, against the best of the whole ``history`` (a longer run of
-    the same model). ``gain`` is what the longer schedule adds; the check ``holds`` when it is at most
-    ``tolerance`` nats (None while the history is no longer than the protocol). With
+    warm-up within the protocol's epochs, against the best after the warm-up of the same run taken
+    on to ``longer_epochs``. ``gain`` is what the longer schedule adds; the check ``holds`` when it is
+    at most ``tolerance`` nats (both None until the history reaches ``longer_epochs``). With
     ``patience_epoch`` (the epoch whose weights a patience rule chose), also its shortfall."""
     first = protocol.warmup_epochs if protocol.best_after_warmup else 0
     after = history[history.epoch > first]
-    within = after[after.epoch <= protocol.epochs]
+    within = protocol_window(history, protocol)
     if within.empty:
         raise ValueError(f"the history has no epoch after the warm-up ({first}) within the protocol's {protocol.epochs}")
-    longer = int(history.epoch.max()) > protocol.epochs
-    best, longest = within.valid_elbo.max(), after.valid_elbo.max()
+    longer = longer_epochs > protocol.epochs and int(history.epoch.max()) >= longer_epochs
+    best, longest = within.valid_elbo.max(), after[after.epoch <= longer_epochs].valid_elbo.max()
     check = {"best_epoch": int(within.epoch[within.valid_elbo.idxmax()]), "best_valid_elbo": float(best),
-             "longer_epochs": int(history.epoch.max()) if longer else None,
+             "longer_epochs": longer_epochs if longer else None,
              "longer_best_valid_elbo": float(longest) if longer else None,
              "gain": float(longest - best) if longer else None,
              "holds": bool(longest - best <= tolerance) if longer else None}  # fmt: skip
@@ -207,6 +216,46 @@ def longer_schedule_check(history: pd.DataFrame, protocol: TrainConfig, patience
         check["patience_valid_elbo"] = float(chosen.valid_elbo.max())
         check["patience_shortfall"] = float(best - chosen.valid_elbo.max())
     return check
+
+
+def read_runs(config: CampaignConfig, root: str | os.PathLike = ".") -> dict[str, tuple[pd.DataFrame, dict]]:
+    """The ``history.csv`` and ``run.json`` of every run of the campaign that has trained an epoch,
+    in the entries' order."""
+    runs = {}
+    for entry in config.entries:
+        run_dir = config.run_dir(entry.run, root)
+        if entry.run not in runs and (run_dir / "history.csv").exists():
+            runs[entry.run] = (pd.read_csv(run_dir / "history.csv"), read_status(run_dir))
+    return runs
+
+
+def protocol_table(config: CampaignConfig, runs: Mapping[str, tuple[pd.DataFrame, dict]]) -> pd.DataFrame:
+    """One row per run of ``runs`` (:func:`read_runs`): where it stands, both protocols' models (the
+    early-stopped model's epoch and ELBOs, the ELBOs at the protocol's last epoch), what the patience
+    rule would have kept, and the longer-schedule check (:func:`longer_schedule_check`; empty while
+    the run has not gone past its protocol)."""
+    rows = []
+    for entry in {e.run: e for e in config.entries}.values():
+        if entry.run not in runs:
+            continue
+        history, status = runs[entry.run]
+        protocol = config.protocols[entry.protocol]
+        by_epoch = history.set_index("epoch")
+        window = protocol_window(history, protocol)
+        row = {"run": entry.run, "family": entry.family, "seed": entry.seed, "protocol": entry.protocol,
+               "epoch": int(history.epoch.max()), "last_epoch": config.last_target(entry.run)}  # fmt: skip
+        longer = config.last_target(entry.run)
+        check = longer_schedule_check(history, protocol, longer, status.get("patience_epoch")) if len(window) else {}
+        best = check.get("best_epoch")
+        row |= {"best_epoch": best, "best_valid_elbo": check.get("best_valid_elbo"),
+                "best_train_elbo": by_epoch.train_elbo.get(best) if best else None,
+                "final_valid_elbo": by_epoch.valid_elbo.get(protocol.epochs),
+                "final_train_elbo": by_epoch.train_elbo.get(protocol.epochs),
+                "patience_epoch": status.get("patience_epoch"), "patience_shortfall": check.get("patience_shortfall"),
+                "longer_epochs": check.get("longer_epochs"), "longer_gain": check.get("gain"),
+                "longer_holds": check.get("holds")}  # fmt: skip
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def _progress_printer(entry: Entry, config: TrainConfig, every: float = 60.0):

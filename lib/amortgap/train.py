@@ -27,12 +27,12 @@ from typing import Callable, Literal, Sequence
 import pandas as pd
 import torch
 from torch import Tensor
-from torch.distributions import Independent, kl_divergence
+from torch.distributions import Independent
 
 from .config import FromSection
 from . import stacked
 from .data import Binarization, binarize
-from .families import diagonal_gaussian, reparameterize
+from .families import kl_to_standard_normal, reparameterize
 from .models import VAE, CheckpointError, atomic_save, safe_load, standard_normal_log_prob
 from .models import save as save_model
 from .progress import bar as progress_bar
@@ -148,14 +148,13 @@ class TrainConfig(FromSection):
 class TrainResult:
     """The trained model (best validation weights after the warm-up), one history row per epoch, the
     weights after each reached epoch of ``TrainConfig.snapshot_epochs`` (epoch -> state dict), the
-    early-stopped model's weights and epoch (the best weights when the patience rule fired; None if
-    it never did), the best epoch, and whether the run is finished (False: a budget stopped it, and
-    its checkpoint resumes it)."""
+    epoch of the best weights when the patience rule fired (None if it never did; with
+    ``after_patience="stop"`` those are the model's weights), the best epoch, and whether the run is
+    finished (False: a budget stopped it, and its checkpoint resumes it)."""
 
     model: VAE
     history: pd.DataFrame
     snapshots: dict[int, dict[str, Tensor]] = field(default_factory=dict)
-    early_state: dict[str, Tensor] | None = None
     early_epoch: int | None = None
     best_epoch: int | None = None
     finished: bool = True
@@ -178,7 +177,6 @@ class _Member:
     stalls: int = 0
     decays: int = 0
     fired: bool = False  # the patience rule has fired
-    early_state: dict[str, Tensor] | None = None
     early_epoch: int | None = None
     snapshots: dict[int, dict[str, Tensor]] = field(default_factory=dict)
     fingerprints: dict[str, str] = field(default_factory=dict)  # data, initial weights
@@ -202,8 +200,7 @@ def negative_elbo(stack: stacked.Stack, x: Tensor, eps: Tensor, kl_weight: float
     z = reparameterize(q, eps)
     expected_log_lik = stacked.log_likelihood(stack, x, z).mean(0)
     if isinstance(q, Independent):
-        zeros = torch.zeros_like(q.mean)
-        kl = kl_divergence(q, diagonal_gaussian(zeros, zeros))
+        kl = kl_to_standard_normal(q.base_dist.loc, q.base_dist.scale)
     else:
         kl = (q.log_prob(z) - standard_normal_log_prob(z)).mean(0)
     loss = -(expected_log_lik - kl_weight * kl).mean(-1).sum()
@@ -314,8 +311,8 @@ def train_stack(
     for member in members:
         if member.best_state is not None:
             member.model.load_state_dict(member.best_state)
-        results.append(TrainResult(member.model, pd.DataFrame(member.history), member.snapshots, member.early_state,
-                                   member.early_epoch, member.best_epoch, not member.running))  # fmt: skip
+        results.append(TrainResult(member.model, pd.DataFrame(member.history), member.snapshots, member.early_epoch,
+                                   member.best_epoch, not member.running))  # fmt: skip
     return results
 
 
@@ -357,6 +354,11 @@ def _train_epoch(group: list[_Member], train_x: Tensor, valid_x: Tensor, epoch: 
         optimizer.step()
         elbo_sum += elbo.sum(-1)
     valid = mean_elbo(stack, valid_x, config.valid_batch_size).tolist()
+    for member, train_sum, valid_elbo in zip(group, elbo_sum.tolist(), valid):
+        if not math.isfinite(train_sum) or not math.isfinite(valid_elbo):
+            name = member.checkpoint.name if member.checkpoint is not None else f"member {group.index(member)}"
+            raise FloatingPointError(f"{name}: the ELBO is not finite after epoch {epoch + 1} (train {train_sum / n}, "
+                                     f"valid {valid_elbo}): training diverged; its checkpoint still holds epoch {epoch}")  # fmt: skip
 
     stacked.unstack_into(stack, [m.model for m in group])
     seconds = (time.perf_counter() - start) / len(group)
@@ -395,7 +397,7 @@ def _track_best(member: _Member, valid: float, epoch: int) -> None:
             and member.decays < config.max_decays:  # fmt: skip
         member.decays, member.stalls = member.decays + 1, 0
     if config.patience is not None and not member.fired and member.stalls >= config.patience:
-        member.fired, member.early_state, member.early_epoch = True, member.best_state, member.best_epoch
+        member.fired, member.early_epoch = True, member.best_epoch
 
 
 def _plain(value):
@@ -434,14 +436,12 @@ def train_stack_cached(
 ) -> list[TrainResult]:
     """:func:`train_stack` with member i's checkpoint at ``checkpoint_dir/names[i]-<fingerprint>.pt``,
     the fingerprint covering the architecture, its config, the training data, any frozen weights and
-    the training code: an interrupted run resumes, a finished member is loaded instead of retrained,
-    and any change trains afresh. Each model must be freshly initialised (its initial weights are not
-    fingerprinted, so initialise it from its config's seed)."""
+    the training code and the initial weights (frozen ones included): an interrupted run resumes, a
+    finished member is loaded instead of retrained, and any change trains afresh."""
     data = tensor_digest(train_x, valid_x)
     paths = []
     for model, config, name in zip(models, configs, names, strict=True):
-        frozen = [p for p in model.parameters() if not p.requires_grad]
-        tag = fingerprint(model.config, config, data=data, frozen=tensor_digest(*frozen))
+        tag = fingerprint(model.config, config, data=data, initial=tensor_digest(*model.state_dict().values()))
         paths.append(Path(checkpoint_dir) / f"{name}-{tag}.pt")
     return train_stack(models, train_x, valid_x, configs, paths, resume=True, progress=progress)
 
@@ -485,7 +485,6 @@ def _checkpoint(member: _Member) -> None:
         "stalls": member.stalls,
         "decays": member.decays,
         "fired": member.fired,
-        "early_state": member.early_state,  # the same tensors as best_state while they agree: saved once
         "early_epoch": member.early_epoch,
         "snapshot_epochs": sorted(member.snapshots),  # the weights are in their own files
     }, member.checkpoint)  # fmt: skip
@@ -533,5 +532,5 @@ def _restore(member: _Member, batches: int) -> None:
     member.adam, member.epoch, member.history = obj["adam"], epoch, obj["history"]
     member.best_valid, member.best_state, member.best_epoch = obj["best_valid"], obj["best_state"], obj["best_epoch"]
     member.stalls, member.decays, member.fired = obj["stalls"], obj["decays"], obj["fired"]
-    member.early_state, member.early_epoch = obj["early_state"], obj["early_epoch"]
+    member.early_epoch = obj["early_epoch"]  # (checkpoints before 2026-12-03 also hold its weights, unused)
     member.snapshots = {e: safe_load(snapshot_path(path, e))["state_dict"] for e in obj["snapshot_epochs"]}
