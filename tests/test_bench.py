@@ -112,15 +112,29 @@ def test_the_step_is_measured_against_its_floor_side_by_side(bench, tiny):
     assert r["step_floor_seconds"] == pytest.approx(r["step_matmul_seconds"] + r["step_adam_seconds"])
     assert r["step_trainer_seconds"] == pytest.approx(r["step_trainer_epoch_seconds"] / 3)
     assert r["step_plain_over_floor"] == pytest.approx(r["step_plain_seconds"] / r["step_floor_seconds"])
+    assert r["step_chain_seconds"] > 0 and r["step_trainer_over_chain"] == pytest.approx(
+        r["step_trainer_seconds"] / (r["step_chain_seconds"] + r["step_adam_seconds"]))
     assert 0 < r["epoch_validation_share"] and 0 < r["epoch_data_order_share"]
 
 
 def test_decompose_is_measured_in_one_process_and_in_workers_with_its_gradient_evaluations(bench, tiny):
     model, x = tiny
-    r = bench.bench_decompose(model, x, workers=2)
+    settings = {"elbo_samples": 10, "iwae_samples": 10, "ais": {"steps": 5, "chains": 2}, "qstar": {"max_steps": 50}}
+    r = bench.bench_decompose(model, x, workers=2, settings=settings)
     assert r["decompose_points_measured"] == 6 and r["decompose_workers"] == 2
     ratio = r["decompose_1000_seconds"] / r["decompose_1000_seconds_workers"]
     evaluations = r["decompose_gradient_evaluations_per_second"] * r["decompose_1000_seconds"] * 6 / 1000
-    assert evaluations >= 6 * bench.gaps.DecomposeConfig().ais.gradient_evaluations, "AIS's at least"
+    assert evaluations >= 6 * 5 * 2 * 5, "AIS's at least: steps x chains x leapfrog steps per point"
     assert r["decompose_gradient_evaluations_per_second_workers"] == pytest.approx(
         r["decompose_gradient_evaluations_per_second"] * ratio)
+
+
+def test_the_table_prints_a_partial_rerun_with_what_was_not_measured_as_nan(bench, capsys):
+    bench.print_table({"machine": "here", "date": "2026-11-25", "matmul_flops": 1e11, "device": "cpu",
+                       "step_floor_seconds": 0.003, "step_products": 17, "step_matmul_seconds": 0.0027,
+                       "step_adam_seconds": 0.0003, "step_plain_over_floor": 1.5, "step_trainer_over_floor": 1.6,
+                       "epoch_validation_share": 0.03, "epoch_data_order_share": 0.01,
+                       "reruns": {"training": {"date": "2026-12-03", "matmul_flops": 9e10}}})  # fmt: skip
+    out = capsys.readouterr().out
+    assert "rerun since: training on 2026-12-03, matmul 90 GFLOP/s" in out
+    assert "1.60x" in out and "nan" in out, "what was measured prints, what was not reads nan"

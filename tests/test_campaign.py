@@ -104,6 +104,10 @@ def test_the_committed_campaign_names_its_protocols():
     assert [cremer.learning_rate(e) for e in (0, 1, 3280 - 2187, 3279)] == pytest.approx([1e-3, 1e-3 * 10 ** (-1 / 7), 1e-4, 1e-4])
     assert config.entries[0].run == "diagonal_cremer_s0" and config.target(config.entries[0]) == 3280
     assert cremer.patience is not None and cremer.after_patience == "continue", "patience only records, never stops"
+    snapshots = {e.run: config.train_config(e, config.target(e)).snapshot_epochs for e in config.entries}
+    assert snapshots["diagonal_cremer_s0"] == (1, 3, 10, 30, 100, 300, 1000, 3280), "Cremer's snapshots"
+    assert snapshots["diagonal_cremer_s1"] == snapshots["diagonal_cremer_s2"] == snapshots["diagonal_cremer_s0"]
+    assert snapshots["diagonal_cremer_s3"] == (3280,), "an entry's snapshots replace its protocol's"
 
 
 def worker_pids() -> list[int]:
@@ -210,7 +214,8 @@ def test_the_protocol_table_reads_both_models_and_the_longer_schedule_check_from
 def test_a_paused_run_resumes_from_its_committed_files_in_a_fresh_clone(tmp_path, uninterrupted):
     """Only what git commits survives a working stretch: a run paused at its protocol's end (its
     checkpoint kept for the longer entry) is committed under the project's .gitignore, cloned afresh
-    and resumed there; it goes on exactly as the same run resumed where it paused."""
+    and resumed there; it goes on exactly as the same run resumed where it paused (a snapshot at the
+    longer entry's end holds its weights)."""
     import subprocess
 
     def git(*args, cwd):
@@ -223,7 +228,7 @@ def test_a_paused_run_resumes_from_its_committed_files_in_a_fresh_clone(tmp_path
     for root in (stretch, here):
         root.mkdir()
         shutil.copy(Path(__file__).parents[1] / ".gitignore", root)
-        config = campaign.load_config(write_params(root, entries))
+        config = campaign.load_config(write_params(root, entries, snapshot_epochs=[1, 12, 16]))
         assert campaign.train_entry(config, config.entries[0], time.time() + 600, str(root))["status"] == "paused"
     git("init", "-q", cwd=stretch)
     git("add", "-A", cwd=stretch)
@@ -235,5 +240,7 @@ def test_a_paused_run_resumes_from_its_committed_files_in_a_fresh_clone(tmp_path
         assert campaign.train_entry(config, config.entries[1], time.time() + 600, str(root))["status"] == "finished"
     assert pd.read_csv(run / "history.csv").drop(columns="seconds").equals(
         pd.read_csv(config.run_dir("diagonal_p_s0", here) / "history.csv").drop(columns="seconds"))
+    for a, b in zip(weights(run / "train.snapshots/e16.pt"), weights(config.run_dir("diagonal_p_s0", here) / "train.snapshots/e16.pt")):
+        assert torch.equal(a, b), "the weights after the resumed epochs"
     for a, b in zip(weights(run / "best.pt"), weights(uninterrupted / "best.pt")):
-        assert torch.equal(a, b)
+        assert torch.equal(a, b), "the early-stopped model, written before the pause"

@@ -114,3 +114,10 @@ def test_restarts_keep_the_best_search_per_datapoint(linear_model, linear_x):
     assert (several.steps == 4 * one.steps).all()
     with pytest.raises(ValueError, match="restarts"):
         qstar.optimal_q(linear_model, linear_x, restarts=-1)
+
+
+def test_a_non_finite_elbo_fails_with_its_datapoints(linear_model, linear_x):
+    x = linear_x[:5].clone()
+    x[3, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match=r"datapoint\(s\) \[3\] .* not finite at q\* step 50"):
+        qstar.optimal_q(linear_model, x, config=qstar.QStarConfig(max_steps=200))

@@ -49,12 +49,14 @@ from .train import TrainConfig, train
 class Entry(FromSection):
     """One line of the campaign's priority list: train ``family``'s model of ``seed`` under
     ``protocol`` to its last epoch, or on to ``epochs`` (more than the protocol's: its final rate
-    continues)."""
+    continues); ``snapshot_epochs``, if given, replaces the protocol's (fewer weight files to commit
+    for a run that only needs its end)."""
 
     family: str
     seed: int
     protocol: str = "cremer"
     epochs: int | None = None
+    snapshot_epochs: tuple[int, ...] | None = None
 
     @property
     def run(self) -> str:
@@ -104,8 +106,9 @@ class CampaignConfig(FromSection):
         return max(self.target(e) for e in self.entries if e.run == run)
 
     def train_config(self, entry: Entry, epochs: int) -> TrainConfig:
-        """The protocol, seeded, to ``epochs``."""
-        return replace(self.protocols[entry.protocol], seed=entry.seed, epochs=epochs)
+        """The protocol, seeded, to ``epochs`` (with the entry's snapshots, if it names them)."""
+        config = replace(self.protocols[entry.protocol], seed=entry.seed, epochs=epochs)
+        return config if entry.snapshot_epochs is None else replace(config, snapshot_epochs=entry.snapshot_epochs)
 
 
 def load_config(params: str | os.PathLike = "params.yaml") -> CampaignConfig:
@@ -192,13 +195,17 @@ def protocol_window(history: pd.DataFrame, protocol: TrainConfig) -> pd.DataFram
     return history[(history.epoch > first) & (history.epoch <= protocol.epochs)]
 
 
+LONGER_TOLERANCE = 0.3  # nats of validation ELBO a longer schedule may add to a protocol that has converged
+
+
 def longer_schedule_check(history: pd.DataFrame, protocol: TrainConfig, longer_epochs: int,
-                          patience_epoch: int | None = None, tolerance: float = 0.3) -> dict:  # fmt: skip
+                          patience_epoch: int | None = None, tolerance: float = LONGER_TOLERANCE) -> dict:  # fmt: skip
     """Whether the protocol reached its validation optimum: the best validation ELBO after the
     warm-up within the protocol's epochs, against the best after the warm-up of the same run taken
     on to ``longer_epochs``. ``gain`` is what the longer schedule adds; the check ``holds`` when it is
     at most ``tolerance`` nats (both None until the history reaches ``longer_epochs``). With
-    ``patience_epoch`` (the epoch whose weights a patience rule chose), also its shortfall."""
+    ``patience_epoch`` (the epoch whose weights a patience rule chose), if within the protocol's
+    epochs, also its shortfall."""
     first = protocol.warmup_epochs if protocol.best_after_warmup else 0
     after = history[history.epoch > first]
     within = protocol_window(history, protocol)
@@ -211,7 +218,7 @@ def longer_schedule_check(history: pd.DataFrame, protocol: TrainConfig, longer_e
              "longer_best_valid_elbo": float(longest) if longer else None,
              "gain": float(longest - best) if longer else None,
              "holds": bool(longest - best <= tolerance) if longer else None}  # fmt: skip
-    if patience_epoch is not None:
+    if patience_epoch is not None and patience_epoch <= protocol.epochs:  # fired within the protocol
         chosen = after[after.epoch <= patience_epoch]
         check["patience_valid_elbo"] = float(chosen.valid_elbo.max())
         check["patience_shortfall"] = float(best - chosen.valid_elbo.max())
@@ -224,16 +231,17 @@ def read_runs(config: CampaignConfig, root: str | os.PathLike = ".") -> dict[str
     runs = {}
     for entry in config.entries:
         run_dir = config.run_dir(entry.run, root)
-        if entry.run not in runs and (run_dir / "history.csv").exists():
-            runs[entry.run] = (pd.read_csv(run_dir / "history.csv"), read_status(run_dir))
+        status = read_status(run_dir)
+        if entry.run not in runs and status.get("epoch", 0) > 0:
+            runs[entry.run] = (pd.read_csv(run_dir / "history.csv"), status)
     return runs
 
 
 def protocol_table(config: CampaignConfig, runs: Mapping[str, tuple[pd.DataFrame, dict]]) -> pd.DataFrame:
     """One row per run of ``runs`` (:func:`read_runs`): where it stands, both protocols' models (the
     early-stopped model's epoch and ELBOs, the ELBOs at the protocol's last epoch), what the patience
-    rule would have kept, and the longer-schedule check (:func:`longer_schedule_check`; empty while
-    the run has not gone past its protocol)."""
+    rule would have kept, and the longer-schedule check (:func:`longer_schedule_check` against the
+    run's furthest entry; empty until the run gets there)."""
     rows = []
     for entry in {e.run: e for e in config.entries}.values():
         if entry.run not in runs:
@@ -244,8 +252,7 @@ def protocol_table(config: CampaignConfig, runs: Mapping[str, tuple[pd.DataFrame
         window = protocol_window(history, protocol)
         row = {"run": entry.run, "family": entry.family, "seed": entry.seed, "protocol": entry.protocol,
                "epoch": int(history.epoch.max()), "last_epoch": config.last_target(entry.run)}  # fmt: skip
-        longer = config.last_target(entry.run)
-        check = longer_schedule_check(history, protocol, longer, status.get("patience_epoch")) if len(window) else {}
+        check = longer_schedule_check(history, protocol, row["last_epoch"], status.get("patience_epoch")) if len(window) else {}
         best = check.get("best_epoch")
         row |= {"best_epoch": best, "best_valid_elbo": check.get("best_valid_elbo"),
                 "best_train_elbo": by_epoch.train_elbo.get(best) if best else None,

@@ -159,6 +159,9 @@ def optimise(
         )
         if fixed_steps is not None and schedule == "linear":
             adam.lr = lr * (1 - (step - 1) / fixed_steps)
+        if step % config.window == 0 and not torch.isfinite(estimate).all():  # the check torch.distributions skips
+            bad = rows[~torch.isfinite(estimate)].tolist()
+            raise FloatingPointError(f"the ELBO of datapoint(s) {bad[:10]} of this batch is not finite at q* step {step}")
         adam.step(rows, grads)
         steps[rows] += 1
         steps_bar.update()

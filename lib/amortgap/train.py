@@ -39,7 +39,7 @@ from .progress import bar as progress_bar
 
 TRAIN_FORMAT = "amortgap.train/4"
 SCHEDULES = ("constant", "exponential", "cosine", "plateau", "stages")
-RESUMABLE_CHANGES = ("epochs", "after_patience")  # neither changes the path a run takes, only where it ends
+RESUMABLE_CHANGES = ("epochs", "after_patience", "snapshot_epochs")  # none changes the path a run takes
 
 
 @dataclass(frozen=True)
@@ -356,9 +356,13 @@ def _train_epoch(group: list[_Member], train_x: Tensor, valid_x: Tensor, epoch: 
     valid = mean_elbo(stack, valid_x, config.valid_batch_size).tolist()
     for member, train_sum, valid_elbo in zip(group, elbo_sum.tolist(), valid):
         if not math.isfinite(train_sum) or not math.isfinite(valid_elbo):
-            name = member.checkpoint.name if member.checkpoint is not None else f"member {group.index(member)}"
+            if member.checkpoint is None:
+                name, kept = f"member {group.index(member)}", "nothing was saved"
+            else:
+                name, kept = member.checkpoint.name, (f"its checkpoint still holds epoch {epoch}" if epoch > 0
+                                                      else "no checkpoint was written")  # fmt: skip
             raise FloatingPointError(f"{name}: the ELBO is not finite after epoch {epoch + 1} (train {train_sum / n}, "
-                                     f"valid {valid_elbo}): training diverged; its checkpoint still holds epoch {epoch}")  # fmt: skip
+                                     f"valid {valid_elbo}): training diverged; {kept}")  # fmt: skip
 
     stacked.unstack_into(stack, [m.model for m in group])
     seconds = (time.perf_counter() - start) / len(group)
