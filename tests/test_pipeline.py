@@ -38,7 +38,7 @@ def make_notebook(tmp_path: Path, tagged: bool = True) -> tuple[Path, Path]:
 
 def test_the_notebooks_are_background_setup_experiments_results():
     assert [p.stem for p in NOTEBOOKS] == [
-        "01_background", "02_model_setup",
+        "01_background", "02_model_setup", "02b_training_protocols",
         "03a_gap_table", "03b_convergence", "03c_width_sweep", "03d_refinement", "03e_certification", "03f_oracle",
         "04_results",
     ]  # fmt: skip
@@ -64,6 +64,9 @@ def test_every_stage_passes_only_names_its_notebook_has():
         notebook = ROOT / cmd[cmd.index("run") + 1]
         sections = [s for flag, s in zip(cmd, cmd[1:]) if flag == "--section"]
         declared = {param.split(".")[0] for param in stage["params"]}  # a whole section, or some of its keys
+        if "campaign_params" in pipeline.notebook_defaults(notebook):  # it reads the campaign section from the file
+            assert "campaign" in declared, f"stage {name} reads the campaign section: DVC must track it"
+            declared -= {"campaign"}
         assert set(sections) == declared, f"stage {name} must declare the sections it passes"
         parameters = pipeline.load_params(ROOT / "params.yaml", sections)
         overrides = [name for flag, name in zip(cmd, cmd[1:]) if flag == "-p"]

@@ -126,8 +126,8 @@ def protocol_curves(histories: dict[str, pd.DataFrame], protocol_epochs: int, ch
         ax.set(xscale="log", title=run, xlabel="epoch")
         top = max(history.train_elbo.max(), history.valid_elbo.max())
         ax.set_ylim(top - 25, top + 2)
+        ax.legend(fontsize=6.5, loc="lower right")  # each panel's own kept epochs
     axes[0][0].set_ylabel("ELBO (nats per image)")
-    axes[0][-1].legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     return fig
 
