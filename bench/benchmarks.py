@@ -536,10 +536,9 @@ def main() -> None:
             parser.error(f"no benchmark named {sorted(unknown)}; the names are {[name for name, _ in steps]}")
         steps = [(name, step) for name, step in steps if name in args.only]
         previous = json.loads(args.out.read_text()) if args.out.exists() else {}
-        reruns = previous.get("reruns", {}) | {name: {"date": results["date"], "matmul_flops": peak} for name in args.only}
-        results = previous | {k: results[k] for k in ("machine", "device", "torch")} | {"reruns": reruns}
-        results.setdefault("date", reruns[args.only[0]]["date"])
-        results.setdefault("matmul_flops", peak)
+        reruns = previous.get("reruns", {}) | {name: {"date": results["date"], "matmul_flops": peak, "machine": machine}
+                                               for name in args.only}  # fmt: skip
+        results = (previous or results) | {"reruns": reruns}  # the full run's date, machine and peak stay
     elif args.out.exists() and "stage_seconds_paper" in (previous := json.loads(args.out.read_text())):
         stages = pipeline.run_dvc(["stage", "list", "--name-only"], ROOT, capture=True).stdout.split()
         if set(previous["stage_seconds_paper"]) == set(stages):  # only while the pipeline is the same
@@ -609,7 +608,8 @@ def print_table(r: dict) -> None:
     width = max(len(name) for name, _, _ in rows)
     print(f"\n{r['machine']}, {r['date']}; matmul {r['matmul_flops'] / 1e9:.0f} GFLOP/s")
     for name, rerun in r.get("reruns", {}).items():
-        print(f"  rerun since: {name} on {rerun['date']}, matmul {rerun['matmul_flops'] / 1e9:.0f} GFLOP/s")
+        print(f"  rerun since: {name} on {rerun['date']}, matmul {rerun['matmul_flops'] / 1e9:.0f} GFLOP/s"
+              + (f", {rerun['machine']}" if rerun.get("machine", r["machine"]) != r["machine"] else ""))
     for name, value, target in rows:
         print(f"{name:<{width}}  {value:>14}  {target}")
     print("\nwhere the time goes (share of CPU time):")

@@ -124,7 +124,7 @@ for family, name in (("diagonal", "Ffg"), ("planar", "Flow")):
                  f"{campaign.LONGER_TOLERANCE}-nat tolerance")
     patience = ("never fires" if pd.isna(row.patience_shortfall) else
                 f"would keep epoch {int(row.patience_epoch)}, {row.patience_shortfall:.2f} nats below the best")
-    progress = "" if row.epoch >= cremer.epochs else f" so far (at epoch {row.epoch} of {cremer.epochs})"
+    progress = "" if row.epoch >= cremer.epochs else f", so far: the run is at epoch {row.epoch} of {cremer.epochs}"
     numbers |= {f"Campaign{name}BestEpoch": int(row.best_epoch), f"Campaign{name}Progress": progress,
                 f"Campaign{name}BestValid": row.best_valid_elbo, f"Campaign{name}BestTrain": row.best_train_elbo,
                 f"Campaign{name}LongerCheck": check, f"Campaign{name}PatienceRule": patience}  # fmt: skip

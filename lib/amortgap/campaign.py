@@ -154,8 +154,6 @@ def _train_to(config: CampaignConfig, entry: Entry, epochs: int, deadline: float
     torch.manual_seed(entry.seed)  # the initial weights, as in amortgap.sweep
     model = VAE(config.model_config(entry))
     checkpoint = run_dir / "train.pt"
-    seconds_before = status.get("train_seconds", 0.0) if checkpoint.exists() else 0.0  # else it starts afresh
-    began = time.monotonic()
     result = train(model, train_x, valid_x, train_config, checkpoint, resume=True, progress=False,
                    callback=_progress_printer(entry, train_config), budget_seconds=max(deadline - time.time(), 0))  # fmt: skip
     history = result.history
@@ -175,7 +173,7 @@ def _train_to(config: CampaignConfig, entry: Entry, epochs: int, deadline: float
         "best_epoch": int(chosen.epoch[chosen.valid_elbo.idxmax()]) if len(chosen) else None,
         "best_valid_elbo": float(chosen.valid_elbo.max()) if len(chosen) else None,
         "patience_epoch": result.early_epoch,
-        "train_seconds": seconds_before + (time.monotonic() - began),
+        "train_seconds": float(history.seconds.sum()) if len(history) else 0.0,  # every epoch's, kills included
         "epoch_seconds_median": float(history.seconds.median()) if len(history) else None,
         "machine": f"{platform.machine()} {platform.processor() or ''} {torch.get_num_threads()} thread(s), "
                    f"torch {torch.__version__}".strip(),  # fmt: skip
