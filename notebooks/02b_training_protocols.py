@@ -15,9 +15,10 @@
 #
 # The models of the model-setup chapter stop early: the plateau rule makes its rate cuts a few
 # stalled epochs apart, so the rate is at its smallest soon after the first plateau. The training
-# campaign (`python -m amortgap.campaign`, `make retrain`) trains the paper-scale models instead under **Cremer et al.'s schedule**: stage $i = 0, \dots, 7$ lasts $3^i$
-# epochs at learning rate $10^{-3} \cdot 10^{-i/7}$, each stage with a fresh Adam, 3280 epochs in
-# all, with the KL weight rising over the first 100. **One run gives both protocols' models**:
+# campaign (`python -m amortgap.campaign`, `make retrain`) trains the paper-scale models instead
+# under **Cremer et al.'s schedule**: stage $i = 0, \dots, 7$ lasts $3^i$ epochs at learning rate
+# $10^{-3} \cdot 10^{-i/7}$, each stage with a fresh Adam, 3280 epochs in all, with the KL weight
+# rising over the first 100 (the settings in force are printed below). **One run gives both protocols' models**:
 # the *early-stopped* model is the best validation weights after the warm-up over the whole
 # schedule, and *Cremer's long-trained* model is the weights at its last epoch. No patience rule
 # stops a run; the table shows the epoch at which one (`patience` epochs without a gain of
