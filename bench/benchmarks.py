@@ -191,9 +191,10 @@ def bench_step(train_x: torch.Tensor, valid_x: torch.Tensor, config: models.VAEC
     finally:
         torch.set_num_threads(threads_before)
     trainer = epoch_seconds / math.ceil(len(train_x) / batch_size)
-    step_floor = floor["matmuls"] + floor["adam"]
+    step_floor, step_chain = floor["matmuls"] + floor["adam"], chain + floor["adam"]
     return {"step_threads": threads, "step_trainer_epoch_seconds": epoch_seconds, "step_chain_seconds": chain,
-            "step_chain_over_floor": (chain + floor["adam"]) / step_floor, "step_trainer_over_chain": trainer / (chain + floor["adam"]),"step_floor_seconds": step_floor, "step_matmul_seconds": floor["matmuls"], "step_adam_seconds": floor["adam"],
+            "step_chain_over_floor": step_chain / step_floor, "step_trainer_over_chain": trainer / step_chain,
+            "step_floor_seconds": step_floor, "step_matmul_seconds": floor["matmuls"], "step_adam_seconds": floor["adam"],
             "step_products": floor["products"], "step_plain_seconds": plain, "step_trainer_seconds": trainer,
             "step_plain_over_floor": plain / step_floor, "step_trainer_over_floor": trainer / step_floor,
             "epoch_validation_share": validation / epoch_seconds, "epoch_data_order_share": order / epoch_seconds}  # fmt: skip

@@ -184,13 +184,13 @@ def _train_to(config: CampaignConfig, entry: Entry, epochs: int, deadline: float
     return status
 
 
-def protocol_window(history: pd.DataFrame, protocol: TrainConfig) -> pd.DataFrame:
+def protocol_window(history: pd.DataFrame, protocol: TrainConfig, last: int | None = None) -> pd.DataFrame:
     """The epochs of ``history`` among which the protocol chooses its best validation weights: after
-    the KL warm-up (if ``best_after_warmup``), up to the protocol's last epoch."""
+    the KL warm-up (if ``best_after_warmup``), up to the protocol's last epoch (or ``last``)."""
     if history.empty:
         return history
     first = protocol.warmup_epochs if protocol.best_after_warmup else 0
-    return history[(history.epoch > first) & (history.epoch <= protocol.epochs)]
+    return history[(history.epoch > first) & (history.epoch <= (protocol.epochs if last is None else last))]
 
 
 LONGER_TOLERANCE = 0.3  # nats of validation ELBO a longer schedule may add to a protocol that has converged
@@ -204,20 +204,19 @@ def longer_schedule_check(history: pd.DataFrame, protocol: TrainConfig, longer_e
     at most ``tolerance`` nats (both None until the history reaches ``longer_epochs``). With
     ``patience_epoch`` (the epoch whose weights a patience rule chose), if within the protocol's
     epochs, also its shortfall."""
-    first = protocol.warmup_epochs if protocol.best_after_warmup else 0
-    after = history[history.epoch > first]
     within = protocol_window(history, protocol)
     if within.empty:
+        first = protocol.warmup_epochs if protocol.best_after_warmup else 0
         raise ValueError(f"the history has no epoch after the warm-up ({first}) within the protocol's {protocol.epochs}")
     longer = longer_epochs > protocol.epochs and int(history.epoch.max()) >= longer_epochs
-    best, longest = within.valid_elbo.max(), after[after.epoch <= longer_epochs].valid_elbo.max()
+    best, longest = within.valid_elbo.max(), protocol_window(history, protocol, longer_epochs).valid_elbo.max()
     check = {"best_epoch": int(within.epoch[within.valid_elbo.idxmax()]), "best_valid_elbo": float(best),
              "longer_epochs": longer_epochs if longer else None,
              "longer_best_valid_elbo": float(longest) if longer else None,
              "gain": float(longest - best) if longer else None,
              "holds": bool(longest - best <= tolerance) if longer else None}  # fmt: skip
     if patience_epoch is not None and patience_epoch <= protocol.epochs:  # fired within the protocol
-        chosen = after[after.epoch <= patience_epoch]
+        chosen = protocol_window(history, protocol, patience_epoch)
         check["patience_valid_elbo"] = float(chosen.valid_elbo.max())
         check["patience_shortfall"] = float(best - chosen.valid_elbo.max())
     return check
