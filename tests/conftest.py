@@ -1,4 +1,5 @@
 import gzip
+import math
 import os
 import struct
 from pathlib import Path
@@ -9,6 +10,7 @@ import torch
 
 from amortgap import data
 from amortgap.build.pipeline import kernel_env
+from amortgap.families import DiagonalGaussian
 from amortgap.linear_gaussian import LinearGaussian
 
 
@@ -22,6 +24,32 @@ def linear_model() -> LinearGaussian:
 def linear_x(linear_model: LinearGaussian) -> torch.Tensor:
     x, _ = linear_model.sample(64, torch.Generator().manual_seed(3))
     return x
+
+
+class TwoModes:
+    """x | z ~ N(z^2 + 0.3 z, 0.1^2), z ~ N(0, 1), 1-d: for x = 4 the posterior has modes near
+    z = 1.86 and z = -2.16, the first 0.6 nats heavier (the prior favours it). The encoder puts every
+    q in the lighter mode, so a search from its output stays there."""
+
+    latent_dim = 1
+
+    def encode(self, x):
+        return DiagonalGaussian().distribution({"loc": torch.full_like(x, -2.16), "log_scale": torch.full_like(x, -3.0)})
+
+    def log_likelihood(self, x, z):
+        mean = z[..., 0] ** 2 + 0.3 * z[..., 0]
+        return -0.5 * ((x[:, 0] - mean) / 0.1) ** 2 - math.log(0.1 * math.sqrt(2 * math.pi))
+
+    def log_prior(self, z):
+        return (-0.5 * z**2 - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+    def log_joint(self, x, z):
+        return self.log_likelihood(x, z) + self.log_prior(z)
+
+
+@pytest.fixture
+def two_modes() -> TwoModes:
+    return TwoModes()
 
 
 def write_idx(path: Path, array: np.ndarray, magic_dtype: int = 0x08) -> None:

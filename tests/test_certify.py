@@ -86,3 +86,55 @@ def test_optimal_elbo_from_given_starting_parameters(linear_model, linear_x):
     table = gaps.optimal_elbo(linear_model, x, DiagonalGaussian(), config, init=DiagonalGaussian().params_from(exact))
     assert table.elbo_optimal.mean() == pytest.approx(linear_model.exact_elbo(x, exact).mean().item(), abs=0.03)
     assert len(table) == 24
+
+
+def test_ais_against_a_long_reference_from_each_start(linear_model, linear_x):
+    """Per datapoint, the long reference from q* lands on the exact log p(x); from the prior the same
+    setting scatters by its much wider SE (in 3 dimensions, up to 0.7 nats either way at 300 steps),
+    a short run from the prior lies far below, and each error is the yardstick (the first start's
+    reference) minus the estimate."""
+    x = linear_x[:24]
+    exact = linear_model.exact_log_px(x).double().numpy()
+    table = certify.ais_against_reference(linear_model, x, {"qstar": linear_model.exact_qstar(x), "prior": None},
+                                          AISConfig(steps=300, chains=8), [AISConfig(steps=3, chains=2)], seed=0)  # fmt: skip
+    assert len(table) == 2 * 2 * 24
+    reference = table[(table.start == "qstar") & (table.estimator == "reference")].log_px.to_numpy()
+    assert abs(reference - exact).max() < 0.1
+    row = table.iloc[-1]
+    assert row.error == pytest.approx(reference[row.datapoint] - row.log_px)
+    summary = certify.reference_summary(table).set_index(["start", "estimator"])
+    assert summary.loc[("prior", "ais_3x2"), "error_nats"] > summary.loc[("qstar", "ais_3x2"), "error_nats"] + 0.5
+    assert not summary.loc[("prior", "ais_3x2"), "within_se"]
+    assert summary.loc[("qstar", "reference"), "evaluations"] == 300 * 8 * 5
+    assert summary.loc[("qstar", "reference"), "error_max"] == 0
+    assert summary.loc[("prior", "reference"), "reported_se"] > 3 * summary.loc[("qstar", "reference"), "reported_se"]
+    with pytest.raises(ValueError, match="start"):
+        certify.ais_against_reference(linear_model, x, {}, AISConfig(steps=3, chains=2), [])
+
+
+def test_within_se_counts_the_error_against_what_the_interval_shows():
+    import pandas as pd
+
+    table = pd.DataFrame({"start": "qstar", "estimator": "ais_5x2", "datapoint": range(100), "evaluations": 50,
+                          "seconds_per_point": 0.1, "log_px": 0.0, "log_px_se": 0.2,
+                          "error": [0.05, 0.15] * 50})  # fmt: skip
+    row = certify.reference_summary(table).iloc[0]
+    assert row.error_nats == pytest.approx(0.1) and row.within_se  # 0.1 + 2 x 0.005 < 0.2
+    assert row.share_beyond_2se == 0
+    table["error"] = [0.15, 0.25] * 50
+    row = certify.reference_summary(table).iloc[0]
+    assert not row.within_se and row.error_max == pytest.approx(0.25)
+
+
+def test_certification_from_the_prior_on_a_small_vae():
+    from amortgap import models
+
+    torch.manual_seed(0)
+    vae = models.VAE(models.VAEConfig(data_dim=12, latent_dim=2, encoder_hidden=(8,), decoder_hidden=(8,)))
+    reference = AISConfig(steps=100, chains=4)
+    result = certify.certify_simulated(vae, 10, reference, [AISConfig(steps=5, chains=2)], qstar.QStarConfig(max_steps=50),
+                                       start="prior")  # fmt: skip
+    lower, upper = result.estimates["reference_ais"], result.estimates["bdmc_upper"]
+    assert (upper - lower).mean() > -0.05 and len(lower) == 10
+    with pytest.raises(ValueError, match="start"):
+        certify.certify_simulated(vae, 10, reference, [], qstar.QStarConfig(), start="encoder")

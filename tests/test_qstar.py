@@ -121,3 +121,46 @@ def test_a_non_finite_elbo_fails_with_its_datapoints(linear_model, linear_x):
     x[3, 0] = float("nan")
     with pytest.raises(FloatingPointError, match=r"datapoint\(s\) \[3\] .* not finite at q\* step 50"):
         qstar.optimal_q(linear_model, x, config=qstar.QStarConfig(max_steps=200))
+
+
+def test_a_search_from_many_starts_finds_the_closed_form_optimum_from_each(linear_model, linear_x):
+    """The linear-Gaussian ELBO is concave in q's parameters: every start ends at the exact q*, so the
+    encoder's start is never beaten and one more start would add nothing."""
+    x = linear_x[:16]
+    search = qstar.search_q(linear_model, x, prior_starts=2, perturbed_starts=2)
+    assert search.starts == ("encoder", "prior_1", "prior_2", "perturbed_3", "perturbed_4")
+    assert search.elbos.shape == (5, 16)
+    exact = linear_model.exact_elbo(x, linear_model.exact_qstar(x))
+    for k in range(5):  # each start's ELBO estimate (200 samples) is its q*'s, per datapoint
+        assert (search.elbos[k] - exact).abs().max() < 0.1, search.starts[k]
+    assert search.first_start_deficit.max() < 0.1
+    assert (search.search_uncertainty >= 0).all() and search.search_uncertainty.max() < 0.05
+    deficit = exact - linear_model.exact_elbo(x, search.result.q)
+    assert deficit.max() < 0.05
+
+
+def test_random_starts_escape_the_encoders_local_optimum(two_modes):
+    model, x = two_modes, torch.linspace(3.5, 4.5, 8).unsqueeze(1)
+    config = qstar.QStarConfig(lr=0.1, window=20, max_steps=600)
+    torch.manual_seed(0)
+    stuck = qstar.search_q(model, x, config=config, perturbed_starts=3, perturb_scale=2.0)
+    assert (stuck.result.q.mean[:, 0] < 0).all(), "small moves of the encoder's q stay in its mode"
+    assert stuck.first_start_deficit.max() < 0.05
+    torch.manual_seed(0)
+    search = qstar.search_q(model, x, config=config, prior_starts=10)
+    assert (search.result.q.mean[:, 0] > 0).all(), "some prior start reaches the heavier mode of every image"
+    assert (search.first_start_deficit > 0.3).all() and (search.first_start_deficit < 1.0).all()
+    assert (search.elbos.argmax(0) > 0).all()
+    # several starts reach the heavier mode, so leaving one out changes little
+    assert search.search_uncertainty.max() < 0.1 * search.first_start_deficit.min()
+
+
+def test_a_lone_start_has_no_search_uncertainty(linear_model, linear_x):
+    search = qstar.search_q(linear_model, linear_x[:4])
+    assert search.elbos.isnan().all()
+    with pytest.raises(ValueError, match="two starts"):
+        search.search_uncertainty
+    with pytest.raises(ValueError, match="perturb_scale"):
+        qstar.search_q(linear_model, linear_x[:4], perturbed_starts=1, perturb_scale=0)
+    with pytest.raises(ValueError, match="prior_starts"):
+        qstar.search_q(linear_model, linear_x[:4], prior_starts=-1)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import pandas as pd
 import torch
@@ -20,6 +20,7 @@ from torch.distributions import Distribution
 
 from .ais import AISConfig, ais, bdmc_upper_bound
 from .bounds import iwae
+from .families import diagonal_gaussian
 from .qstar import QStarConfig, optimal_q, start_for
 from .models import LatentVariableModel
 from .rng import seeded
@@ -109,15 +110,78 @@ def cheapest_within(summary: pd.DataFrame, tolerance: float = 0.1) -> str | None
 
 
 def certify_simulated(
-    model, num_points: int, reference: AISConfig, candidates: list[Estimator], qstar: QStarConfig, seed: int = 0
+    model, num_points: int, reference: AISConfig, candidates: list[Estimator], qstar: QStarConfig, seed: int = 0,
+    start: str = "qstar",
 ) -> Certification:
     """:func:`certify` on ``num_points`` images simulated from ``model`` (a VAE: z ~ p(z), x ~ p(x|z),
-    so z is an exact posterior sample), every estimator started from the diagonal q* of each image."""
+    so z is an exact posterior sample), every estimator started from the diagonal q* of each image
+    (``start="qstar"``) or from the prior (``start="prior"``; IWAE then samples the prior)."""
+    if start not in ("qstar", "prior"):
+        raise ValueError(f"start must be 'qstar' or 'prior', not {start!r}")
     device = next(model.parameters()).device
     x, z = model.sample(num_points, torch.Generator(device).manual_seed(seed))
-    with seeded(seed, device):
-        q = optimal_q(model, x, config=qstar, init=start_for(model, x)).q
+    if start == "prior":
+        q = diagonal_gaussian(x.new_zeros(num_points, model.latent_dim), x.new_zeros(num_points, model.latent_dim))
+    else:
+        with seeded(seed, device):
+            q = optimal_q(model, x, config=qstar, init=start_for(model, x)).q
     return certify(model, x, z, q, reference, candidates, seed)
+
+
+def ais_against_reference(
+    model: LatentVariableModel,
+    x: Tensor,
+    starts: dict[str, Distribution | None],
+    reference: AISConfig,
+    candidates: Sequence[AISConfig],
+    seed: int = 0,
+) -> pd.DataFrame:
+    """AIS at each candidate setting and at a long ``reference`` setting, from each named start
+    (a q of batch [N], or None for the prior), on images x [N, D] that have no exact log p(x).
+
+    One row per (start, estimator, datapoint): ``log_px``, ``log_px_se`` (over the chains),
+    ``evaluations`` and ``seconds_per_point``, and ``error``: the yardstick minus the estimate, so
+    positive where the estimate lies below. The yardstick is the reference run from the first start
+    (put the best start first: from the prior, even a long run scatters by its wide SE, and the
+    largest of several noisy runs would be biased upwards). A longer run of the same estimator can
+    fail with it (a mode that no chain finds), so agreement with it *validates* a setting; only an
+    exact value or a BDMC bracket certifies one. Deterministic for a given ``seed``; every run gets
+    its own seed."""
+    if not starts:
+        raise ValueError("name at least one start (a q, or None for the prior)")
+    rows = []
+    for i, (start, q) in enumerate(starts.items()):
+        for j, config in enumerate([reference, *candidates]):
+            with seeded(seed + 1000 * i + j, x.device):
+                began = time.perf_counter()
+                result = ais(model, x, q, config)
+                seconds = (time.perf_counter() - began) / x.shape[0]
+            rows.append(pd.DataFrame({"start": start, "estimator": "reference" if j == 0 else estimator_name(config),
+                                      "datapoint": range(x.shape[0]), "evaluations": config.gradient_evaluations,
+                                      "seconds_per_point": seconds, "log_px": result.log_px.cpu().double().numpy(),
+                                      "log_px_se": result.log_px_se.cpu().double().numpy()}))  # fmt: skip
+    table = pd.concat(rows, ignore_index=True)
+    yardstick = table[(table.start == next(iter(starts))) & (table.estimator == "reference")].set_index("datapoint").log_px
+    table["error"] = table.datapoint.map(yardstick) - table.log_px
+    return table
+
+
+def reference_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (start, estimator) of :func:`ais_against_reference`'s table: the mean error over images
+    and its standard error, the 95th percentile and the largest error, the mean reported standard
+    error, the share of images whose error exceeds twice its reported SE, and ``within_se``: the
+    mean error plus two of its standard errors is below the mean reported SE (the error a reader
+    would not see in the interval)."""
+    rows = []
+    for (start, estimator), g in table.groupby(["start", "estimator"], sort=False):
+        n = len(g)
+        mean, se = g.error.mean(), g.error.std() / math.sqrt(n) if n > 1 else math.nan
+        rows.append({"start": start, "estimator": estimator, "evaluations": int(g.evaluations.iloc[0]),
+                     "seconds_per_point": float(g.seconds_per_point.iloc[0]), "error_nats": mean, "error_se": se,
+                     "error_p95": g.error.quantile(0.95), "error_max": g.error.max(), "reported_se": g.log_px_se.mean(),
+                     "share_beyond_2se": float((g.error > 2 * g.log_px_se).mean()),
+                     "within_se": bool(mean + 2 * se < g.log_px_se.mean())})  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 def ais_convergence(

@@ -199,31 +199,99 @@ def optimal_q(
     compare_samples: int = 200,
 ) -> LocalResult:
     """q*: the best member of ``family`` for each datapoint, initialised from the encoder's output
-    (``init="encoder"``) or from the prior N(0, I) (``init="prior"``).
-
-    The ELBO is not concave in q's parameters under a neural decoder, so one start can end in a poor
-    local optimum (the exact oracle finds such images). ``restarts`` > 0 also starts that many
-    searches from unit-scale Gaussians at random means drawn from the prior, and keeps, per
-    datapoint, the q* whose ELBO estimate (``compare_samples`` samples, common random numbers) is
-    highest; ``steps`` then counts the steps of every search."""
+    (``init="encoder"``) or from the prior N(0, I) (``init="prior"``); ``restarts`` > 0 adds that
+    many searches from random starts of the prior (:func:`search_q`) and keeps each datapoint's best."""
     if restarts < 0:
         raise ValueError(f"restarts must be >= 0, not {restarts}")
+    return search_q(model, x, family, config, init, prior_starts=restarts, progress=progress, max_pairs=max_pairs,
+                    compare_samples=compare_samples).result  # fmt: skip
+
+
+@dataclass
+class QStarSearch:
+    """A q* search from several starts: ``result`` holds each datapoint's best q*; ``elbos`` [K, B]
+    each start's final ELBO estimate (common random numbers, so starts compare on equal terms; NaN
+    for a lone start, which nothing is compared with); ``starts`` names the K starts, the first
+    being ``init``'s."""
+
+    result: LocalResult
+    elbos: Tensor
+    starts: tuple[str, ...]
+
+    @property
+    def first_start_deficit(self) -> Tensor:
+        """How far the first start's q* lies below the best start's, nats [B] (0 where it is the best)."""
+        return self.elbos.max(0).values - self.elbos[0]
+
+    @property
+    def search_uncertainty(self) -> Tensor:
+        """What one more start would still add, estimated by leaving each start out in turn: the mean
+        over starts j of (best of all K) - (best of the K - 1 others), nats [B]. Zero where two or
+        more starts tie at the top, large where one start alone is best by a margin (the best then
+        hangs on that start: with two starts it is half their difference); it needs K >= 2."""
+        if self.elbos.shape[0] < 2:
+            raise ValueError("the search's uncertainty needs at least two starts")
+        best = self.elbos.max(0).values
+        without = torch.stack([torch.cat([self.elbos[:j], self.elbos[j + 1 :]]).max(0).values
+                               for j in range(self.elbos.shape[0])])  # fmt: skip
+        return (best - without).mean(0)
+
+
+def search_q(
+    model: LatentVariableModel,
+    x: Tensor,
+    family: Family = DiagonalGaussian(),
+    config: QStarConfig = QStarConfig(),
+    init: str = "encoder",
+    *,
+    prior_starts: int = 0,
+    perturbed_starts: int = 0,
+    perturb_scale: float = 2.0,
+    progress: bool = False,
+    max_pairs: int = MAX_PAIRS,
+    compare_samples: int = 200,
+) -> QStarSearch:
+    """The q* search from ``init``'s start and from more starts, keeping per datapoint of x [B, D]
+    the q* whose ELBO estimate (``compare_samples`` samples, common random numbers) is highest.
+
+    The ELBO is not concave in q's parameters under a neural decoder, so one start can end in a poor
+    local optimum. ``prior_starts`` searches start from unit-scale Gaussians at random means drawn
+    from the prior; ``perturbed_starts`` from the encoder's q with its mean moved by
+    ``perturb_scale`` encoder standard deviations in a random direction (eps ~ N(0, I), elementwise),
+    its other parameters kept. ``result.steps`` counts the steps of every search."""
+    if prior_starts < 0 or perturbed_starts < 0:
+        raise ValueError(f"prior_starts and perturbed_starts must be >= 0, not {prior_starts} and {perturbed_starts}")
+    if perturb_scale <= 0:
+        raise ValueError(f"perturb_scale must be positive, not {perturb_scale}")
     best = optimise(model, x, initial_params(model, x, family, init), family, config, progress=progress,
                     max_pairs=max_pairs)  # fmt: skip
-    if restarts == 0:
-        return best
-    best_elbo = _elbo_for_comparison(model, x, best.q, compare_samples, max_pairs)
+    if prior_starts + perturbed_starts == 0:
+        return QStarSearch(best, torch.full((1, x.shape[0]), torch.nan, dtype=x.dtype, device=x.device), (init,))
+    elbos = [_elbo_for_comparison(model, x, best.q, compare_samples, max_pairs)]
     params, steps, converged = best.params, best.steps, best.converged
-    for _ in range(restarts):
-        start = family.prior_params(x.shape[0], model.latent_dim, x)
-        start["loc"] = torch.randn_like(start["loc"])
+    for start_name in ["prior"] * prior_starts + ["perturbed"] * perturbed_starts:
+        start = _random_start(model, x, family, start_name, perturb_scale)
         found = optimise(model, x, start, family, config, max_pairs=max_pairs)
         found_elbo = _elbo_for_comparison(model, x, found.q, compare_samples, max_pairs)
-        better = found_elbo > best_elbo
+        better = found_elbo > torch.stack(elbos).max(0).values
         params = {k: torch.where(better.view(-1, *[1] * (v.dim() - 1)), found.params[k], v) for k, v in params.items()}
         converged = torch.where(better, found.converged, converged)
-        best_elbo, steps = torch.maximum(best_elbo, found_elbo), steps + found.steps
-    return LocalResult(params, family.distribution(params), steps, converged)
+        elbos.append(found_elbo)
+        steps = steps + found.steps
+    starts = (init,) + tuple(f"{name}_{i}" for i, name in enumerate(["prior"] * prior_starts + ["perturbed"] * perturbed_starts, 1))
+    return QStarSearch(LocalResult(params, family.distribution(params), steps, converged), torch.stack(elbos), starts)
+
+
+def _random_start(model: LatentVariableModel, x: Tensor, family: Family, kind: str, perturb_scale: float) -> Params:
+    """Starting parameters [B, ...]: ``"prior"``, a unit-scale q at a mean drawn from the prior;
+    ``"perturbed"``, the encoder's q with its mean moved by ``perturb_scale`` of its scales."""
+    if kind == "prior":
+        start = family.prior_params(x.shape[0], model.latent_dim, x)
+        start["loc"] = torch.randn_like(start["loc"])
+        return start
+    start = initial_params(model, x, family, "encoder")
+    start["loc"] = start["loc"] + perturb_scale * start["log_scale"].exp() * torch.randn_like(start["loc"])
+    return start
 
 
 def _elbo_for_comparison(model: LatentVariableModel, x: Tensor, q: Distribution, samples: int, max_pairs: int) -> Tensor:
