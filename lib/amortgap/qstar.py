@@ -269,8 +269,9 @@ def search_q(
         return QStarSearch(best, torch.full((1, x.shape[0]), torch.nan, dtype=x.dtype, device=x.device), (init,))
     elbos = [_elbo_for_comparison(model, x, best.q, compare_samples, max_pairs)]
     params, steps, converged = best.params, best.steps, best.converged
-    for start_name in ["prior"] * prior_starts + ["perturbed"] * perturbed_starts:
-        start = _random_start(model, x, family, start_name, perturb_scale)
+    kinds = ["prior"] * prior_starts + ["perturbed"] * perturbed_starts
+    for kind in kinds:
+        start = _random_start(model, x, family, kind, perturb_scale)
         found = optimise(model, x, start, family, config, max_pairs=max_pairs)
         found_elbo = _elbo_for_comparison(model, x, found.q, compare_samples, max_pairs)
         better = found_elbo > torch.stack(elbos).max(0).values
@@ -278,7 +279,7 @@ def search_q(
         converged = torch.where(better, found.converged, converged)
         elbos.append(found_elbo)
         steps = steps + found.steps
-    starts = (init,) + tuple(f"{name}_{i}" for i, name in enumerate(["prior"] * prior_starts + ["perturbed"] * perturbed_starts, 1))
+    starts = (init,) + tuple(f"{kind}_{i}" for i, kind in enumerate(kinds, 1))
     return QStarSearch(LocalResult(params, family.distribution(params), steps, converged), torch.stack(elbos), starts)
 
 
