@@ -20,7 +20,7 @@ from torch.distributions import Distribution
 
 from .ais import AISConfig, ais, bdmc_upper_bound
 from .bounds import iwae
-from .families import diagonal_gaussian
+from .families import DiagonalGaussian
 from .qstar import QStarConfig, optimal_q, start_for
 from .models import LatentVariableModel
 from .rng import seeded
@@ -121,7 +121,8 @@ def certify_simulated(
     device = next(model.parameters()).device
     x, z = model.sample(num_points, torch.Generator(device).manual_seed(seed))
     if start == "prior":
-        q = diagonal_gaussian(x.new_zeros(num_points, model.latent_dim), x.new_zeros(num_points, model.latent_dim))
+        family = DiagonalGaussian()
+        q = family.distribution(family.prior_params(num_points, model.latent_dim, x))
     else:
         with seeded(seed, device):
             q = optimal_q(model, x, config=qstar, init=start_for(model, x)).q
