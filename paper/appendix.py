@@ -25,8 +25,8 @@ def _list(values) -> str:
 
 def settings(params: dict) -> pd.DataFrame:
     """One row per setting: the stage it belongs to, what it is, and its value (as text)."""
-    m, g, c, w, r, e, o = (params[s] for s in ("model_setup", "gap_table", "convergence", "width_sweep",
-                                               "refinement", "certification", "oracle"))  # fmt: skip
+    m, g, c, w, r, e, v, o = (params[s] for s in ("model_setup", "gap_table", "convergence", "width_sweep",
+                                                  "refinement", "certification", "validation", "oracle"))  # fmt: skip
     q = QStarConfig()  # the library's defaults; the stages set only its samples and step cap
     t, gd, cd, od = m["training"], g["decompose"], c["decompose"], o["decompose"]
     rows = [
@@ -62,6 +62,11 @@ def settings(params: dict) -> pd.DataFrame:
         ("certification", "candidate AIS (steps x chains); IWAE samples",
          f"{_list(f'{s} x {k}' for s, k in e['ais_candidates'])}; {_list(e['iwae_candidates'])}"),
         ("certification", "real images; AIS lengths", f"{e['real_points']}; {_list(e['real_steps'])}"),
+        ("validation", "real and simulated images; q* starts: encoder, prior, perturbed (x encoder SD)",
+         f"{v['num_points']} and {v['simulated_points']}; 1, {v['prior_starts']}, {v['perturbed_starts']} (x {v['perturb_scale']:g})"),
+        ("validation", "reference AIS; candidates (steps x chains)",
+         f"{v['reference']['steps']} x {v['reference']['chains']}; "
+         f"{_list(f'{s} x {k}' for s, k in [[v['table_ais']['steps'], v['table_ais']['chains']], *v['ais_candidates']])}"),
         ("oracle", "latent dimensions; grid points per axis; images",
          f"{o['latent_dim']}; {o['grid_points']}; {o['num_points']}"),
         ("oracle", "AIS steps x chains; IWAE samples; q* restarts",

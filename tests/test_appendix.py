@@ -18,7 +18,7 @@ def test_every_experiment_stage_has_its_settings_from_params():
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     table = appendix.settings(params)
     assert set(table.index) == {"model setup", "gap table", "convergence", "width sweep", "refinement",
-                                "certification", "oracle", "every stage"}
+                                "certification", "validation", "oracle", "every stage"}
     # the q* search's stopping rule, which the stages leave at the library's defaults
     assert table.loc["every stage"].value == f"{QStarConfig().lr:g}; 50 steps, 2 windows; x 0.3; 0.0003"
     gap = table.loc["gap table"].set_index("setting").value

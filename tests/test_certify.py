@@ -126,6 +126,40 @@ def test_within_se_counts_the_error_against_what_the_interval_shows():
     assert not row.within_se and row.error_max == pytest.approx(0.25)
 
 
+def test_validation_on_simulated_images_brackets_the_exact_log_likelihood_per_image(linear_model):
+    """The reference AIS from q* lies below the exact log p(x) and BDMC from the generating z above it,
+    image by image (up to their noise); the true error of each setting lies between ``error`` and
+    ``error_upper``."""
+    reference = AISConfig(steps=300, chains=8)
+    table = certify.validate_simulated(linear_model, 24, qstar.QStarConfig(), reference, [AISConfig(steps=3, chains=2)])
+    x, _ = linear_model.sample(24, torch.Generator().manual_seed(0))  # the same images
+    exact = linear_model.exact_log_px(x).double().numpy()
+    rows = table.set_index(["start", "estimator"])
+    assert sorted(set(table.estimator)) == ["ais_3x2", "bdmc", "reference"] and len(table) == 2 * 3 * 24
+    lower, upper = rows.loc[("qstar", "reference")].log_px.to_numpy(), rows.loc[("qstar", "bdmc")].log_px.to_numpy()
+    assert (lower - exact).max() < 0.1 and (exact - upper).max() < 0.1
+    assert (upper - lower).mean() == pytest.approx(-rows.loc[("qstar", "bdmc")].error.mean())
+    short = rows.loc[("prior", "ais_3x2")]
+    true_error = exact - short.log_px.to_numpy()
+    assert (short.error.to_numpy() - 0.1 < true_error).all() and (true_error < short.error_upper.to_numpy() + 0.1).all()
+    summary = certify.reference_summary(table).set_index(["start", "estimator"])
+    assert summary.loc[("qstar", "reference"), "error_upper_nats"] == pytest.approx((upper - lower).mean())
+    assert not summary.loc[("prior", "ais_3x2"), "within_se"]
+
+
+def test_validation_on_real_images_searches_qstar_and_runs_ais_from_both_starts(linear_model, linear_x):
+    x = linear_x[:16]
+    torch.manual_seed(0)
+    search, table = certify.validate_real(linear_model, x, qstar.QStarConfig(), prior_starts=2, perturbed_starts=1,
+                                          perturb_scale=2.0, reference=AISConfig(steps=300, chains=8),
+                                          candidates=[AISConfig(steps=3, chains=2)])  # fmt: skip
+    assert list(search.columns[:4]) == ["encoder", "prior_1", "prior_2", "perturbed_3"] and len(search) == 16
+    assert search.first_start_deficit.max() < 0.05, "the linear-Gaussian ELBO is concave: every start ends at q*"
+    reference = table[(table.start == "qstar") & (table.estimator == "reference")].log_px.to_numpy()
+    assert abs(reference - linear_model.exact_log_px(x).double().numpy()).max() < 0.1
+    assert set(table.start) == {"qstar", "prior"} and len(table) == 2 * 2 * 16
+
+
 def test_certification_from_the_prior_on_a_small_vae():
     from amortgap import models
 

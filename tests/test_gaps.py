@@ -150,3 +150,29 @@ def test_log_px_standard_errors_cover_the_exact_value(model_and_x, table):
     assert (z.abs() < 4).float().mean() > 0.9, z
     combined = (table.log_px_se**2 + table.elbo_optimal_se**2) ** 0.5
     torch.testing.assert_close(torch.tensor(table.approximation_gap_se.to_numpy()), torch.tensor(combined.to_numpy()))
+
+
+def test_a_search_from_several_starts_carries_its_uncertainty_into_the_intervals(two_modes):
+    """On the two-mode model the encoder's start ends in the lighter mode: prior starts find the
+    heavier one, the table reports by how much the first start fell short, and what one more start
+    would still add widens the standard errors of L[q*] and of both gaps that contain it."""
+    x = torch.linspace(3.5, 4.5, 8).unsqueeze(1)
+    qstar = gaps.QStarConfig(lr=0.1, window=20, max_steps=600)
+    config = gaps.DecomposeConfig(elbo_samples=200, iwae_samples=0, ais=AISConfig(steps=20, chains=2), qstar=qstar)
+    single = gaps.decompose(two_modes, x, config)
+    assert not set(gaps.SEARCH_COLUMNS) & set(single.columns), "one start: nothing to report"
+    several = gaps.decompose(two_modes, x, gaps.DecomposeConfig(**{**vars(config), "qstar_restarts": 10,
+                                                                   "qstar_perturbed": 2}))  # fmt: skip
+    assert (several.qstar_first_deficit > 0.2).all()
+    assert (several.elbo_optimal > single.elbo_optimal + 0.2).all(), "the best start's q* is the table's"
+    assert (several.qstar_search_uncertainty < 0.1).all(), "several starts reach the heavier mode"
+    # with one prior start, an image whose prior start wins hangs on that start alone: half the difference
+    pair = gaps.decompose(two_modes, x, gaps.DecomposeConfig(**{**vars(config), "qstar_restarts": 1}))
+    won = pair.qstar_first_deficit > 0.2
+    assert won.any()
+    assert pair.qstar_search_uncertainty[won].to_numpy() == pytest.approx(pair.qstar_first_deficit[won].to_numpy() / 2)
+    assert (single.elbo_optimal_se < 0.05).all(), "the Monte Carlo part alone is small here"
+    for column in ("elbo_optimal_se", "amortization_gap_se", "approximation_gap_se"):
+        assert (pair[column] >= pair.qstar_search_uncertainty).all() and (pair[column][won] > 0.1).all(), column
+    with pytest.raises(ValueError, match="qstar_perturbed"):
+        gaps.DecomposeConfig(qstar_perturbed=-1)

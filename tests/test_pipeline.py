@@ -40,7 +40,7 @@ def test_the_notebooks_are_background_setup_experiments_results():
     assert [p.stem for p in NOTEBOOKS] == [
         "01_background", "02_model_setup", "02b_training_protocols",
         "03a_gap_table", "03b_convergence", "03c_width_sweep", "03d_refinement", "03e_certification", "03f_oracle",
-        "04_results",
+        "03g_validation", "04_results",
     ]  # fmt: skip
 
 
@@ -86,7 +86,7 @@ def test_every_random_image_set_is_drawn_from_the_gap_tables_images(tmp_path, pr
     params = yaml.safe_load(copy.read_text())
     table = params["gap_table"]
     assert params["width_sweep"]["eval_points"] <= table["num_points"]
-    for section in ("convergence", "width_sweep", "refinement", "certification", "oracle"):
+    for section in ("convergence", "width_sweep", "refinement", "certification", "validation", "oracle"):
         assert params[section]["subset_seed"] == table["subset_seed"], section
     for section in ("gap_table", "convergence", "width_sweep", "refinement", "certification"):
         assert params[section]["model_dir"] == params["model_setup"]["model_dir"], section

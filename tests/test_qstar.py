@@ -155,9 +155,21 @@ def test_random_starts_escape_the_encoders_local_optimum(two_modes):
     assert search.search_uncertainty.max() < 0.1 * search.first_start_deficit.min()
 
 
+def test_the_search_table_has_a_row_per_image_and_a_column_per_start(two_modes):
+    x = torch.linspace(3.5, 4.5, 8).unsqueeze(1)
+    torch.manual_seed(0)
+    search = qstar.search_q(two_modes, x, config=qstar.QStarConfig(lr=0.1, window=20, max_steps=600), prior_starts=10)
+    table = search.table()
+    assert list(table.columns[:3]) == ["encoder", "prior_1", "prior_2"] and len(table) == 8
+    assert table.first_start_deficit.to_numpy() == pytest.approx(search.first_start_deficit.numpy())
+    assert table.first_start_deficit.to_numpy() == pytest.approx((table[list(search.starts)].max(axis=1) - table.encoder).to_numpy())
+    assert table.search_uncertainty.to_numpy() == pytest.approx(search.search_uncertainty.numpy())
+
+
 def test_a_lone_start_has_no_search_uncertainty(linear_model, linear_x):
     search = qstar.search_q(linear_model, linear_x[:4])
     assert search.elbos.isnan().all()
+    assert search.table().search_uncertainty.isna().all()
     with pytest.raises(ValueError, match="two starts"):
         search.search_uncertainty
     with pytest.raises(ValueError, match="perturb_scale"):

@@ -83,3 +83,34 @@ def test_every_estimator_against_quadrature_on_real_images(float32_default):
         error = torch.tensor(table[column].to_numpy()) - truth.double()
         assert error.abs().max() < tolerance, (column, error)
     assert (torch.tensor(table.elbo_optimal.to_numpy()) <= exact_qstar.double() + 3 * torch.tensor(table.elbo_optimal_se.to_numpy())).all()
+
+
+class _NarrowTwoModes:
+    """p(x, z) = w1 N(z; m1, s^2 I) + w2 N(z; m2, s^2 I) in 2 dimensions, the same for every x: two
+    modes 0.02 wide, far apart (the committed oracle's failures had posteriors this narrow, below
+    its first grid's spacing). log p(x) = log(w1 + w2); the posterior is the normalised mixture."""
+
+    latent_dim = 2
+    weights = torch.tensor([0.7, 1.9], dtype=torch.float64)
+    modes = torch.tensor([[1.3, -0.7], [-2.1, 1.9]], dtype=torch.float64)
+    scale = 0.02
+
+    def log_joint(self, x, z):
+        normal = torch.distributions.Independent(torch.distributions.Normal(self.modes, self.scale), 1)
+        return torch.logsumexp(normal.log_prob(z.unsqueeze(-2)) + self.weights.log(), -1)
+
+
+def test_quadrature_resolves_narrow_modes_far_apart():
+    model, x = _NarrowTwoModes(), torch.zeros(3, 1, dtype=torch.float64)
+    exact = exact_posterior(model, x)
+    p = model.weights / model.weights.sum()
+    mean = p @ model.modes
+    covariance = model.scale**2 * torch.eye(2, dtype=torch.float64) + sum(
+        p[k] * torch.outer(model.modes[k] - mean, model.modes[k] - mean) for k in range(2))
+    torch.testing.assert_close(exact.log_px, model.weights.sum().log().expand(3), atol=1e-6, rtol=0)
+    torch.testing.assert_close(exact.mean, mean.expand(3, 2), atol=1e-6, rtol=0)
+    torch.testing.assert_close(exact.covariance, covariance.expand(3, 2, 2), atol=1e-6, rtol=1e-6)
+    assert (exact.quadrature_error < 1e-4).all() and (exact.passes >= 3).all()
+    assert (exact.points > 201).all(), "modes this far apart keep the box wide: it needs a finer grid"
+    with pytest.raises(ValueError, match="min_passes"):
+        exact_posterior(model, x, min_passes=1)

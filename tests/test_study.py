@@ -121,3 +121,80 @@ def test_macros_read_back_are_the_macros_written(tmp_path):
 def test_the_stable_view_leaves_out_the_unstable_names_and_coarsens_bounds():
     view = report.stable_view({"TabFfgCi": "[-36.36, -12.04]", "TabFlowAmort": 3.0, "Other": 2}, unstable=("Flow",))
     assert view == {"TabFfgCi": "[-36.4, -12.0]", "Other": 2}
+
+
+def _validation_summary() -> pd.DataFrame:
+    """reference_summary-like rows: the 200x8 setting passes on both kinds of images, 100x8 only on
+    the real ones, 500x16 on both but costs more."""
+    rows = []
+    for part in ("real", "simulated"):
+        for estimator, evaluations, ok in (("reference", 160000, True), ("ais_100x8", 4000, part == "real"),
+                                           ("ais_200x8", 8000, True), ("ais_500x16", 40000, True)):
+            rows.append({"model": "diagonal", "part": part, "start": "qstar", "estimator": estimator,
+                         "evaluations": evaluations, "error_nats": 0.01, "error_se": 0.005, "error_p95": 0.1, "error_max": 0.2,
+                         "reported_se": 0.1, "within_se": ok, "error_upper_nats": 0.03 if part == "simulated" else np.nan,
+                         "error_upper_se": 0.01 if part == "simulated" else np.nan})
+            rows.append({**rows[-1], "start": "prior", "error_nats": 4.0, "within_se": False})
+    return pd.DataFrame(rows)
+
+
+def test_the_validated_setting_is_the_cheapest_that_passes_on_real_and_simulated_images():
+    from amortgap.study import validation
+
+    summary = _validation_summary()
+    assert validation.validated_setting(summary, "diagonal") == "ais_200x8"
+    assert validation.validated_setting(summary, "diagonal", start="prior") is None
+    assert validation.validated_setting(summary[summary.part == "real"], "diagonal") is None, "both kinds are needed"
+    summary.loc[summary.estimator == "ais_200x8", "within_se"] = False
+    assert validation.validated_setting(summary, "diagonal") == "ais_500x16"
+
+
+def test_the_search_summary_counts_images_whose_first_start_is_beaten():
+    from amortgap.study import validation
+
+    search = pd.DataFrame({"encoder": [-100.0, -90.0, -80.0, -70.0], "prior_1": [-101.0, -89.5, -80.5, -70.0],
+                           "perturbed_2": [-100.0, -90.05, -79.0, -70.0]})
+    search["first_start_deficit"] = search.max(axis=1) - search.encoder
+    search["search_uncertainty"] = 0.0
+    table = validation.with_shortfalls(search)
+    assert table.prior_shortfall.tolist() == [1.0, -0.5, 0.5, 0.0]
+    assert table.perturbed_shortfall.tolist() == pytest.approx([0.0, 0.05, -1.0, 0.0])
+    s = validation.search_summary(table.reset_index().assign(model="diagonal"), beaten_nats=0.1)
+    assert s["starts"] == 3 and s["images"] == 4, "the index and the model's name are not starts"
+    assert s["share_beaten"] == 0.5 and s["deficit_max"] == 1.0  # images 2 (by 0.5) and 3 (by 1.0)
+    assert s["prior_shortfall"] == pytest.approx(0.25)
+
+
+def test_validation_numbers_read_the_tables_setting_and_refuse_a_short_reference():
+    from amortgap.ais import AISConfig
+    from amortgap.study import validation
+
+    summary = _validation_summary()
+    search = pd.DataFrame([{"model": "diagonal", "images": 100, "starts": 9, "share_beaten": 0.03, "beaten_nats": 0.1,
+                            "deficit_max": 0.4, "uncertainty_mean": 0.002, "prior_shortfall": 0.3}])
+    numbers = validation.numbers({"summary": summary, "search": search}, AISConfig(steps=200, chains=8),
+                                 AISConfig(steps=2000, chains=16))  # fmt: skip
+    assert numbers["ValFfgBeaten"] == 3 and numbers["ValFfgTableValidated"] == "yes"
+    assert numbers["ValFfgRealPriorError"].value == 4.0 and numbers["ValFfgSimErrorUpper"].value == 0.03
+    assert numbers["ValFfgValidated"] == r"200 $\times$ 8" and "ValFlowPoints" not in numbers
+    numbers = validation.numbers({"summary": summary, "search": search}, AISConfig(steps=100, chains=8),
+                                 AISConfig(steps=2000, chains=16))  # fmt: skip
+    assert numbers["ValFfgTableValidated"] == "no"
+    validation.check_reference(AISConfig(steps=2000, chains=16), AISConfig(steps=200, chains=8))
+    with pytest.raises(ValueError, match="10x"):
+        validation.check_reference(AISConfig(steps=1000, chains=16), AISConfig(steps=200, chains=8))
+
+
+def test_a_finished_validation_part_is_loaded_not_rerun(tmp_path, monkeypatch, linear_model):
+    from amortgap import qstar
+    from amortgap.ais import AISConfig
+    from amortgap.study import validation
+
+    args = (linear_model, 4, qstar.QStarConfig(max_steps=50), AISConfig(steps=20, chains=2), [AISConfig(steps=2, chains=2)], 0)
+    first = validation.run_part("simulated", tmp_path, *args)
+    calls = []
+    monkeypatch.setitem(validation.PARTS, "simulated", lambda *a: calls.append(a))
+    again = validation.run_part("simulated", tmp_path, *args)
+    assert not calls and again.equals(first) and len(list(tmp_path.glob("simulated-*.pkl"))) == 1
+    other = validation.run_part("simulated", tmp_path, *args[:-1], 1)  # another seed is another task
+    assert calls and other is None

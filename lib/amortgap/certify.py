@@ -21,7 +21,7 @@ from torch.distributions import Distribution
 from .ais import AISConfig, ais, bdmc_upper_bound
 from .bounds import iwae
 from .families import DiagonalGaussian
-from .qstar import QStarConfig, optimal_q, start_for
+from .qstar import QStarConfig, optimal_q, search_q, start_for
 from .models import LatentVariableModel
 from .rng import seeded
 
@@ -182,7 +182,69 @@ def reference_summary(table: pd.DataFrame) -> pd.DataFrame:
                      "error_p95": g.error.quantile(0.95), "error_max": g.error.max(), "reported_se": g.log_px_se.mean(),
                      "share_beyond_2se": float((g.error > 2 * g.log_px_se).mean()),
                      "within_se": bool(mean + 2 * se < g.log_px_se.mean())})  # fmt: skip
+        if "error_upper" in g and g.error_upper.notna().all():  # simulated images: the error against BDMC, too
+            upper = g.error_upper.mean()
+            rows[-1] |= {"error_upper_nats": upper, "error_upper_se": g.error_upper.std() / math.sqrt(n) if n > 1 else math.nan}
+            rows[-1]["within_se"] &= bool(upper + 2 * rows[-1]["error_upper_se"] < g.log_px_se.mean())
     return pd.DataFrame(rows)
+
+
+def validate_real(
+    model: LatentVariableModel,
+    x: Tensor,
+    qstar: QStarConfig,
+    prior_starts: int,
+    perturbed_starts: int,
+    perturb_scale: float,
+    reference: AISConfig,
+    candidates: Sequence[AISConfig],
+    seed: int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Issue 22's checks on real images x [N, D], which have no exact log p(x): the diagonal q* searched
+    from several starts (:func:`amortgap.qstar.search_q`: the encoder's start where it can start a
+    diagonal q*, else the prior's; perturbed-encoder starts only in the first case), then AIS at each
+    candidate setting and at the long ``reference`` from the best q* and from the prior
+    (:func:`ais_against_reference`, yardstick: the reference from q*). Returns the search's table
+    (one row per image, :meth:`amortgap.qstar.QStarSearch.table`) and the AIS table."""
+    init = start_for(model, x)
+    with seeded(seed, x.device):
+        search = search_q(model, x, DiagonalGaussian(), qstar, init, prior_starts=prior_starts,
+                          perturbed_starts=perturbed_starts if init == "encoder" else 0, perturb_scale=perturb_scale)
+    return search.table(), ais_against_reference(model, x, {"qstar": search.result.q, "prior": None}, reference,
+                                                 candidates, seed)  # fmt: skip
+
+
+def validate_simulated(
+    model, num_points: int, qstar: QStarConfig, reference: AISConfig, candidates: Sequence[AISConfig], seed: int = 0
+) -> pd.DataFrame:
+    """AIS at each candidate and at the ``reference`` setting, from the diagonal q* and from the
+    prior, on ``num_points`` images simulated from ``model`` (z ~ p(z), x ~ p(x|z)), with BDMC at
+    the reference setting from the generating z, which is an exact posterior sample: a stochastic
+    upper bound. :func:`ais_against_reference`'s table (yardstick: the reference from q*), with
+    BDMC's rows (estimator ``bdmc``) and ``error_upper``, the BDMC bound from q* minus the estimate:
+    the true error lies between ``error`` and ``error_upper`` (up to the bounds' noise)."""
+    device = next(model.parameters()).device if isinstance(model, torch.nn.Module) else torch.device("cpu")
+    x, z = model.sample(num_points, torch.Generator(device).manual_seed(seed))
+    with seeded(seed, device):
+        q = optimal_q(model, x, config=qstar, init=start_for(model, x)).q
+    starts = {"qstar": q, "prior": None}
+    table = ais_against_reference(model, x, starts, reference, candidates, seed)
+    rows = []
+    for i, (start, init) in enumerate(starts.items()):
+        with seeded(seed + 1000 * i + 999, device):
+            began = time.perf_counter()
+            result = bdmc_upper_bound(model, x, z, init, reference)
+            seconds = (time.perf_counter() - began) / num_points
+        rows.append(pd.DataFrame({"start": start, "estimator": "bdmc", "datapoint": range(num_points),
+                                  "evaluations": reference.gradient_evaluations, "seconds_per_point": seconds,
+                                  "log_px": result.log_px.cpu().double().numpy(),
+                                  "log_px_se": result.log_px_se.cpu().double().numpy()}))  # fmt: skip
+    bdmc = pd.concat(rows, ignore_index=True)
+    bdmc["error"] = bdmc.datapoint.map(table[(table.start == "qstar") & (table.estimator == "reference")]
+                                       .set_index("datapoint").log_px) - bdmc.log_px  # fmt: skip
+    table = pd.concat([table, bdmc], ignore_index=True)
+    table["error_upper"] = table.datapoint.map(bdmc[bdmc.start == "qstar"].set_index("datapoint").log_px) - table.log_px
+    return table
 
 
 def ais_convergence(

@@ -4,7 +4,7 @@
     inference gap       approximation gap       amortization gap
 
 q is the encoder's output, q* the best member of the family for that datapoint (found by
-:func:`amortgap.qstar.optimal_q`), and log p(x) the best of the available estimates: IWAE with q* as
+:func:`amortgap.qstar.search_q`), and log p(x) the best of the available estimates: IWAE with q* as
 proposal and AIS started from q* (``log_px_from`` picks which, or the larger; AIS by default, since
 IWAE with a light-tailed proposal can overshoot when its effective sample size is small). Both ELBOs use common random numbers, so their difference, the
 amortization gap, has a small paired standard error; log p(x) carries the standard error of its
@@ -35,7 +35,7 @@ from .families import DiagonalGaussian, Family, Params, PlanarFlow
 from .models import LatentVariableModel, load
 from .parallel import run_tasks
 from .progress import bar
-from .qstar import QStarConfig, initial_params, optimal_q, optimise
+from .qstar import QStarConfig, initial_params, optimise, search_q
 from .rng import seeded
 
 COLUMNS = [
@@ -49,14 +49,18 @@ COLUMNS = [
     "qstar_steps", "qstar_converged",
     "elbo_samples", "iwae_samples", "ais_chains", "ais_steps", "ais_leapfrog_steps",
 ]  # fmt: skip
+SEARCH_COLUMNS = ["qstar_first_deficit", "qstar_search_uncertainty"]  # only where the q* search has extra starts
 
 
 @dataclass(frozen=True)
 class DecomposeConfig(FromSection):
     """How hard to work for each number. ``iwae_samples=0`` or ``ais=None`` drops that estimate of
     log p(x); ``log_px_from`` names the one reported as ``log_px`` (``"max"``: the larger, as in
-    Cremer et al.); ``batch_size`` datapoints form one vectorized problem; ``qstar_restarts`` extra
-    random starts of the q* search (see :func:`amortgap.qstar.optimal_q`)."""
+    Cremer et al.); ``batch_size`` datapoints form one vectorized problem. ``qstar_restarts`` extra
+    starts of the q* search from the prior and ``qstar_perturbed`` from the encoder's q moved by
+    ``qstar_perturb_scale`` of its standard deviations (see :func:`amortgap.qstar.search_q`); with
+    any, the table gains :data:`SEARCH_COLUMNS` and the search's remaining uncertainty enters the
+    standard errors of L[q*] and of both gaps that contain it."""
 
     elbo_samples: int = 1000
     iwae_samples: int = 5000
@@ -64,6 +68,8 @@ class DecomposeConfig(FromSection):
     qstar: QStarConfig = field(default_factory=QStarConfig)
     qstar_init: str = "encoder"
     qstar_restarts: int = 0
+    qstar_perturbed: int = 0
+    qstar_perturb_scale: float = 2.0
     log_px_from: Literal["ais", "iwae", "max"] = "ais"
     batch_size: int = 500
     max_pairs: int = MAX_PAIRS
@@ -84,8 +90,9 @@ class DecomposeConfig(FromSection):
             raise ValueError("batch_size and max_pairs must be positive")
         if self.qstar_init not in ("encoder", "prior"):
             raise ValueError(f"qstar_init must be 'encoder' or 'prior', not {self.qstar_init!r}")
-        if self.qstar_restarts < 0:
-            raise ValueError(f"qstar_restarts must be >= 0, not {self.qstar_restarts}")
+        if self.qstar_restarts < 0 or self.qstar_perturbed < 0:
+            raise ValueError(f"qstar_restarts and qstar_perturbed must be >= 0, not {self.qstar_restarts} and "
+                             f"{self.qstar_perturbed}")  # fmt: skip
 
 
 def decompose(
@@ -127,7 +134,8 @@ def decompose_with_qstar(
         batches = run_tasks(_decompose_seeded, tasks, workers, desc="decompose batches", progress=progress)
     else:
         batches = [_decompose_batch(model, xb, config, family, progress) for _, xb in _seeded_batches(x, config, progress)]
-    table = pd.concat([rows for rows, _ in batches], ignore_index=True)[COLUMNS]
+    table = pd.concat([rows for rows, _ in batches], ignore_index=True)
+    table = table[COLUMNS + [c for c in SEARCH_COLUMNS if c in table]]
     table.index.name = "datapoint"
     table.attrs["config"] = asdict(config)
     params = {k: torch.cat([p[k] for _, p in batches]) for k in batches[0][1]}
@@ -140,8 +148,11 @@ def _decompose_batch(
     S = config.elbo_samples
     with torch.no_grad():
         q = model.encode(x)
-    qstar = optimal_q(model, x, family, config.qstar, config.qstar_init, progress, config.max_pairs,
-                      config.qstar_restarts)
+    search = search_q(model, x, family, config.qstar, config.qstar_init, prior_starts=config.qstar_restarts,
+                      perturbed_starts=config.qstar_perturbed, perturb_scale=config.qstar_perturb_scale,
+                      progress=progress, max_pairs=config.max_pairs)  # fmt: skip
+    qstar, several = search.result, len(search.starts) > 1
+    search_se = search.search_uncertainty if several else torch.zeros_like(search.elbos[0])
     crn_seed = int(torch.randint(2**62, ()))
     with seeded(crn_seed, x.device):
         terms_amortized = log_weight_terms_chunked(model, x, q, S, config.max_pairs)
@@ -174,11 +185,11 @@ def _decompose_batch(
         "approximation_gap": log_px - optimal.value,
         "amortization_gap": optimal.value - amortized.value,
         "inference_gap": log_px - amortized.value,
-        "elbo_optimal_se": optimal.stderr,
+        "elbo_optimal_se": torch.hypot(optimal.stderr, search_se),  # hypot(a, 0) is a, bit for bit
         "elbo_amortized_se": amortized.stderr,
-        "amortization_gap_se": (lw_optimal - lw_amortized).std(0) / math.sqrt(S),
+        "amortization_gap_se": torch.hypot((lw_optimal - lw_amortized).std(0) / math.sqrt(S), search_se),
         "log_px_se": log_px_se,
-        "approximation_gap_se": (log_px_se**2 + optimal.stderr**2).sqrt(),
+        "approximation_gap_se": torch.hypot((log_px_se**2 + optimal.stderr**2).sqrt(), search_se),
         "inference_gap_se": (log_px_se**2 + amortized.stderr**2).sqrt(),
         "reconstruction_amortized": parts_amortized.reconstruction,
         "kl_amortized": parts_amortized.kl,
@@ -199,6 +210,9 @@ def _decompose_batch(
     table["ais_chains"] = ais_cfg.chains if config.ais else 0
     table["ais_steps"] = ais_cfg.steps if config.ais else 0
     table["ais_leapfrog_steps"] = ais_cfg.leapfrog_steps if config.ais else 0
+    if several:
+        table["qstar_first_deficit"] = _to_numpy(search.first_start_deficit)
+        table["qstar_search_uncertainty"] = _to_numpy(search_se)
     return table, qstar.params
 
 

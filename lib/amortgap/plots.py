@@ -334,6 +334,54 @@ def ais_lengths(curves: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+def validation_errors(errors: pd.DataFrame) -> plt.Figure:
+    """Per-image error of each AIS setting against the reference from q* (real images, left) and
+    against the BDMC bound (simulated images, right: ``error_upper``), from q* and from the prior;
+    one box per setting and start, the black tick at the setting's mean reported SE. ``errors``:
+    rows part, start, estimator, evaluations, error, error_upper, log_px_se."""
+    parts = [p for p in ("real", "simulated") if p in set(errors.part)]
+    fig, axes = plt.subplots(1, len(parts), figsize=(4.2 * len(parts), 3.4), squeeze=False, sharey=True)
+    shown = errors[~errors.estimator.isin(["reference", "bdmc"])].copy()
+    order = shown.sort_values("evaluations").estimator.unique().tolist()
+    shown["setting"] = shown.estimator.str.removeprefix("ais_")
+    shown["start"] = shown.start.map({"qstar": "from q*", "prior": "from the prior"})
+    labels = [o.removeprefix("ais_") for o in order]
+    for ax, part in zip(axes[0], parts):
+        rows = shown[shown.part == part].assign(value=lambda r: r.error if part == "real" else r.error_upper)
+        sns.boxplot(data=rows, x="setting", y="value", hue="start", order=labels, ax=ax, fliersize=2, linewidth=0.8)
+        se = rows.groupby(["setting", "start"]).log_px_se.mean()
+        for i, label in enumerate(labels):
+            for offset, start in zip((-0.2, 0.2), ("from q*", "from the prior")):
+                if (label, start) in se.index:
+                    ax.plot([i + offset - 0.15, i + offset + 0.15], [se[(label, start)]] * 2, color="k", lw=1.5)
+        ax.axhline(0, color="0.4", lw=0.8)
+        ax.set_yscale("symlog", linthresh=0.1)
+        ax.set_xlabel("AIS steps x chains")
+        ax.set_title("real test images, against a 10x longer run" if part == "real"
+                     else "simulated images, against BDMC")  # fmt: skip
+    axes[0][0].set_ylabel("error per image (nats)")
+    for ax in axes[0][1:]:
+        ax.set_ylabel("")
+    fig.tight_layout()
+    return fig
+
+
+def search_deficits(search: pd.DataFrame) -> plt.Figure:
+    """How far each image's first q* start (the encoder's) ends below the best of all starts, and
+    below the best prior start, as empirical CDFs over images (a symmetric-log axis: most are near 0).
+    ``search``: rows model, first_start_deficit, prior_shortfall."""
+    fig, ax = plt.subplots(figsize=(4.6, 3.2))
+    for (model, rows), color in zip(search.groupby("model", sort=False), sns.color_palette("colorblind")):
+        sns.ecdfplot(rows.first_start_deficit, ax=ax, color=color, label=f"{model}: best start - first start")
+        sns.ecdfplot(rows.prior_shortfall, ax=ax, color=color, linestyle="--",
+                     label=f"{model}: first start - best prior start")  # fmt: skip
+    ax.set_xscale("symlog", linthresh=0.01)
+    ax.set_xlabel("ELBO difference (nats)")
+    ax.set_ylabel("share of images")
+    ax.legend(fontsize="small")
+    return fig
+
+
 def reconstructions(images: dict[str, np.ndarray]) -> plt.Figure:
     """Rows of 28x28 images, one row per entry of ``images`` ([n, 784] each): originals and the
     decoded posterior means under several inference methods."""

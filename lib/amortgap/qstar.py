@@ -236,6 +236,16 @@ class QStarSearch:
                                for j in range(self.elbos.shape[0])])  # fmt: skip
         return (best - without).mean(0)
 
+    def table(self) -> pd.DataFrame:
+        """One row per datapoint: each start's final ELBO estimate (a column per start, named as in
+        ``starts``), ``first_start_deficit`` and ``search_uncertainty`` (NaN for a lone start)."""
+        table = pd.DataFrame(self.elbos.T.detach().cpu().double().numpy(), columns=list(self.starts))
+        table["first_start_deficit"] = self.first_start_deficit.detach().cpu().double().numpy()
+        table["search_uncertainty"] = (self.search_uncertainty.detach().cpu().double().numpy()
+                                       if len(self.starts) > 1 else float("nan"))  # fmt: skip
+        table.index.name = "datapoint"
+        return table
+
 
 def search_q(
     model: LatentVariableModel,

@@ -2,9 +2,12 @@
 
 With d = 2 the posterior can be tabulated: log p(x) = log sum_g p(x, z_g) dA over a fine grid of z,
 and the posterior's mean and covariance are weighted sums over the same grid. The grid is placed in
-passes: a wide one finds where the posterior lies, and each next one spans +-``span`` posterior
-standard deviations around its mean, so a narrow posterior is resolved as well as a broad one.
-The change of log p(x) between the last two passes is reported as the quadrature error.
+passes, per image: a wide first pass finds where the posterior lies, and each next pass spans the
+box of the previous pass's cells whose log p(x, z) is within ``drop`` nats of its largest (padded
+by two cells), so that a narrow posterior is resolved as finely as a broad one, and every mode of
+a multimodal one stays inside. Where the box barely shrinks (a broad posterior, or modes far
+apart) the next pass has twice the points per axis. Passes go on until two in a row agree on
+log p(x) within ``tolerance``; their difference is reported as the quadrature error.
 
 The best diagonal Gaussian q* maximises L[q] = E_q[log p(x, z)] + H[q], and E_q is computed by
 Gauss-Hermite quadrature on q's own nodes, so q*'s ELBO is exact to quadrature precision too. These
@@ -21,26 +24,55 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .bounds import MAX_PAIRS
 from .models import LatentVariableModel
 
 LOG_2PI = math.log(2 * math.pi)
+PAD_CELLS = 2  # cells added on every side of a pass's box
 
 
 @dataclass
 class ExactPosterior:
-    """Per image [B]: log p(x), the posterior mean [B, 2] and covariance [B, 2, 2], and the change of
-    log p(x) between the last two grid passes (an estimate of the quadrature error)."""
+    """Per image [B]: log p(x), the posterior mean [B, 2] and covariance [B, 2, 2], the change of
+    log p(x) between the last two grid passes (an estimate of the quadrature error), and the
+    passes and the last pass's points per axis that it took (ints [B])."""
 
     log_px: Tensor
     mean: Tensor
     covariance: Tensor
     quadrature_error: Tensor
+    passes: Tensor
+    points: Tensor
 
 
-def _log_joint_on(model: LatentVariableModel, x: Tensor, z: Tensor, chunk: int) -> Tensor:
-    """log p(x_b, z_bg) for grids z [B, G, 2]: [B, G], the decoder run on ``chunk`` points at a time."""
+def _log_joint_on(model: LatentVariableModel, x: Tensor, z: Tensor, max_pairs: int) -> Tensor:
+    """log p(x_b, z_bg) for grids z [B, G, 2]: [B, G], the decoder run on at most ``max_pairs``
+    (point, image) pairs at a time."""
+    chunk = max(1, max_pairs // x.shape[0])
     parts = [model.log_joint(x, z[:, i : i + chunk].transpose(0, 1)).T for i in range(0, z.shape[1], chunk)]
     return torch.cat(parts, 1)
+
+
+def _grid_pass(model: LatentVariableModel, x: Tensor, lo: Tensor, hi: Tensor, points: int, drop: float,
+               max_pairs: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
+    """One pass on a ``points`` x ``points`` grid over the box [lo, hi] (each [B, 2]) of every image:
+    log p(x) [B], the posterior's mean [B, 2] and covariance [B, 2, 2], and the next pass's box
+    (lo, hi), the padded bounding box of the cells within ``drop`` nats of the largest."""
+    unit = torch.linspace(0, 1, points, dtype=x.dtype, device=x.device)
+    grid = torch.stack(torch.meshgrid(unit, unit, indexing="ij"), -1).reshape(-1, 2)  # [G, 2] on [0, 1]^2
+    width = hi - lo  # [B, 2]
+    z = lo[:, None, :] + width[:, None, :] * grid  # [B, G, 2]
+    cell = width / (points - 1)  # [B, 2]
+    log_joint = _log_joint_on(model, x, z, max_pairs)  # [B, G]
+    log_px = torch.logsumexp(log_joint, 1) + cell.log().sum(1)
+    weights = torch.softmax(log_joint, 1)
+    mean = (weights[:, :, None] * z).sum(1)
+    centred = z - mean[:, None, :]
+    covariance = torch.einsum("bg,bgi,bgj->bij", weights, centred, centred)
+    near = (log_joint >= log_joint.max(1, keepdim=True).values - drop)[:, :, None]  # [B, G, 1]
+    next_lo = torch.where(near, z, torch.inf).amin(1) - PAD_CELLS * cell
+    next_hi = torch.where(near, z, -torch.inf).amax(1) + PAD_CELLS * cell
+    return log_px, mean, covariance, torch.maximum(next_lo, lo), torch.minimum(next_hi, hi)
 
 
 @torch.no_grad()
@@ -48,37 +80,46 @@ def exact_posterior(
     model: LatentVariableModel,
     x: Tensor,
     points: int = 201,
-    span: float = 8.0,
-    passes: int = 3,
     limit: float = 8.0,
-    chunk: int = 4096,
+    drop: float = 30.0,
+    tolerance: float = 1e-4,
+    min_passes: int = 3,
+    max_passes: int = 10,
+    max_points: int = 1601,
+    max_pairs: int = MAX_PAIRS * 64,
 ) -> ExactPosterior:
-    """log p(x) and the posterior's first two moments for each image of x [B, D] by quadrature on a
-    ``points`` x ``points`` grid per image (``passes`` passes: the first over [-limit, limit]^2, the
-    others +-``span`` posterior standard deviations around the previous pass's mean)."""
+    """log p(x) and the posterior's first two moments for each image of x [B, D] by quadrature: a
+    first pass on a ``points`` x ``points`` grid over [-limit, limit]^2, then passes over the box of
+    cells within ``drop`` nats of the largest log p(x, z) (twice the points per axis, up to
+    ``max_points``, where the box keeps more than half its width), until two passes agree within
+    ``tolerance`` nats (at least ``min_passes``, at most ``max_passes``). Images that converge stop;
+    the others go on, in groups of equal grids."""
     if model.latent_dim != 2:
         raise ValueError(f"quadrature needs a 2-dimensional latent space, not {model.latent_dim}")
-    if passes < 2 or points < 3:
-        raise ValueError("need at least 2 passes (for the error estimate) and 3 points per axis")
+    if min_passes < 2 or max_passes < min_passes or points < 3:
+        raise ValueError("need 2 <= min_passes <= max_passes (two passes give the error estimate) and 3 points per axis")
     B = x.shape[0]
-    unit = torch.linspace(-1, 1, points, dtype=x.dtype, device=x.device)
-    center = x.new_zeros(B, 2)
-    half = x.new_full((B, 2), limit)
-    log_px = previous = None
-    for _ in range(passes):
-        axes = center[:, :, None] + half[:, :, None] * unit  # [B, 2, P]
-        z = torch.stack(torch.meshgrid(unit, unit, indexing="ij"), -1).reshape(-1, 2)  # [G, 2] on [-1, 1]^2
-        z = center[:, None, :] + half[:, None, :] * z  # [B, G, 2]
-        log_cell = torch.log(axes[:, 0, 1] - axes[:, 0, 0]) + torch.log(axes[:, 1, 1] - axes[:, 1, 0])
-        log_joint = _log_joint_on(model, x, z, chunk)  # [B, G]
-        previous, log_px = log_px, torch.logsumexp(log_joint, 1) + log_cell
-        weights = torch.softmax(log_joint, 1)  # [B, G]
-        mean = (weights[:, :, None] * z).sum(1)
-        centred = z - mean[:, None, :]
-        covariance = torch.einsum("bg,bgi,bgj->bij", weights, centred, centred)
-        sd = torch.diagonal(covariance, dim1=1, dim2=2).sqrt()
-        center, half = mean, (span * sd).clamp_min(1e-4)
-    return ExactPosterior(log_px, mean, covariance, (log_px - previous).abs())
+    lo, hi = x.new_full((B, 2), -limit), x.new_full((B, 2), limit)
+    n = torch.full((B,), points, dtype=torch.long, device=x.device)
+    log_px, error = x.new_full((B,), math.nan), x.new_full((B,), math.inf)
+    mean, covariance = x.new_zeros(B, 2), x.new_zeros(B, 2, 2)
+    passes, last = torch.zeros(B, dtype=torch.long, device=x.device), n.clone()
+    for k in range(max_passes):
+        active = (passes < min_passes) | (error > tolerance)
+        if not active.any():
+            break
+        for size in n[active].unique().tolist():
+            rows = (active & (n == size)).nonzero().squeeze(1)
+            new, mean[rows], covariance[rows], next_lo, next_hi = _grid_pass(model, x[rows], lo[rows], hi[rows], size,
+                                                                             drop, max_pairs)  # fmt: skip
+            if k > 0:
+                error[rows] = (new - log_px[rows]).abs()
+            log_px[rows], last[rows] = new, size
+            barely_shrinks = ((next_hi - next_lo) > 0.5 * (hi[rows] - lo[rows])).any(1)
+            n[rows] = torch.where(barely_shrinks, (2 * size - 1) if 2 * size - 1 <= max_points else size, size)
+            lo[rows], hi[rows] = next_lo, next_hi
+            passes[rows] += 1
+    return ExactPosterior(log_px, mean, covariance, error, passes, last)
 
 
 def gauss_hermite_elbo(

@@ -11,6 +11,7 @@ and ``paper/main.tex``, and nothing else.
 - :mod:`.width_sweep`: experiment 2, encoder width, jointly trained and against frozen decoders.
 - :mod:`.refinement`: experiment 3, the tuned compute frontier, HMC and break-even.
 - :mod:`.certification`: experiment 4, BDMC certification of log p(x), AIS lengths on real images.
+- :mod:`.validation`: experiment 4b, q* from many starts and AIS validated at the gap table's settings.
 - :mod:`.oracle`: experiment 5, the exact 2-d oracle on real images.
 - :mod:`.synthesis`: what compares experiments: the results chapter's answers.
 """

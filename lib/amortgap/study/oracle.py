@@ -11,6 +11,8 @@ import pandas as pd
 
 from ..report import Number, Value
 
+QUADRATURE_CHECK = 1e-3  # nats: the largest change of log p(x) between the last two grid passes that passes
+
 
 def load(table_dir: str | Path) -> dict[str, pd.DataFrame]:
     """``errors`` (per quantity and q* restarts: the error's mean, SE, 95th percentile and images
@@ -22,7 +24,8 @@ def load(table_dir: str | Path) -> dict[str, pd.DataFrame]:
 def numbers(errors: pd.DataFrame, estimates: pd.DataFrame) -> dict[str, Value]:
     """Each estimator's error against the exact value (mean and 95th percentile of its absolute
     value), the images off by more than ``off_nats``, with and without q* restarts, and the images
-    where AIS misses log p(x) although the q* it starts from is right."""
+    where AIS misses log p(x) although the q* it starts from is right, and the images whose
+    quadrature passes its own check (the last two grid passes within :data:`QUADRATURE_CHECK`)."""
     restarts = int(errors.qstar_restarts.max())
     study = errors[errors.qstar_restarts == 0].set_index("quantity")
     macros: dict[str, Value] = {}
@@ -41,6 +44,7 @@ def numbers(errors: pd.DataFrame, estimates: pd.DataFrame) -> dict[str, Value]:
     for r, suffix in ((0, ""), (restarts, "Restarts")):
         rows = estimates[estimates.qstar_restarts == r]
         macros[f"OracleLogPxOnlyOff{suffix}"] = int(((rows.error_log_px.abs() > off) & (rows.error_elbo_optimal.abs() <= off)).sum())
+    macros["OracleQuadratureChecked"] = int((estimates[estimates.qstar_restarts == 0].quadrature_error < QUADRATURE_CHECK).sum())
     macros["OracleOffNats"] = Number(off, digits=1)
     macros["OraclePoints"] = estimates.image.nunique()
     return macros
