@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from .ais import AISConfig, ais, bdmc_upper_bound
+from .ais import AISConfig, AISResult, ais, bdmc_upper_bound
 from .bounds import iwae
 from .families import DiagonalGaussian
 from .qstar import QStarConfig, optimal_q, search_q, start_for
@@ -150,21 +150,30 @@ def ais_against_reference(
     its own seed."""
     if not starts:
         raise ValueError("name at least one start (a q, or None for the prior)")
-    rows = []
-    for i, (start, q) in enumerate(starts.items()):
-        for j, config in enumerate([reference, *candidates]):
-            with seeded(seed + 1000 * i + j, x.device):
-                began = time.perf_counter()
-                result = ais(model, x, q, config)
-                seconds = (time.perf_counter() - began) / x.shape[0]
-            rows.append(pd.DataFrame({"start": start, "estimator": "reference" if j == 0 else estimator_name(config),
-                                      "datapoint": range(x.shape[0]), "evaluations": config.gradient_evaluations,
-                                      "seconds_per_point": seconds, "log_px": result.log_px.cpu().double().numpy(),
-                                      "log_px_se": result.log_px_se.cpu().double().numpy()}))  # fmt: skip
-    table = pd.concat(rows, ignore_index=True)
-    yardstick = table[(table.start == next(iter(starts))) & (table.estimator == "reference")].set_index("datapoint").log_px
-    table["error"] = table.datapoint.map(yardstick) - table.log_px
+    table = pd.concat([_timed_run(start, "reference" if j == 0 else estimator_name(config), config, seed + 1000 * i + j,
+                                  x, lambda q=q, config=config: ais(model, x, q, config))
+                       for i, (start, q) in enumerate(starts.items())
+                       for j, config in enumerate([reference, *candidates])], ignore_index=True)  # fmt: skip
+    table["error"] = table.datapoint.map(_log_px_of(table, next(iter(starts)), "reference")) - table.log_px
     return table
+
+
+def _timed_run(start: str, estimator: str, config: AISConfig, seed: int, x: Tensor, run: Callable[[], AISResult]) -> pd.DataFrame:
+    """One AIS (or BDMC) ``run`` on x [N, D] under ``seed``: a row per datapoint with its start,
+    estimator, cost, seconds per datapoint, log_px and log_px_se."""
+    with seeded(seed, x.device):
+        began = time.perf_counter()
+        result = run()
+        seconds = (time.perf_counter() - began) / x.shape[0]
+    return pd.DataFrame({"start": start, "estimator": estimator, "datapoint": range(x.shape[0]),
+                         "evaluations": config.gradient_evaluations, "seconds_per_point": seconds,
+                         "log_px": result.log_px.cpu().double().numpy(),
+                         "log_px_se": result.log_px_se.cpu().double().numpy()})  # fmt: skip
+
+
+def _log_px_of(table: pd.DataFrame, start: str, estimator: str) -> pd.Series:
+    """The log_px of one (start, estimator) of a run table, indexed by datapoint."""
+    return table[(table.start == start) & (table.estimator == estimator)].set_index("datapoint").log_px
 
 
 def reference_summary(table: pd.DataFrame) -> pd.DataFrame:
@@ -229,21 +238,12 @@ def validate_simulated(
         q = optimal_q(model, x, config=qstar, init=start_for(model, x)).q
     starts = {"qstar": q, "prior": None}
     table = ais_against_reference(model, x, starts, reference, candidates, seed)
-    rows = []
-    for i, (start, init) in enumerate(starts.items()):
-        with seeded(seed + 1000 * i + 999, device):
-            began = time.perf_counter()
-            result = bdmc_upper_bound(model, x, z, init, reference)
-            seconds = (time.perf_counter() - began) / num_points
-        rows.append(pd.DataFrame({"start": start, "estimator": "bdmc", "datapoint": range(num_points),
-                                  "evaluations": reference.gradient_evaluations, "seconds_per_point": seconds,
-                                  "log_px": result.log_px.cpu().double().numpy(),
-                                  "log_px_se": result.log_px_se.cpu().double().numpy()}))  # fmt: skip
-    bdmc = pd.concat(rows, ignore_index=True)
-    bdmc["error"] = bdmc.datapoint.map(table[(table.start == "qstar") & (table.estimator == "reference")]
-                                       .set_index("datapoint").log_px) - bdmc.log_px  # fmt: skip
+    bdmc = pd.concat([_timed_run(start, "bdmc", reference, seed + 1000 * i + 999, x,
+                                 lambda init=init: bdmc_upper_bound(model, x, z, init, reference))
+                      for i, (start, init) in enumerate(starts.items())], ignore_index=True)  # fmt: skip
+    bdmc["error"] = bdmc.datapoint.map(_log_px_of(table, "qstar", "reference")) - bdmc.log_px
     table = pd.concat([table, bdmc], ignore_index=True)
-    table["error_upper"] = table.datapoint.map(bdmc[bdmc.start == "qstar"].set_index("datapoint").log_px) - table.log_px
+    table["error_upper"] = table.datapoint.map(_log_px_of(table, "qstar", "bdmc")) - table.log_px
     return table
 
 
