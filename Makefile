@@ -17,7 +17,8 @@ help:
 	@echo "make repro   - set up, rebuild everything (models, tables, figures, notebooks, paper) with dvc repro,"
 	@echo "               then compare the rebuild with the committed build (report in build/reproduction.md)"
 	@echo "make retrain - train (resume) every paper-scale model of params.yaml's campaign, in priority order;"
-	@echo "               BUDGET=minutes stops cleanly after that long; rerun to continue (README: the campaign)"
+	@echo "               BUDGET=minutes stops cleanly after that long, and no run starts in its last MIN_MINUTES"
+	@echo "               (default 10); rerun to continue (README: a working stretch)"
 	@echo "make campaign-status - where each campaign run stands, and the hours left"
 	@echo "make site    - build the website (rendered notebooks and paper, offline) into build/site"
 	@echo "make compare - only that comparison: every number, claim and per-datapoint table against git's HEAD"
@@ -63,7 +64,7 @@ repro: setup
 # Days of CPU over many working stretches: each call resumes from models/campaign (rm -rf it first
 # to retrain from scratch), then records the stage's outputs in dvc.lock.
 retrain: setup
-	$(PY) -m amortgap.campaign run $(if $(BUDGET),--budget-minutes $(BUDGET))
+	$(PY) -m amortgap.campaign run $(if $(BUDGET),--budget-minutes $(BUDGET)) $(if $(MIN_MINUTES),--min-minutes $(MIN_MINUTES))
 	$(DVC) commit -f campaign
 
 campaign-status: setup

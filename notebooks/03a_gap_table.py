@@ -56,6 +56,7 @@ workers = 1
 recon_images = 6
 refine_steps = 20
 published_path = "paper/published/cremer2018_table2.csv"
+parts_dir = "build/tiny/parts/gap_table"  # each finished task's rows (amortgap.parts), so that a rerun resumes
 table_dir = "build/tiny/results/gap_table"
 figure_dir = "build/tiny/figures/gap_table"
 generated_dir = "build/tiny/generated"
@@ -66,7 +67,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from amortgap import bounds, data, gaps, latents, models, plots, report
+from amortgap import bounds, data, gaps, latents, models, parts, plots, report
 from amortgap.study import gap_table
 from amortgap.qstar import optimal_q, refine
 from amortgap.parallel import run_tasks
@@ -93,13 +94,15 @@ paths = {(family, seed): root / model_dir / f"reference_{family}_s{seed}.pt" for
          for seed in seeds}
 
 # %% [markdown]
-# Each (model, seed, split) is one task; `workers` single-thread processes share them.
+# Each (model, seed, split) is one task; `workers` single-thread processes share them. A finished
+# task's rows are kept under `parts_dir`, committed with the stage's outputs, so that a run cut short
+# goes on from them, in this working stretch or the next.
 
 # %%
 keys = [(family, seed, split) for (family, seed) in paths for split in points]
-tables = run_tasks(gap_table.evaluate_checkpoint,
-                   [(paths[f, s], points[split], config, flow_rows[split], refine_steps) for f, s, split in keys], workers,
-                   desc="gap-table tasks")
+tables = run_tasks(parts.kept, [(root / parts_dir, f"{f}_s{s}_{split}", gap_table.evaluate_checkpoint, paths[f, s],
+                                 points[split], config, flow_rows[split], refine_steps) for f, s, split in keys],
+                   workers, desc="gap-table tasks")  # fmt: skip
 for (family, seed, split), table in zip(keys, tables):
     table.insert(0, "image", rows[split].numpy())
     table.insert(0, "split", split)

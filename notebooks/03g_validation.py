@@ -52,7 +52,7 @@ reference = {"steps": 50, "chains": 4}  # at least 10x the table's steps, and at
 ais_candidates = [[10, 2], [20, 4]]  # other settings to validate (the table's is always one)
 simulated_points = 6
 workers = 1
-checkpoint_dir = "build/tiny/checkpoints/validation"  # each finished part's tables, so that a rerun resumes
+parts_dir = "build/tiny/parts/validation"  # each finished part's tables (amortgap.parts), so that a rerun resumes
 table_dir = "build/tiny/results/validation"
 figure_dir = "build/tiny/figures/validation"
 generated_dir = "build/tiny/generated"
@@ -62,7 +62,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from amortgap import certify, data, models, plots, report
+from amortgap import certify, data, models, parts, plots, report
 from amortgap.ais import AISConfig
 from amortgap.parallel import run_tasks
 from amortgap.qstar import QStarConfig
@@ -85,15 +85,17 @@ x = test_x[data.random_subset(len(test_x), num_points, subset_seed)]
 #
 # Per model, two tasks: the real images (the search, then AIS from both starts) and the simulated
 # ones (their $q^*$, AIS from both starts and BDMC). A finished task's tables are kept under
-# `checkpoint_dir`, so that an interrupted run resumes task by task.
+# `parts_dir`, committed with the stage's outputs, so that an interrupted run resumes task by task,
+# in this working stretch or the next.
 
 # %%
 tasks = []
 for family, model in trained.items():
-    tasks.append(("real", root / checkpoint_dir, model, x, qstar_config, prior_starts, perturbed_starts, perturb_scale,
-                  reference, candidates, seed))
-    tasks.append(("simulated", root / checkpoint_dir, model, simulated_points, qstar_config, reference, candidates, seed))
-results = iter(run_tasks(validation.run_part, tasks, workers, desc="validation tasks"))
+    tasks.append((root / parts_dir, f"{family}_real", certify.validate_real, model, x, qstar_config, prior_starts,
+                  perturbed_starts, perturb_scale, reference, candidates, seed))
+    tasks.append((root / parts_dir, f"{family}_simulated", certify.validate_simulated, model, simulated_points,
+                  qstar_config, reference, candidates, seed))
+results = iter(run_tasks(parts.kept, tasks, workers, desc="validation tasks"))
 searches, errors = [], []
 for family in trained:
     search, real = next(results)

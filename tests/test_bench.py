@@ -76,6 +76,7 @@ def test_gpu_runs_are_not_profiled_by_cpu_time(bench):
     assert bench.where_time_goes(fail, torch.device("cuda")) is None
 
 
+@pytest.mark.slow
 def test_the_adopted_likelihood_is_the_same_number(bench):
     torch.manual_seed(0)
     model = models.VAE()
@@ -117,6 +118,7 @@ def test_the_step_is_measured_against_its_floor_side_by_side(bench, tiny):
     assert 0 < r["epoch_validation_share"] and 0 < r["epoch_data_order_share"]
 
 
+@pytest.mark.slow
 def test_decompose_is_measured_in_one_process_and_in_workers_with_its_gradient_evaluations(bench, tiny):
     model, x = tiny
     settings = {"elbo_samples": 10, "iwae_samples": 10, "ais": {"steps": 5, "chains": 2}, "qstar": {"max_steps": 50}}

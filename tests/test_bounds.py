@@ -45,6 +45,7 @@ def test_iwae_with_one_sample_is_an_elbo_sample_and_ess_is_bounded(linear_model,
     torch.testing.assert_close(one.ess, torch.ones(len(linear_x)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("start", ["prior", "qstar"])
 def test_ais_and_bdmc_bracket_log_px(linear_model, linear_x, start):
     log_px = linear_model.exact_log_px(linear_x)
@@ -106,6 +107,7 @@ def test_log_weights_need_a_sample():
         bounds.log_weights_chunked(None, torch.zeros(2, 3), None, 0)
 
 
+@pytest.mark.slow
 def test_default_ais_meets_a_tenth_of_a_nat_per_datapoint_and_its_standard_error_is_calibrated():
     model = LinearGaussian.random(data_dim=50, latent_dim=10, seed=1, noise_scale=0.5, encoder_error=0.05)
     x, _ = model.sample(200, torch.Generator().manual_seed(3))

@@ -17,7 +17,10 @@ import torch
 import yaml
 
 from amortgap import campaign, data, models
+from amortgap.parallel import worker_pool
 from amortgap.train import evaluate_elbo
+
+HOUR = 3600.0  # a deadline far enough away for any test-scale run (and past the start rule's minimum)
 
 PROTOCOL = {"epochs": 12, "batch_size": 100, "lr": 3e-3, "lr_schedule": "stages", "stage_base": 2, "stages": 3,
             "lr_decay": 0.1, "warmup_epochs": 2, "best_after_warmup": True, "patience": 2, "min_delta": 3.0,
@@ -36,15 +39,24 @@ def weights(path: Path) -> list[torch.Tensor]:
     return list(models.load(path).state_dict().values())
 
 
+def in_worker(config: campaign.CampaignConfig, entry: campaign.Entry, roots: list[Path]) -> list[dict]:
+    """``train_entry`` of ``entry`` in each of ``roots``, one after the other in a single-thread
+    worker process, the way ``run_campaign`` trains every run: a test that compares bits trains both
+    sides on one code path."""
+    with worker_pool(1) as pool:
+        return [pool.submit(campaign.train_entry, config, entry, time.time() + HOUR, str(root)).result() for root in roots]
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory) -> Path:
     """One run trained to the end without a pause, in a worker process like every campaign run."""
     root = tmp_path_factory.mktemp("whole")
     config = campaign.load_config(write_params(root, [{"family": "diagonal", "seed": 0, "protocol": "p"}]))
-    campaign.run_campaign(config, deadline=time.time() + 600, workers=1, root=str(root))
+    campaign.run_campaign(config, deadline=time.time() + HOUR, workers=1, root=str(root))
     return config.run_dir("diagonal_p_s0", root)
 
 
+@pytest.mark.slow
 def test_a_finished_run_keeps_weights_only(uninterrupted):
     files = sorted(str(p.relative_to(uninterrupted)) for p in uninterrupted.rglob("*") if p.is_file())
     assert files == ["best.pt", "history.csv", "run.json", "train.snapshots/e1.pt", "train.snapshots/e12.pt"]
@@ -58,11 +70,12 @@ def test_a_finished_run_keeps_weights_only(uninterrupted):
     assert evaluate_elbo(model, valid) == pytest.approx(status["best_valid_elbo"], abs=1e-3), "best.pt is the best epoch's"
 
 
+@pytest.mark.slow
 def test_a_longer_entry_extends_the_run_and_keeps_the_protocols_best(tmp_path, uninterrupted):
     entries = [{"family": "diagonal", "seed": 0, "protocol": "p", "epochs": 16}]  # alone: it stops at 12 first
     config = campaign.load_config(write_params(tmp_path, entries))
     run = config.run_dir("diagonal_p_s0", tmp_path)
-    campaign.run_campaign(config, deadline=time.time() + 600, workers=1, root=str(tmp_path))
+    campaign.run_campaign(config, deadline=time.time() + HOUR, workers=1, root=str(tmp_path))
     status = campaign.read_status(run)
     assert status["status"] == "finished" and status["epoch"] == 16 and not (run / "train.pt").exists()
     for name in ("best.pt", "train.snapshots/e12.pt"):
@@ -73,6 +86,7 @@ def test_a_longer_entry_extends_the_run_and_keeps_the_protocols_best(tmp_path, u
     assert status["best_valid_elbo"] == pytest.approx(history.valid_elbo[(history.epoch > 2) & (history.epoch <= 12)].max())
 
 
+@pytest.mark.slow
 def test_a_finished_run_is_not_extended_from_nothing(tmp_path, uninterrupted):
     shutil.copytree(uninterrupted, tmp_path / "models" / "campaign" / "diagonal_p_s0")
     config = campaign.load_config(write_params(tmp_path, [{"family": "diagonal", "seed": 0, "protocol": "p", "epochs": 16}]))
@@ -119,6 +133,7 @@ def worker_pids() -> list[int]:
     return [pid for pid in pids if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
 
 
+@pytest.mark.slow
 def test_a_worker_killed_at_a_random_moment_fails_clearly_and_resumes_to_the_uninterrupted_weights(tmp_path, uninterrupted):
     config = campaign.load_config(write_params(tmp_path, [{"family": "diagonal", "seed": 0, "protocol": "p"}]))
     run = config.run_dir("diagonal_p_s0", tmp_path)
@@ -126,7 +141,7 @@ def test_a_worker_killed_at_a_random_moment_fails_clearly_and_resumes_to_the_uni
 
     def go():
         try:
-            campaign.run_campaign(config, deadline=time.time() + 600, workers=1, root=str(tmp_path))
+            campaign.run_campaign(config, deadline=time.time() + HOUR, workers=1, root=str(tmp_path))
         except BaseException as err:  # noqa: BLE001 - the test inspects it
             errors.append(err)
 
@@ -143,7 +158,7 @@ def test_a_worker_killed_at_a_random_moment_fails_clearly_and_resumes_to_the_uni
     thread.join(120)
     assert errors and "diagonal_p_s0 died" in str(errors[0]), (moment, errors)
     assert campaign.read_status(run)["status"] != "finished"
-    campaign.run_campaign(config, deadline=time.time() + 600, workers=1, root=str(tmp_path))
+    campaign.run_campaign(config, deadline=time.time() + HOUR, workers=1, root=str(tmp_path))
     assert campaign.read_status(run)["status"] == "finished"
     for a, b in zip(weights(run / "train.snapshots/e12.pt"), weights(uninterrupted / "train.snapshots/e12.pt")):
         assert torch.equal(a, b), f"killed after {moment:.3f} s"
@@ -211,6 +226,7 @@ def test_the_protocol_table_reads_both_models_and_the_longer_schedule_check_from
     assert row.epoch == 50 and row.last_epoch == 67 and pd.isna(row.longer_gain) and row.best_epoch <= protocol.epochs
 
 
+@pytest.mark.slow
 def test_a_paused_run_resumes_from_its_committed_files_in_a_fresh_clone(tmp_path, uninterrupted):
     """Only what git commits survives a working stretch: a run paused at its protocol's end (its
     checkpoint kept for the longer entry) is committed under the project's .gitignore, cloned afresh
@@ -229,18 +245,76 @@ def test_a_paused_run_resumes_from_its_committed_files_in_a_fresh_clone(tmp_path
         root.mkdir()
         shutil.copy(Path(__file__).parents[1] / ".gitignore", root)
         config = campaign.load_config(write_params(root, entries, snapshot_epochs=[1, 12, 16]))
-        assert campaign.train_entry(config, config.entries[0], time.time() + 600, str(root))["status"] == "paused"
+    assert [s["status"] for s in in_worker(config, config.entries[0], [stretch, here])] == ["paused"] * 2
     git("init", "-q", cwd=stretch)
     git("add", "-A", cwd=stretch)
     git("commit", "-q", "-m", "a working stretch's end", cwd=stretch)
     git("clone", "-q", str(stretch), str(clone), cwd=tmp_path)
     run = config.run_dir("diagonal_p_s0", clone)
     assert (run / "train.pt").exists(), "the checkpoint is committed, not ignored"
-    for root in (clone, here):
-        assert campaign.train_entry(config, config.entries[1], time.time() + 600, str(root))["status"] == "finished"
+    for status in in_worker(config, config.entries[1], [clone, here]):
+        assert status["status"] == "finished"
+        assert [(s["from_epoch"], s["to_epoch"]) for s in status["stretches"]] == [(0, 12), (12, 16)], "both stretches"
     assert pd.read_csv(run / "history.csv").drop(columns="seconds").equals(
         pd.read_csv(config.run_dir("diagonal_p_s0", here) / "history.csv").drop(columns="seconds"))
     for a, b in zip(weights(run / "train.snapshots/e16.pt"), weights(config.run_dir("diagonal_p_s0", here) / "train.snapshots/e16.pt")):
         assert torch.equal(a, b), "the weights after the resumed epochs"
     for a, b in zip(weights(run / "best.pt"), weights(uninterrupted / "best.pt")):
         assert torch.equal(a, b), "the early-stopped model, written before the pause"
+
+
+@pytest.mark.slow
+def test_every_run_trains_on_one_thread_whoever_calls_and_records_each_stretch(tmp_path):
+    """The campaign's rule, one thread per run, holds in its workers and when a caller with more
+    threads trains a run itself; ``run.json`` records each stretch's threads and epochs."""
+    entries = [{"family": "diagonal", "seed": 0, "protocol": "p"}, {"family": "planar", "seed": 0, "protocol": "p"},
+               {"family": "diagonal", "seed": 0, "protocol": "p", "epochs": 14}]  # fmt: skip
+    config = campaign.load_config(write_params(tmp_path, entries, epochs=3, snapshot_epochs=[3], warmup_epochs=1))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        campaign.run_campaign(config, deadline=time.time() + HOUR, workers=2, root=str(tmp_path), only=["planar_p_s0"])
+        campaign.train_entry(config, config.entries[0], time.time() + HOUR, str(tmp_path))
+        assert torch.get_num_threads() == 2, "the caller's threads are restored"
+        campaign.run_campaign(config, deadline=time.time() + HOUR, workers=2, root=str(tmp_path))
+    finally:
+        torch.set_num_threads(threads)
+    planar, diagonal = (campaign.read_status(config.run_dir(run, tmp_path)) for run in ("planar_p_s0", "diagonal_p_s0"))
+    assert [(s["from_epoch"], s["to_epoch"], s["threads"]) for s in planar["stretches"]] == [(0, 3, 1)]
+    assert [(s["from_epoch"], s["to_epoch"], s["threads"]) for s in diagonal["stretches"]] == [(0, 3, 1), (3, 14, 1)]
+    for stretch in diagonal["stretches"]:
+        assert stretch["kernels"] == torch.backends.cpu.get_cpu_capability() and stretch["cpu"] and stretch["seconds"] > 0
+
+
+def test_no_run_starts_that_cannot_train_a_worthwhile_stretch_before_the_deadline(tmp_path, capsys):
+    entries = [{"family": "diagonal", "seed": 0, "protocol": "p"}, {"family": "diagonal", "seed": 1, "protocol": "p"}]
+    config = campaign.load_config(write_params(tmp_path, entries))
+    assert campaign.run_campaign(config, deadline=time.time() + 9 * 60, root=str(tmp_path)) == []
+    assert "not starting diagonal_p_s0: 9.0 min to the deadline, it needs 10.0" in capsys.readouterr().out
+    assert campaign.status_table(config, root=str(tmp_path)).status.tolist() == ["not started"] * 2
+    # a run whose epochs are known to be long needs two of them and a worker's start, beyond the minimum
+    run_dir = config.run_dir("diagonal_p_s0", tmp_path)
+    run_dir.mkdir(parents=True)
+    (run_dir / "run.json").write_text('{"status": "paused", "epoch": 3, "epoch_seconds_median": 400.0}')
+    seconds = campaign.epoch_seconds(config, tmp_path)
+    assert seconds == {"diagonal_p_s0": 400.0, "diagonal_p_s1": 400.0}, "a run not started: its kind's median"
+    assert campaign.start_need(seconds["diagonal_p_s0"]) == campaign.STARTUP_SECONDS + 800
+    assert campaign.start_need(None) == campaign.start_need(1.0) == 600, "the minimum"
+    assert campaign.run_campaign(config, deadline=time.time() + 800, root=str(tmp_path)) == []
+    assert "not starting diagonal_p_s1: 13.3 min to the deadline, it needs 14.3" in capsys.readouterr().out
+
+
+def test_a_run_in_training_says_where_it_is_in_its_run_json(tmp_path):
+    """So that a commit in the middle of a stretch (its checkpoint at epoch N) says epoch N."""
+    config = campaign.load_config(write_params(tmp_path, [{"family": "diagonal", "seed": 0, "protocol": "p"}]))
+    entry, run_dir = config.entries[0], tmp_path / "run"
+    run_dir.mkdir()
+    status = {"run": entry.run, "status": "paused", "epoch": 3, "train_seconds": 30.0, "stretches": [{"started": "a"}]}
+    stretch = campaign.stretch_record(3)
+    on_epoch = campaign._on_epoch(entry, config.protocols["p"], run_dir, status, stretch, record_every=0.0)
+    for epoch in (4, 5):
+        on_epoch({"epoch": epoch, "train_elbo": -200.0, "valid_elbo": -210.0, "lr": 1e-3, "seconds": 2.0})
+    now = campaign.read_status(run_dir)
+    assert now["status"] == "training" and now["epoch"] == 5 and now["train_seconds"] == 34.0
+    assert now["stretches"] == [{"started": "a"}, {**stretch, "to_epoch": 5, "seconds": 4.0}]
+    assert not list(run_dir.glob(".*.tmp")), "written atomically"

@@ -126,6 +126,7 @@ def test_within_se_counts_the_error_against_what_the_interval_shows():
     assert not row.within_se and row.error_max == pytest.approx(0.25)
 
 
+@pytest.mark.slow
 def test_validation_on_simulated_images_brackets_the_exact_log_likelihood_per_image(linear_model):
     """The reference AIS from q* lies below the exact log p(x) and BDMC from the generating z above it,
     image by image (up to their noise); the true error of each setting lies between ``error`` and
@@ -147,6 +148,7 @@ def test_validation_on_simulated_images_brackets_the_exact_log_likelihood_per_im
     assert not summary.loc[("prior", "ais_3x2"), "within_se"]
 
 
+@pytest.mark.slow
 def test_validation_on_real_images_searches_qstar_and_runs_ais_from_both_starts(linear_model, linear_x):
     x = linear_x[:16]
     torch.manual_seed(0)

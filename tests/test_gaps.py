@@ -61,6 +61,7 @@ def test_encoder_equal_to_qstar_has_no_amortization_gap(model_and_x):
     assert table.amortization_gap.abs().max() < 0.05
 
 
+@pytest.mark.slow
 def test_same_seed_same_numbers_and_caller_rng_untouched(model_and_x):
     model, x = model_and_x
     config = gaps.DecomposeConfig(elbo_samples=50, iwae_samples=50, ais=AISConfig(steps=20, chains=2),
@@ -75,6 +76,7 @@ def test_same_seed_same_numbers_and_caller_rng_untouched(model_and_x):
     assert not first.elbo_amortized.equals(other.elbo_amortized)
 
 
+@pytest.mark.slow
 def test_workers_give_the_numbers_of_one_process(model_and_x):
     """Each batch runs under its own seed, so where it runs does not change what it draws."""
     model, x = model_and_x
@@ -119,6 +121,7 @@ def test_input_shape_is_checked(model_and_x):
         gaps.decompose(model, x[0])
 
 
+@pytest.mark.slow
 def test_the_qstar_handed_back_is_the_one_in_the_table(model_and_x):
     """decompose_with_qstar returns the table of decompose and, row for row across batches, the q*
     parameters whose exact ELBO the table's L[q*] estimates."""
@@ -152,6 +155,7 @@ def test_log_px_standard_errors_cover_the_exact_value(model_and_x, table):
     torch.testing.assert_close(torch.tensor(table.approximation_gap_se.to_numpy()), torch.tensor(combined.to_numpy()))
 
 
+@pytest.mark.slow
 def test_a_search_from_several_starts_carries_its_uncertainty_into_the_intervals(two_modes):
     """On the two-mode model the encoder's start ends in the lighter mode: prior starts find the
     heavier one, the table reports by how much the first start fell short, and what one more start

@@ -7,6 +7,7 @@ from amortgap.linear_gaussian import LinearGaussian
 from amortgap.mcmc import HMCConfig, hmc
 
 
+@pytest.mark.slow
 def test_hmc_posterior_means_converge_to_the_exact_ones_per_datapoint():
     model = LinearGaussian.random(data_dim=10, latent_dim=3, seed=1)
     x, _ = model.sample(32, torch.Generator().manual_seed(2))
@@ -22,6 +23,7 @@ def test_hmc_posterior_means_converge_to_the_exact_ones_per_datapoint():
     assert run.seconds[1] > run.seconds[0] > 0
 
 
+@pytest.mark.slow
 def test_hmc_expected_log_likelihood_matches_the_closed_form():
     model = LinearGaussian.random(data_dim=10, latent_dim=3, seed=1)
     x, _ = model.sample(16, torch.Generator().manual_seed(2))

@@ -123,6 +123,7 @@ def test_a_non_finite_elbo_fails_with_its_datapoints(linear_model, linear_x):
         qstar.optimal_q(linear_model, x, config=qstar.QStarConfig(max_steps=200))
 
 
+@pytest.mark.slow
 def test_a_search_from_many_starts_finds_the_closed_form_optimum_from_each(linear_model, linear_x):
     """The linear-Gaussian ELBO is concave in q's parameters: every start ends at the exact q*, so the
     encoder's start is never beaten and one more start would add nothing."""
@@ -139,6 +140,7 @@ def test_a_search_from_many_starts_finds_the_closed_form_optimum_from_each(linea
     assert deficit.max() < 0.05
 
 
+@pytest.mark.slow
 def test_random_starts_escape_the_encoders_local_optimum(two_modes):
     model, x = two_modes, torch.linspace(3.5, 4.5, 8).unsqueeze(1)
     config = qstar.QStarConfig(lr=0.1, window=20, max_steps=600)
@@ -155,6 +157,7 @@ def test_random_starts_escape_the_encoders_local_optimum(two_modes):
     assert search.search_uncertainty.max() < 0.1 * search.first_start_deficit.min()
 
 
+@pytest.mark.slow
 def test_the_search_table_has_a_row_per_image_and_a_column_per_start(two_modes):
     x = torch.linspace(3.5, 4.5, 8).unsqueeze(1)
     torch.manual_seed(0)

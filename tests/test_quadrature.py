@@ -60,6 +60,7 @@ def float32_default():
     torch.set_default_dtype(previous)
 
 
+@pytest.mark.slow
 def test_every_estimator_against_quadrature_on_real_images(float32_default):
     """A 2-d-latent VAE briefly trained on real Fashion-MNIST images: AIS and IWAE against the exact
     log p(x), and the q* search against the exact best diagonal Gaussian, image by image."""

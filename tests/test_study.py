@@ -183,18 +183,3 @@ def test_validation_numbers_read_the_tables_setting_and_refuse_a_short_reference
     validation.check_reference(AISConfig(steps=2000, chains=16), AISConfig(steps=200, chains=8))
     with pytest.raises(ValueError, match="10x"):
         validation.check_reference(AISConfig(steps=1000, chains=16), AISConfig(steps=200, chains=8))
-
-
-def test_a_finished_validation_part_is_loaded_not_rerun(tmp_path, monkeypatch, linear_model):
-    from amortgap import qstar
-    from amortgap.ais import AISConfig
-    from amortgap.study import validation
-
-    args = (linear_model, 4, qstar.QStarConfig(max_steps=50), AISConfig(steps=20, chains=2), [AISConfig(steps=2, chains=2)], 0)
-    first = validation.run_part("simulated", tmp_path, *args)
-    calls = []
-    monkeypatch.setitem(validation.PARTS, "simulated", lambda *a: calls.append(a))
-    again = validation.run_part("simulated", tmp_path, *args)
-    assert not calls and again.equals(first) and len(list(tmp_path.glob("simulated-*.pkl"))) == 1
-    other = validation.run_part("simulated", tmp_path, *args[:-1], 1)  # another seed is another task
-    assert calls and other is None

@@ -82,6 +82,7 @@ def test_a_planar_flow_vae_trains_and_round_trips(tiny_data, tmp_path):
         models.VAEConfig(family="iaf")
 
 
+@pytest.mark.slow
 def test_stacks_trained_in_worker_processes_are_loaded_as_trained(tiny_data, tmp_path):
     """Two single-thread workers train the stacks and checkpoint them; the caller then loads them:
     the same members as training in this process, up to the last bits of another thread count."""

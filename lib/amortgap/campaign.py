@@ -10,27 +10,33 @@ produced so far:
   run has epochs left; deleted when it has none, so that only weights stay in the repository;
 - ``train.snapshots/e<N>.pt``: the weights after the protocol's snapshot epochs;
 - ``best.pt``: the early-stopped model, written when the run reaches the protocol's last epoch;
-- ``history.csv`` (one row per epoch) and ``run.json`` (status, epochs, timings, machine; the epoch
-  whose weights a patience rule would have chosen, kept to show what such a rule costs).
+- ``history.csv`` (one row per epoch) and ``run.json`` (status, epochs, timings; the epoch whose
+  weights a patience rule would have chosen, kept to show what such a rule costs; and one record per
+  stretch that trained it: epochs, host, CPU, kernels, threads, torch).
 
 An entry may ask for more epochs than its protocol (``epochs``): the same run goes on past the
 protocol's end, at its final rate, for the longer-schedule check; ``best.pt`` stays the protocol's.
 Entries run in the order given, in single-thread worker processes, never one run in two at once,
 and all stop cleanly at a wall-clock deadline, leaving checkpoints that the next call continues
-from, on this machine or another. ``python -m amortgap.campaign status`` shows where each run stands.
+from, on this machine or another. No run starts that could not train a worthwhile stretch before
+the deadline (:func:`start_need`), so that a stretch never ends with a fresh checkpoint of one epoch
+to commit. ``python -m amortgap.campaign status`` shows where each run stands.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
+import socket
 import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -42,7 +48,11 @@ from . import data
 from .config import FromSection
 from .models import VAE, VAEConfig, CheckpointError
 from .models import save as save_model
+from .parallel import worker_pool
 from .train import TrainConfig, train
+
+STARTUP_SECONDS = 60.0  # a worker's start, the data's loading and a resume, with room to spare
+MIN_START_MINUTES = 10.0  # the least training worth a new checkpoint in the repository (7-10 MB)
 
 
 @dataclass(frozen=True)
@@ -129,7 +139,18 @@ def reached(config: CampaignConfig, entry: Entry, status: Mapping) -> bool:
 def train_entry(config: CampaignConfig, entry: Entry, deadline: float, root: str = ".") -> dict:
     """Train (resume) ``entry``'s run until it reaches its target epoch or the wall clock reaches
     ``deadline`` (``time.time()``), write its files, and return its ``run.json``. A run always
-    stops at its protocol's last epoch first, where ``best.pt`` is written."""
+    stops at its protocol's last epoch first, where ``best.pt`` is written. It trains with one
+    thread whoever calls it (the campaign's rule: a run resumes bit for bit only on the code path it
+    trained on), and restores the caller's thread count after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train_entry(config, entry, deadline, root)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_entry(config: CampaignConfig, entry: Entry, deadline: float, root: str) -> dict:
     run_dir = config.run_dir(entry.run, root)
     run_dir.mkdir(parents=True, exist_ok=True)
     status = read_status(run_dir)
@@ -140,22 +161,41 @@ def train_entry(config: CampaignConfig, entry: Entry, deadline: float, root: str
     images = data.load("train", split_seed=config.split_seed)
     train_x = images.x[: config.num_train]
     valid_x = data.load_binarized("valid", protocol.binarization, split_seed=config.split_seed)
+    stretch = stretch_record(status.get("epoch", 0))
     for epochs in sorted({protocol.epochs, config.target(entry)}):
         if status.get("epoch", 0) < epochs:
-            status = _train_to(config, entry, epochs, deadline, run_dir, status, train_x, valid_x)
+            status = _train_to(config, entry, epochs, deadline, run_dir, status, stretch, train_x, valid_x)
             if status["epoch"] < epochs:
                 break  # the deadline
     return status
 
 
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux), else what ``platform`` knows."""
+    info = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in info.read_text().splitlines()
+             if line.startswith("model name")] if info.exists() else []  # fmt: skip
+    return names[0] if names else platform.processor() or platform.machine()
+
+
+def stretch_record(from_epoch: int) -> dict:
+    """Where and how a stretch of training runs: its start (UTC), host, CPU, the kernels torch
+    picked for it (``ATEN_CPU_CAPABILITY``), threads and torch version; :func:`_train_to` adds the
+    epoch it reached and its training seconds."""
+    return {"started": datetime.now(timezone.utc).isoformat(timespec="microseconds"), "host": socket.gethostname(),
+            "cpu": cpu_name(), "kernels": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
+            "torch": torch.__version__, "from_epoch": from_epoch}  # fmt: skip
+
+
 def _train_to(config: CampaignConfig, entry: Entry, epochs: int, deadline: float, run_dir: Path, status: Mapping,
-              train_x: torch.Tensor, valid_x: torch.Tensor) -> dict:  # fmt: skip
+              stretch: dict, train_x: torch.Tensor, valid_x: torch.Tensor) -> dict:  # fmt: skip
     train_config = config.train_config(entry, epochs)
     torch.manual_seed(entry.seed)  # the initial weights, as in amortgap.sweep
     model = VAE(config.model_config(entry))
     checkpoint = run_dir / "train.pt"
     result = train(model, train_x, valid_x, train_config, checkpoint, resume=True, progress=False,
-                   callback=_progress_printer(entry, train_config), budget_seconds=max(deadline - time.time(), 0))  # fmt: skip
+                   callback=_on_epoch(entry, train_config, run_dir, status, stretch),
+                   budget_seconds=max(deadline - time.time(), 0))  # fmt: skip
     history = result.history
     history.to_csv(run_dir / "history.csv", index=False, float_format="%.6f")
     epoch = int(history.epoch.iloc[-1]) if len(history) else 0
@@ -164,6 +204,9 @@ def _train_to(config: CampaignConfig, entry: Entry, epochs: int, deadline: float
         save_model(result.model, run_dir / "best.pt")  # the best weights of the protocol's schedule
     chosen = protocol_window(history, protocol)
     last = config.last_target(entry.run)
+    done = history[history.epoch > stretch["from_epoch"]] if len(history) else history
+    stretch |= {"to_epoch": epoch, "seconds": round(float(done.seconds.sum()), 1) if len(done) else 0.0}
+    stretches = [s for s in status.get("stretches", []) if s.get("started") != stretch["started"]]
     status = {
         "run": entry.run,
         "status": "finished" if epoch >= last else "paused",
@@ -175,13 +218,19 @@ def _train_to(config: CampaignConfig, entry: Entry, epochs: int, deadline: float
         "patience_epoch": result.early_epoch,
         "train_seconds": float(history.seconds.sum()) if len(history) else 0.0,  # every epoch's, kills included
         "epoch_seconds_median": float(history.seconds.median()) if len(history) else None,
-        "machine": f"{platform.machine()} {platform.processor() or ''} {torch.get_num_threads()} thread(s), "
-                   f"torch {torch.__version__}".strip(),  # fmt: skip
+        "stretches": stretches + [stretch] if stretch["to_epoch"] > stretch["from_epoch"] else stretches,
     }
     if epoch >= last:  # weights only from here on
         checkpoint.unlink(missing_ok=True)
-    (run_dir / "run.json").write_text(json.dumps(status, indent=1) + "\n")
+    write_status(run_dir, status)
     return status
+
+
+def write_status(run_dir: Path, status: Mapping) -> None:
+    """Write ``run.json`` atomically (a commit may read it at any moment)."""
+    tmp = run_dir / ".run.json.tmp"
+    tmp.write_text(json.dumps(status, indent=1) + "\n")
+    os.replace(tmp, run_dir / "run.json")
 
 
 def protocol_window(history: pd.DataFrame, protocol: TrainConfig, last: int | None = None) -> pd.DataFrame:
@@ -262,11 +311,31 @@ def protocol_table(config: CampaignConfig, runs: Mapping[str, tuple[pd.DataFrame
     return pd.DataFrame(rows)
 
 
-def _progress_printer(entry: Entry, config: TrainConfig, every: float = 60.0):
-    """A training callback that prints a run's epoch, ELBOs, rate and time left about once a minute."""
-    last = [0.0]
+RECORD_SECONDS = 300.0  # how often run.json says where a run in training is
+
+
+def _on_epoch(entry: Entry, config: TrainConfig, run_dir: Path, status: Mapping, stretch: dict,
+              every: float = 60.0, record_every: float = RECORD_SECONDS):  # fmt: skip
+    """A training callback that prints a run's epoch, ELBOs, rate and time left about once a minute,
+    and every ``record_every`` seconds writes its ``run.json`` as it stands (status "training", the
+    epoch its checkpoint holds, this stretch so far), so that the state committed in the middle of a
+    stretch says where it is; ``history.csv`` is written at the pause."""
+    last, recorded = [0.0], [time.monotonic()]
+    seconds = [status.get("train_seconds", 0.0), stretch.get("seconds", 0.0)]  # the run's, this stretch's
+
+    def record(row: dict) -> None:
+        seconds[0] += row["seconds"]
+        seconds[1] += row["seconds"]
+        if time.monotonic() - recorded[0] < record_every:
+            return
+        recorded[0] = time.monotonic()
+        now = {**stretch, "to_epoch": row["epoch"], "seconds": round(seconds[1], 1)}
+        earlier = [s for s in status.get("stretches", []) if s.get("started") != stretch["started"]]
+        write_status(run_dir, {**status, "run": entry.run, "status": "training", "epoch": row["epoch"],
+                               "train_seconds": seconds[0], "stretches": earlier + [now]})  # fmt: skip
 
     def show(row: dict) -> None:
+        record(row)
         now = time.monotonic()
         if now - last[0] < every and row["epoch"] != config.epochs:
             return
@@ -279,22 +348,39 @@ def _progress_printer(entry: Entry, config: TrainConfig, every: float = 60.0):
     return show
 
 
+def epoch_seconds(config: CampaignConfig, root: str | os.PathLike = ".") -> dict[str, float | None]:
+    """Each run's seconds per epoch: its own median (``run.json``), else the median of the runs of
+    its family and protocol, else None (nothing of its kind has trained yet)."""
+    own = {run: read_status(config.run_dir(run, root)).get("epoch_seconds_median")
+           for run in dict.fromkeys(e.run for e in config.entries)}  # fmt: skip
+    kind = {run: run.rsplit("_", 1)[0] for run in own}  # family_protocol
+    known = pd.Series({run: s for run, s in own.items() if s is not None}, dtype=float)
+    by_kind = known.groupby(lambda run: kind[run]).median().to_dict() if len(known) else {}
+    return {run: s if s is not None else by_kind.get(kind[run]) for run, s in own.items()}
+
+
+def start_need(epoch_seconds: float | None, min_minutes: float = MIN_START_MINUTES) -> float:
+    """The seconds a run needs before the deadline to start: a worker's start and two epochs (one to
+    checkpoint, one of slack for a busier core), and never less than ``min_minutes``, so that no
+    stretch ends with a run started in its last minutes (an unknown epoch time counts as none)."""
+    return max(min_minutes * 60, STARTUP_SECONDS + 2 * (epoch_seconds or 0.0))
+
+
 def run_campaign(config: CampaignConfig, deadline: float, workers: int = 2, only: Sequence[str] = (),
-                 root: str = ".") -> list[dict]:  # fmt: skip
+                 root: str = ".", min_minutes: float = MIN_START_MINUTES) -> list[dict]:  # fmt: skip
     """Work through the entries (those of runs named in ``only``, if given) in order, ``workers`` at a
-    time in single-thread processes, until all are reached or ``deadline``. A worker that dies (out of
-    memory, killed) fails the campaign with the entry's name; its run resumes from its last epoch."""
+    time in single-thread processes, until all are reached or ``deadline``; an entry starts only if
+    the time left covers :func:`start_need`. A worker that dies (out of memory, killed) fails the
+    campaign with the entry's name; its run resumes from its last epoch."""
     pending = [e for e in config.entries if not only or e.run in only]
     if only and not pending:
         raise ValueError(f"no entry of the campaign is a run named {list(only)}; runs: {sorted({e.run for e in config.entries})}")
     results: list[dict] = []
-    context = torch.multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=torch.set_num_threads,
-                             initargs=(1,)) as pool:  # fmt: skip
+    with worker_pool(workers) as pool:
         busy: dict[Future, Entry] = {}
         while pending or busy:
             for entry in list(pending):
-                if len(busy) >= workers or time.time() >= deadline:
+                if len(busy) >= workers:
                     break
                 if entry.run in {e.run for e in busy.values()}:
                     continue  # never one run in two processes
@@ -302,6 +388,11 @@ def run_campaign(config: CampaignConfig, deadline: float, workers: int = 2, only
                     continue  # an earlier entry of the same run goes first
                 pending.remove(entry)
                 if reached(config, entry, read_status(config.run_dir(entry.run, root))):
+                    continue
+                need, left = start_need(epoch_seconds(config, root)[entry.run], min_minutes), deadline - time.time()
+                if left < need:
+                    print(f"campaign: not starting {entry.run}: {max(left, 0) / 60:.1f} min to the deadline, "
+                          f"it needs {need / 60:.1f}", flush=True)  # fmt: skip
                     continue
                 print(f"campaign: starting {entry.run} to epoch {config.target(entry)}", flush=True)
                 busy[pool.submit(train_entry, config, entry, deadline, root)] = entry
@@ -322,19 +413,18 @@ def run_campaign(config: CampaignConfig, deadline: float, workers: int = 2, only
 
 def status_table(config: CampaignConfig, root: str = ".") -> pd.DataFrame:
     """One row per run: its status, epoch and last epoch, the best epoch and validation ELBO of its
-    protocol, hours spent, and hours left at its median epoch time (a family's, for a run not started;
-    per worker, one thread each)."""
+    protocol, hours spent, and hours left at its :func:`epoch_seconds` (per worker, one thread each;
+    NaN where nothing of its kind has trained)."""
     rows = []
-    for run in dict.fromkeys(e.run for e in config.entries):
+    seconds = epoch_seconds(config, root)
+    for run in seconds:
         s = read_status(config.run_dir(run, root))
         rows.append({"run": run, "status": s["status"], "epoch": s.get("epoch", 0), "last_epoch": config.last_target(run),
                      "best_epoch": s.get("best_epoch"), "best_valid_elbo": s.get("best_valid_elbo"),
-                     "hours": round(s.get("train_seconds", 0) / 3600, 2), "seconds_per_epoch": s.get("epoch_seconds_median"),
-                     "family": run.split("_")[0], "protocol": run.split("_")[1]})  # fmt: skip
-    table = pd.DataFrame(rows)
-    known = table.groupby(["family", "protocol"]).seconds_per_epoch.transform("median")
-    left = (table.last_epoch - table.epoch) * table.seconds_per_epoch.fillna(known) / 3600
-    return table.assign(hours_left=left.round(2)).drop(columns=["family", "protocol", "seconds_per_epoch"])
+                     "hours": round(s.get("train_seconds", 0) / 3600, 2),
+                     "hours_left": math.nan if seconds[run] is None else round((config.last_target(run) - s.get("epoch", 0))
+                                                                           * seconds[run] / 3600, 2)})  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -345,6 +435,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--budget-minutes", type=float, default=None,
                         help="stop cleanly after this many minutes (default: no limit)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--min-minutes", type=float, default=MIN_START_MINUTES,
+                        help="start no run with fewer minutes left before the deadline (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.params)
@@ -357,7 +449,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.workers < 1:
             raise ValueError(f"--workers must be positive, not {args.workers}")
         deadline = time.time() + (args.budget_minutes * 60 if args.budget_minutes is not None else 1e12)
-        run_campaign(config, deadline, args.workers, args.only)
+        run_campaign(config, deadline, args.workers, args.only, min_minutes=args.min_minutes)
         print(status_table(config).to_string(index=False))
     except (ValueError, CheckpointError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -18,6 +18,13 @@ import torch
 from .progress import bar
 
 
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """A pool of ``workers`` spawned processes of one thread each: the one kind of worker of every
+    parallel stage and of the training campaign (a computation gives the same bits in any of them)."""
+    context = torch.multiprocessing.get_context("spawn")
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=torch.set_num_threads, initargs=(1,))
+
+
 def run_tasks(
     fn: Callable[..., Any], tasks: Sequence[tuple], workers: int = 1, desc: str = "tasks", progress: bool = False
 ) -> list[Any]:
@@ -36,9 +43,7 @@ def run_tasks(
             steps.update()
         steps.close()
         return results
-    context = torch.multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=context, initializer=torch.set_num_threads,
-                             initargs=(1,)) as pool:  # fmt: skip
+    with worker_pool(min(workers, len(tasks))) as pool:
         futures = [pool.submit(fn, *task) for task in tasks]
         for future in futures:
             future.add_done_callback(lambda _: steps.update())

@@ -2,70 +2,24 @@
 diagonal q* is searched from several starts (how often, and by how much, is the encoder's start
 beaten?) and AIS at each candidate setting runs against a reference at least 10x longer, from q* and
 from the prior; on images simulated from the model the same runs meet a BDMC bracket. The runs are
-:func:`amortgap.certify.validate_real` and :func:`amortgap.certify.validate_simulated`; this module
-hands them to workers, summarizes the tables the notebook wrote and names the paper's numbers."""
+:func:`amortgap.certify.validate_real` and :func:`amortgap.certify.validate_simulated`, each kept as a
+part (:mod:`amortgap.parts`); this module summarizes the tables the notebook wrote and names the
+paper's numbers."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import os
 import re
-from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
-import torch
 
 from .. import certify
 from ..ais import AISConfig
 from ..report import Number, Value
-from ..train import tensor_digest
 
 FAMILIES = {"diagonal": "Ffg", "planar": "Flow"}
-PARTS = {"real": certify.validate_real, "simulated": certify.validate_simulated}
 START = re.compile(r"^(encoder|prior|(prior|perturbed)_\d+)$")  # a search table's start columns (qstar.QStarSearch.starts)
-
-
-def run_part(part: str, checkpoint_dir: str | Path | None, *args: Any) -> Any:
-    """One part of the validation of one model, ``"real"`` or ``"simulated"`` (a worker's task),
-    with the arguments of :func:`amortgap.certify.validate_real` or ``validate_simulated``. With a
-    ``checkpoint_dir``, a finished part's tables are kept there under a fingerprint of its inputs
-    and of the science's code (:func:`task_fingerprint`), and a rerun loads them instead: a stage
-    interrupted after an hour resumes part by part, and a change to a summary reruns no search."""
-    if checkpoint_dir is None:
-        return PARTS[part](*args)
-    path = Path(checkpoint_dir) / f"{part}-{task_fingerprint(part, *args)}.pkl"
-    if path.is_file():
-        return pd.read_pickle(path)
-    result = PARTS[part](*args)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pd.to_pickle(result, tmp)
-    os.replace(tmp, path)  # a crash never leaves half a file
-    return result
-
-
-def task_fingerprint(part: str, *args: Any) -> str:
-    """A short hash of a task: its part, its arguments (a model by its weights, a tensor by its
-    bytes, a config by its fields) and the source of every module of the science (``amortgap/*.py``;
-    the study modules, which only summarize, are left out)."""
-    def token(value: Any) -> str:
-        if isinstance(value, torch.nn.Module):
-            return tensor_digest(*value.state_dict().values())
-        if isinstance(value, torch.Tensor):
-            return tensor_digest(value)
-        if is_dataclass(value):
-            return json.dumps(asdict(value), sort_keys=True, default=str)
-        if isinstance(value, (list, tuple)):
-            return "[" + ",".join(token(v) for v in value) + "]"
-        return repr(value)
-
-    science = sorted(Path(__file__).resolve().parents[1].glob("*.py"))
-    payload = part + "|" + "|".join(token(a) for a in args) + "".join(p.read_text() for p in science)
-    return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
 def check_reference(reference: AISConfig, table: AISConfig) -> None:
@@ -113,7 +67,7 @@ def validated_setting(summary: pd.DataFrame, model: str, start: str = "qstar") -
     reported SE (``within_se`` of :func:`amortgap.certify.reference_summary`) on the real *and* on the
     simulated images; None if no candidate is."""
     rows = summary[(summary.model == model) & (summary.start == start) & ~summary.estimator.isin(["reference", "bdmc"])]
-    ok = [e for e, g in rows.groupby("estimator") if set(g.part) == set(PARTS) and g.within_se.all()]
+    ok = [e for e, g in rows.groupby("estimator") if set(g.part) == {"real", "simulated"} and g.within_se.all()]
     return None if not ok else rows[rows.estimator.isin(ok)].sort_values("evaluations").estimator.iloc[0]
 
 
