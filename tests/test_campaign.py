@@ -159,7 +159,10 @@ def test_a_worker_killed_at_a_random_moment_fails_clearly_and_resumes_to_the_uni
     assert errors and "diagonal_p_s0 died" in str(errors[0]), (moment, errors)
     assert campaign.read_status(run)["status"] != "finished"
     campaign.run_campaign(config, deadline=time.time() + HOUR, workers=1, root=str(tmp_path))
-    assert campaign.read_status(run)["status"] == "finished"
+    status = campaign.read_status(run)
+    assert status["status"] == "finished"
+    resumed = status["stretches"][-1]
+    assert 1 <= resumed["from_epoch"] < 12 and resumed["to_epoch"] == 12, "from the epoch the checkpoint held"
     for a, b in zip(weights(run / "train.snapshots/e12.pt"), weights(uninterrupted / "train.snapshots/e12.pt")):
         assert torch.equal(a, b), f"killed after {moment:.3f} s"
 

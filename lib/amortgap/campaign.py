@@ -324,6 +324,8 @@ def _on_epoch(entry: Entry, config: TrainConfig, run_dir: Path, status: Mapping,
     seconds = [status.get("train_seconds", 0.0), stretch.get("seconds", 0.0)]  # the run's, this stretch's
 
     def record(row: dict) -> None:
+        if "to_epoch" not in stretch:  # its first epoch: it began where the checkpoint was (run.json may lag)
+            stretch["from_epoch"] = stretch["to_epoch"] = row["epoch"] - 1
         seconds[0] += row["seconds"]
         seconds[1] += row["seconds"]
         if time.monotonic() - recorded[0] < record_every:
