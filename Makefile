@@ -57,7 +57,9 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -o addopts=-ra -m "not slow and not golden and not browser and not pipeline"
 
+# From scratch: the evaluation parts kept for resuming a stage across stretches (results/parts) go too.
 repro: setup
+	find results/parts -name '*.pkl.xz' -delete
 	$(DVC) repro --force
 	$(PY) -m amortgap.build.compare --quiet
 

@@ -305,6 +305,9 @@ def test_no_run_starts_that_cannot_train_a_worthwhile_stretch_before_the_deadlin
     assert campaign.start_need(None) == campaign.start_need(1.0) == 600, "the minimum"
     assert campaign.run_campaign(config, deadline=time.time() + 800, root=str(tmp_path)) == []
     assert "not starting diagonal_p_s1: 13.3 min to the deadline, it needs 14.3" in capsys.readouterr().out
+    params = str(tmp_path / "params.yaml")
+    assert campaign.main(["run", "--params", params, "--budget-minutes", "5"]) == 2
+    assert "a budget of 5 minutes starts no run" in capsys.readouterr().err
 
 
 def test_a_run_in_training_says_where_it_is_in_its_run_json(tmp_path):
@@ -318,6 +321,7 @@ def test_a_run_in_training_says_where_it_is_in_its_run_json(tmp_path):
     for epoch in (4, 5):
         on_epoch({"epoch": epoch, "train_elbo": -200.0, "valid_elbo": -210.0, "lr": 1e-3, "seconds": 2.0})
     now = campaign.read_status(run_dir)
-    assert now["status"] == "training" and now["epoch"] == 5 and now["train_seconds"] == 34.0
+    assert now["status"] == "training" and now["training_epoch"] == 5 and now["train_seconds"] == 34.0
+    assert now["epoch"] == 3, "the last pause's, whose files are complete: a killed run is resumed, not taken for reached"
     assert now["stretches"] == [{"started": "a"}, {**stretch, "to_epoch": 5, "seconds": 4.0}]
     assert not list(run_dir.glob(".*.tmp")), "written atomically"

@@ -1,6 +1,10 @@
 """An evaluation's finished parts are kept in the repository and loaded, not recomputed, while the
 call and the science's code stay the same (amortgap.parts)."""
 
+import functools
+from pathlib import Path
+
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -45,10 +49,34 @@ def test_the_fingerprint_follows_the_code_not_its_comments():
     with torch.no_grad():
         model.weight[0, 0] += 1
     assert before != parts.fingerprint(table, model, AISConfig(steps=2, chains=2)), "a model by its weights"
-    with pytest.raises(TypeError, match="memory address"):
-        parts.fingerprint(table, object())
+    assert parts.fingerprint(table, {3, 1, 2}) == parts.fingerprint(table, {2, 3, 1})
+    assert parts.fingerprint(table, np.zeros(2000)) != parts.fingerprint(table, np.eye(1, 2000).ravel()), "by its bytes"
+    assert parts.fingerprint(table, table) != parts.fingerprint(table, test_a_part_is_computed_once_and_loaded_after)
+    for unstable, why in ((object(), "memory address"), (Path("/"), "only a file"), (lambda: 0, "module-level"),
+                          (functools.partial(table, 1.0), "module-level")):
+        with pytest.raises(TypeError, match=why):
+            parts.fingerprint(table, unstable)
 
 
+def test_a_part_depends_on_the_code_it_runs_and_on_no_other():
+    modules = parts.code_modules("amortgap.study.gap_table")
+    assert {"amortgap.study.gap_table", "amortgap.gaps", "amortgap.qstar", "amortgap.ais", "amortgap.models"} <= set(modules)
+    assert not {"amortgap.campaign", "amortgap.plots", "amortgap.study.validation", "amortgap.parts"} & set(modules)
+    assert set(parts.code_modules("amortgap.certify")) < set(parts.code_modules("amortgap.study.gap_table")) | {"amortgap.certify"}
+
+
+def test_a_part_that_cannot_be_read_is_computed_again_and_says_where_it_was_made(tmp_path, capsys):
+    x = torch.ones(2, 3)
+    parts.kept(tmp_path, "m_test", table, 1.0, x)
+    (path,) = tmp_path.glob("m_test-*.pkl.xz")
+    assert parts.provenance(path)["kernels"] == torch.backends.cpu.get_cpu_capability()
+    path.write_bytes(b"not a pickle")
+    CALLS.clear()
+    assert parts.kept(tmp_path, "m_test", table, 1.0, x).value.tolist() == [3.0, 3.0] and CALLS == [(1.0,)]
+    assert "cannot be read" in capsys.readouterr().err
+
+
+@pytest.mark.slow
 def test_a_real_part_kept_by_workers_is_loaded_by_the_next_stage_run(tmp_path, linear_model):
     """The validation's simulated part on the closed-form model: computed in two worker processes,
     then loaded (its files are what a stretch commits) without calling the estimator."""

@@ -204,6 +204,8 @@ def _train_to(config: CampaignConfig, entry: Entry, epochs: int, deadline: float
         save_model(result.model, run_dir / "best.pt")  # the best weights of the protocol's schedule
     chosen = protocol_window(history, protocol)
     last = config.last_target(entry.run)
+    if "to_epoch" not in stretch:  # no epoch trained: the stretch begins and ends at the checkpoint
+        stretch["from_epoch"] = epoch
     done = history[history.epoch > stretch["from_epoch"]] if len(history) else history
     stretch |= {"to_epoch": epoch, "seconds": round(float(done.seconds.sum()), 1) if len(done) else 0.0}
     stretches = [s for s in status.get("stretches", []) if s.get("started") != stretch["started"]]
@@ -317,9 +319,11 @@ RECORD_SECONDS = 300.0  # how often run.json says where a run in training is
 def _on_epoch(entry: Entry, config: TrainConfig, run_dir: Path, status: Mapping, stretch: dict,
               every: float = 60.0, record_every: float = RECORD_SECONDS):  # fmt: skip
     """A training callback that prints a run's epoch, ELBOs, rate and time left about once a minute,
-    and every ``record_every`` seconds writes its ``run.json`` as it stands (status "training", the
-    epoch its checkpoint holds, this stretch so far), so that the state committed in the middle of a
-    stretch says where it is; ``history.csv`` is written at the pause."""
+    and every ``record_every`` seconds writes its ``run.json`` as it stands: status "training",
+    ``training_epoch`` (where its checkpoint was at most ``record_every`` seconds ago) and this
+    stretch so far, so that a state committed in the middle of a stretch says where it is. ``epoch``
+    stays the last pause's, whose ``history.csv`` and ``best.pt`` are complete: a run killed in
+    training is resumed, never taken for reached."""
     last, recorded = [0.0], [time.monotonic()]
     seconds = [status.get("train_seconds", 0.0), stretch.get("seconds", 0.0)]  # the run's, this stretch's
 
@@ -333,7 +337,7 @@ def _on_epoch(entry: Entry, config: TrainConfig, run_dir: Path, status: Mapping,
         recorded[0] = time.monotonic()
         now = {**stretch, "to_epoch": row["epoch"], "seconds": round(seconds[1], 1)}
         earlier = [s for s in status.get("stretches", []) if s.get("started") != stretch["started"]]
-        write_status(run_dir, {**status, "run": entry.run, "status": "training", "epoch": row["epoch"],
+        write_status(run_dir, {**status, "run": entry.run, "status": "training", "training_epoch": row["epoch"],
                                "train_seconds": seconds[0], "stretches": earlier + [now]})  # fmt: skip
 
     def show(row: dict) -> None:
@@ -421,10 +425,11 @@ def status_table(config: CampaignConfig, root: str = ".") -> pd.DataFrame:
     seconds = epoch_seconds(config, root)
     for run in seconds:
         s = read_status(config.run_dir(run, root))
-        rows.append({"run": run, "status": s["status"], "epoch": s.get("epoch", 0), "last_epoch": config.last_target(run),
+        epoch = s.get("training_epoch", s.get("epoch", 0))  # in training: where its checkpoint is
+        rows.append({"run": run, "status": s["status"], "epoch": epoch, "last_epoch": config.last_target(run),
                      "best_epoch": s.get("best_epoch"), "best_valid_elbo": s.get("best_valid_elbo"),
                      "hours": round(s.get("train_seconds", 0) / 3600, 2),
-                     "hours_left": math.nan if seconds[run] is None else round((config.last_target(run) - s.get("epoch", 0))
+                     "hours_left": math.nan if seconds[run] is None else round((config.last_target(run) - epoch)
                                                                            * seconds[run] / 3600, 2)})  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -450,6 +455,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.workers < 1:
             raise ValueError(f"--workers must be positive, not {args.workers}")
+        if args.budget_minutes is not None and args.budget_minutes < args.min_minutes:
+            raise ValueError(f"a budget of {args.budget_minutes:g} minutes starts no run: none starts with fewer than "
+                             f"{args.min_minutes:g} minutes left (--min-minutes, make retrain's MIN_MINUTES)")  # fmt: skip
         deadline = time.time() + (args.budget_minutes * 60 if args.budget_minutes is not None else 1e12)
         run_campaign(config, deadline, args.workers, args.only, min_minutes=args.min_minutes)
         print(status_table(config).to_string(index=False))

@@ -4,29 +4,37 @@ stretch goes on from them in the next (on this machine or another) instead of st
 A *part* is one call of a module-level function (one model on one split, say) whose result is a
 table or a tuple of tables. :func:`kept` computes it once and keeps it in
 ``<directory>/<name>-<fingerprint>.pkl.xz``: ``name`` says what it is (``diagonal_s0_test``), and
-the fingerprint (:func:`fingerprint`) covers the function, its arguments and the code of the
-science, so that a changed input, setting or estimator recomputes the part while a changed comment,
-figure or summary does not. The files are small (xz-compressed pickles of per-image tables, tens of
-kilobytes), written atomically, and a part's older versions are removed when a new one is written.
+the fingerprint (:func:`fingerprint`) covers the function, its arguments and the code it runs (its
+module and every ``amortgap`` module that one imports, directly or not), so that a changed input,
+setting or estimator recomputes the part, while a changed comment, docstring, figure or unrelated
+module does not. Each file also records where it was computed (:func:`provenance`). The files are
+small (xz-compressed pickles of per-image tables, tens of kilobytes), written atomically; a part's
+older versions are removed when a new one is written.
 """
 
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import json
 import os
+import socket
 import sys
+import types
 from dataclasses import asdict, is_dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import pandas as pd
 import torch
 
 from .train import tensor_digest
 
-PRESENTATION = {"plots.py", "report.py"}  # modules that only draw and format: no part depends on them
+PACKAGE = Path(__file__).resolve().parent
+PRESENTATION = {"amortgap.plots", "amortgap.report"}  # modules that only draw and format: no part depends on them
 SUFFIX = ".pkl.xz"
 
 
@@ -42,43 +50,92 @@ def code_digest(source: str) -> str:
     return hashlib.sha256(ast.dump(tree).encode()).hexdigest()
 
 
+def _module_file(name: str) -> Path | None:
+    """The source file of ``amortgap`` module ``name`` (a package's ``__init__.py``), if there is one."""
+    top, *rest = name.split(".")
+    if top != "amortgap":
+        return None
+    candidates = [PACKAGE / Path(*rest).with_suffix(".py"), PACKAGE / Path(*rest) / "__init__.py"] if rest else [PACKAGE / "__init__.py"]
+    return next((path for path in candidates if path.is_file()), None)
+
+
+def code_modules(module: str) -> dict[str, Path]:
+    """``module`` and every ``amortgap`` module it imports, directly or through another, by name
+    (read from the import statements of their source; :data:`PRESENTATION` left out)."""
+    found: dict[str, Path] = {}
+    pending = [module]
+    while pending:
+        name = pending.pop()
+        path = _module_file(name)
+        if name in found or name in PRESENTATION or path is None:
+            continue
+        found[name] = path
+        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                pending += [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1] if node.level else []
+                stem = ".".join(base + ([node.module] if node.module else []))
+                pending += [stem] + [f"{stem}.{alias.name}" for alias in node.names]  # a name may be a module
+    return dict(sorted(found.items()))
+
+
+def _token(value: Any) -> str:
+    """A stable text for an argument: a model by its weights, a tensor or array by its bytes, a
+    config by its fields, a file by its bytes, a function by its name, another object by its class
+    and attributes; what has no stable text (a memory address, a folder) is refused."""
+    if isinstance(value, torch.nn.Module):
+        return tensor_digest(*value.state_dict().values())
+    if isinstance(value, torch.Tensor):
+        return tensor_digest(value)
+    if isinstance(value, np.ndarray):
+        return f"{value.dtype}{value.shape}" + hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()
+    if is_dataclass(value) and not isinstance(value, type):
+        return json.dumps(asdict(value), sort_keys=True, default=str)
+    if isinstance(value, Path):
+        if not value.is_file():
+            raise TypeError(f"cannot fingerprint {value}: only a file's path (by its bytes)")
+        return hashlib.sha256(value.read_bytes()).hexdigest()
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_token(v) for v in value) + "]"
+    if isinstance(value, (set, frozenset)):
+        return "{" + ",".join(sorted(_token(v) for v in value)) + "}"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k!r}:{_token(v)}" for k, v in sorted(value.items())) + "}"
+    if isinstance(value, (types.FunctionType, types.BuiltinFunctionType, type)):
+        if "<" in value.__qualname__:  # a lambda or a local function
+            raise TypeError(f"cannot fingerprint {value!r}: pass a module-level function")
+        return f"{value.__module__}.{value.__qualname__}"
+    if isinstance(value, (functools.partial, types.MethodType)):
+        raise TypeError(f"cannot fingerprint {value!r}: pass a module-level function and its arguments")
+    if hasattr(value, "__dict__"):
+        return f"{type(value).__qualname__}{_token(vars(value))}"
+    if " at 0x" in repr(value):
+        raise TypeError(f"cannot fingerprint {value!r}: its repr names a memory address")
+    return repr(value)
+
+
 def fingerprint(fn: Callable[..., Any], *args: Any) -> str:
-    """A short hash of the call ``fn(*args)``: the function's name and the code of its module, its
-    arguments (a model by its weights, a tensor by its bytes, a config by its fields, a file by its
-    bytes, another object by its class and attributes) and the code of every module of the science (``amortgap/*.py`` but
-    :data:`PRESENTATION`; the other study modules, which only summarize, are left out)."""
-
-    def token(value: Any) -> str:
-        if isinstance(value, torch.nn.Module):
-            return tensor_digest(*value.state_dict().values())
-        if isinstance(value, torch.Tensor):
-            return tensor_digest(value)
-        if isinstance(value, Path) and value.is_file():
-            return hashlib.sha256(value.read_bytes()).hexdigest()
-        if is_dataclass(value):
-            return json.dumps(asdict(value), sort_keys=True, default=str)
-        if isinstance(value, (list, tuple)):
-            return "[" + ",".join(token(v) for v in value) + "]"
-        if isinstance(value, dict):
-            return "{" + ",".join(f"{k!r}:{token(v)}" for k, v in sorted(value.items())) + "}"
-        if hasattr(value, "__dict__") and not isinstance(value, type):  # another model: its class and its state
-            return f"{type(value).__qualname__}{token(vars(value))}"
-        if " at 0x" in repr(value):
-            raise TypeError(f"cannot fingerprint {value!r}: its repr names a memory address")
-        return repr(value)
-
-    science = sorted(p for p in Path(__file__).resolve().parent.glob("*.py") if p.name not in PRESENTATION)
-    module = Path(sys.modules[fn.__module__].__file__)
-    payload = "|".join([f"{fn.__module__}.{fn.__qualname__}", code_digest(module.read_text()), *(token(a) for a in args),
-                        *(code_digest(p.read_text()) for p in science)])  # fmt: skip
+    """A short hash of the call ``fn(*args)``: the function's name, its arguments (:func:`_token`)
+    and the code of its module and of every ``amortgap`` module that one imports
+    (:func:`code_modules`, comments and docstrings left out: :func:`code_digest`)."""
+    code = [f"{name}:{code_digest(path.read_text())}" for name, path in code_modules(fn.__module__).items()]
+    payload = "|".join([_token(fn), *(_token(a) for a in args), *code])
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def provenance(path: str | os.PathLike) -> dict[str, Any]:
+    """Where and when the part in ``path`` was computed: host, CPU kernels, threads, torch."""
+    return pd.read_pickle(path)["provenance"]
 
 
 def kept(directory: str | os.PathLike | None, name: str, fn: Callable[..., Any], *args: Any) -> Any:
     """``fn(*args)``, kept in ``directory`` under ``name`` and the call's :func:`fingerprint`; a
-    later call with the same fingerprint loads it instead of computing it. ``directory=None`` only
-    computes. A module-level function, so that :func:`amortgap.parallel.run_tasks` can hand it to
-    workers."""
+    later call with the same fingerprint loads it instead of computing it (a file that cannot be
+    read is computed again). ``directory=None`` only computes. A module-level function, so that
+    :func:`amortgap.parallel.run_tasks` can hand it to workers."""
     if directory is None:
         return fn(*args)
     if not name or "/" in name or "-" in name:
@@ -86,11 +143,17 @@ def kept(directory: str | os.PathLike | None, name: str, fn: Callable[..., Any],
     directory = Path(directory)
     path = directory / f"{name}-{fingerprint(fn, *args)}{SUFFIX}"
     if path.is_file():
-        return pd.read_pickle(path)
+        try:
+            return pd.read_pickle(path)["result"]
+        except Exception as err:  # noqa: BLE001 - another pandas' pickle, a damaged file: compute it again
+            print(f"parts: {path} cannot be read ({type(err).__name__}: {err}); computing it again", file=sys.stderr)
     result = fn(*args)
+    made = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "host": socket.gethostname(),
+            "kernels": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
+            "torch": torch.__version__}  # fmt: skip
     directory.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    pd.to_pickle(result, tmp, compression="xz")
+    pd.to_pickle({"result": result, "provenance": made}, tmp, compression="xz")
     os.replace(tmp, path)  # a crash never leaves half a file
     for older in directory.glob(f"{name}-*{SUFFIX}"):
         if older != path:
