@@ -316,7 +316,7 @@ def test_a_run_in_training_says_where_it_is_in_its_run_json(tmp_path):
     entry, run_dir = config.entries[0], tmp_path / "run"
     run_dir.mkdir()
     status = {"run": entry.run, "status": "paused", "epoch": 3, "train_seconds": 30.0, "stretches": [{"started": "a"}]}
-    stretch = campaign.stretch_record(3)
+    stretch = campaign.stretch_record()
     on_epoch = campaign._on_epoch(entry, config.protocols["p"], run_dir, status, stretch, record_every=0.0)
     for epoch in (4, 5):
         on_epoch({"epoch": epoch, "train_elbo": -200.0, "valid_elbo": -210.0, "lr": 1e-3, "seconds": 2.0})

@@ -85,6 +85,7 @@ def test_a_real_part_kept_by_workers_is_loaded_by_the_next_stage_run(tmp_path, l
     computed = run_tasks(parts.kept, tasks, workers=2)
     assert sorted(p.name.split("-")[0] for p in tmp_path.glob("*.pkl.xz")) == ["linear_s0_simulated", "linear_s1_simulated"]
     assert max(p.stat().st_size for p in tmp_path.glob("*.pkl.xz")) < 50_000, "small enough to commit"
+
     def refuse(*args):
         pytest.fail("recomputed")
 

@@ -46,7 +46,7 @@ import yaml
 
 from . import data
 from .config import FromSection
-from .models import VAE, VAEConfig, CheckpointError
+from .models import VAE, VAEConfig, CheckpointError, atomic_write
 from .models import save as save_model
 from .parallel import worker_pool
 from .train import TrainConfig, train
@@ -161,7 +161,7 @@ def _train_entry(config: CampaignConfig, entry: Entry, deadline: float, root: st
     images = data.load("train", split_seed=config.split_seed)
     train_x = images.x[: config.num_train]
     valid_x = data.load_binarized("valid", protocol.binarization, split_seed=config.split_seed)
-    stretch = stretch_record(status.get("epoch", 0))
+    stretch = stretch_record()
     for epochs in sorted({protocol.epochs, config.target(entry)}):
         if status.get("epoch", 0) < epochs:
             status = _train_to(config, entry, epochs, deadline, run_dir, status, stretch, train_x, valid_x)
@@ -178,13 +178,21 @@ def cpu_name() -> str:
     return names[0] if names else platform.processor() or platform.machine()
 
 
-def stretch_record(from_epoch: int) -> dict:
+def stretch_record() -> dict:
     """Where and how a stretch of training runs: its start (UTC), host, CPU, the kernels torch
-    picked for it (``ATEN_CPU_CAPABILITY``), threads and torch version; :func:`_train_to` adds the
-    epoch it reached and its training seconds."""
+    picked for it (``ATEN_CPU_CAPABILITY``), threads and torch version. Its first epoch adds the
+    epoch it began from (:func:`_on_epoch`), and :func:`_train_to` the epoch it reached and its
+    training seconds."""
     return {"started": datetime.now(timezone.utc).isoformat(timespec="microseconds"), "host": socket.gethostname(),
             "cpu": cpu_name(), "kernels": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
-            "torch": torch.__version__, "from_epoch": from_epoch}  # fmt: skip
+            "torch": torch.__version__}  # fmt: skip
+
+
+def _with_stretch(status: Mapping, stretch: dict) -> list[dict]:
+    """``status``'s stretches with ``stretch`` in place of its earlier record (the same ``started``),
+    if it trained an epoch."""
+    earlier = [s for s in status.get("stretches", []) if s.get("started") != stretch["started"]]
+    return earlier + [stretch] if stretch["to_epoch"] > stretch["from_epoch"] else earlier
 
 
 def _train_to(config: CampaignConfig, entry: Entry, epochs: int, deadline: float, run_dir: Path, status: Mapping,
@@ -204,11 +212,10 @@ def _train_to(config: CampaignConfig, entry: Entry, epochs: int, deadline: float
         save_model(result.model, run_dir / "best.pt")  # the best weights of the protocol's schedule
     chosen = protocol_window(history, protocol)
     last = config.last_target(entry.run)
-    if "to_epoch" not in stretch:  # no epoch trained: the stretch begins and ends at the checkpoint
+    if "from_epoch" not in stretch:  # no epoch trained: the stretch begins and ends at the checkpoint
         stretch["from_epoch"] = epoch
     done = history[history.epoch > stretch["from_epoch"]] if len(history) else history
     stretch |= {"to_epoch": epoch, "seconds": round(float(done.seconds.sum()), 1) if len(done) else 0.0}
-    stretches = [s for s in status.get("stretches", []) if s.get("started") != stretch["started"]]
     status = {
         "run": entry.run,
         "status": "finished" if epoch >= last else "paused",
@@ -220,7 +227,7 @@ def _train_to(config: CampaignConfig, entry: Entry, epochs: int, deadline: float
         "patience_epoch": result.early_epoch,
         "train_seconds": float(history.seconds.sum()) if len(history) else 0.0,  # every epoch's, kills included
         "epoch_seconds_median": float(history.seconds.median()) if len(history) else None,
-        "stretches": stretches + [stretch] if stretch["to_epoch"] > stretch["from_epoch"] else stretches,
+        "stretches": _with_stretch(status, stretch),
     }
     if epoch >= last:  # weights only from here on
         checkpoint.unlink(missing_ok=True)
@@ -230,9 +237,7 @@ def _train_to(config: CampaignConfig, entry: Entry, epochs: int, deadline: float
 
 def write_status(run_dir: Path, status: Mapping) -> None:
     """Write ``run.json`` atomically (a commit may read it at any moment)."""
-    tmp = run_dir / ".run.json.tmp"
-    tmp.write_text(json.dumps(status, indent=1) + "\n")
-    os.replace(tmp, run_dir / "run.json")
+    atomic_write(run_dir / "run.json", lambda tmp: tmp.write_text(json.dumps(status, indent=1) + "\n"))
 
 
 def protocol_window(history: pd.DataFrame, protocol: TrainConfig, last: int | None = None) -> pd.DataFrame:
@@ -328,17 +333,16 @@ def _on_epoch(entry: Entry, config: TrainConfig, run_dir: Path, status: Mapping,
     seconds = [status.get("train_seconds", 0.0), stretch.get("seconds", 0.0)]  # the run's, this stretch's
 
     def record(row: dict) -> None:
-        if "to_epoch" not in stretch:  # its first epoch: it began where the checkpoint was (run.json may lag)
-            stretch["from_epoch"] = stretch["to_epoch"] = row["epoch"] - 1
+        if "from_epoch" not in stretch:  # its first epoch: it began where the checkpoint was (run.json may lag)
+            stretch["from_epoch"] = row["epoch"] - 1
         seconds[0] += row["seconds"]
         seconds[1] += row["seconds"]
         if time.monotonic() - recorded[0] < record_every:
             return
         recorded[0] = time.monotonic()
         now = {**stretch, "to_epoch": row["epoch"], "seconds": round(seconds[1], 1)}
-        earlier = [s for s in status.get("stretches", []) if s.get("started") != stretch["started"]]
         write_status(run_dir, {**status, "run": entry.run, "status": "training", "training_epoch": row["epoch"],
-                               "train_seconds": seconds[0], "stretches": earlier + [now]})  # fmt: skip
+                               "train_seconds": seconds[0], "stretches": _with_stretch(status, now)})  # fmt: skip
 
     def show(row: dict) -> None:
         record(row)

@@ -10,7 +10,7 @@ import math
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Callable, Protocol, Sequence, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -171,13 +171,19 @@ def save(model: VAE, path: str | os.PathLike) -> None:
                  "state_dict": model.state_dict()}, path)
 
 
-def atomic_save(obj: dict, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temp file beside ``path``, then rename: a crash never leaves half a file."""
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
+    """``write`` a temp file beside ``path``, then rename it to ``path``: a crash never leaves half a
+    file (and a commit made at any moment sees the old file or the new one)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
+    write(tmp)
     os.replace(tmp, path)
+
+
+def atomic_save(obj: dict, path: str | os.PathLike) -> None:
+    """``torch.save`` with :func:`atomic_write`."""
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:

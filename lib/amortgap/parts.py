@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .models import atomic_write
 from .train import tensor_digest
 
 PACKAGE = Path(__file__).resolve().parent
@@ -151,10 +152,7 @@ def kept(directory: str | os.PathLike | None, name: str, fn: Callable[..., Any],
     made = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "host": socket.gethostname(),
             "kernels": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
             "torch": torch.__version__}  # fmt: skip
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pd.to_pickle({"result": result, "provenance": made}, tmp, compression="xz")
-    os.replace(tmp, path)  # a crash never leaves half a file
+    atomic_write(path, lambda tmp: pd.to_pickle({"result": result, "provenance": made}, tmp, compression="xz"))
     for older in directory.glob(f"{name}-*{SUFFIX}"):
         if older != path:
             older.unlink()
