@@ -11,35 +11,43 @@
 # ---
 
 # %% [markdown]
-# # 3g. Experiments: $q^*$ and $\log p(x)$, validated at the gap table's own settings
+# # 3g. Experiments: the gap table's settings, validated on the models it decomposes
 #
 # Both gaps rest on two numbers per image: $\mathcal{L}[q^*]$, the best ELBO of the family, and
 # $\log p(x)$. Each is the end of a search that could fall short, and a gap is only as good as they
-# are. This chapter checks both at the settings the gap table uses, on the campaign's trained models.
+# are. This chapter chooses the gap table's settings on the very models the table decomposes (the
+# campaign's first seed: both families, the early-stopped and the long-trained model of each run)
+# and on the table's own images (the first `num_points` of its random training and test images).
 #
-# - **Is $q^*$ the optimum?** The ELBO is not concave in $q$'s parameters under a neural decoder, so
-#   one search from the encoder's output could end in a local optimum. We search again from random
-#   starts (unit-scale Gaussians at means drawn from the prior, and the encoder's $q$ moved by a few
-#   of its standard deviations) and keep, per image, the best. How often the encoder's start is
-#   beaten, and by how much, says how far one search can be trusted; what one more start would still
-#   add (a leave-one-start-out estimate) goes into the intervals of $\mathcal{L}[q^*]$.
-# - **Is AIS at the table's settings accurate?** On real test images no exact $\log p(x)$ exists. We
-#   run AIS at the table's setting (and others) against a reference with 10x the steps and more
-#   chains, from $q^*$ and from the prior. A longer run of the same estimator can fail with it (a mode
-#   no chain finds), so agreement with it *validates* a setting, it does not certify it. On images
-#   simulated from the model, the generating $z$ is an exact posterior sample, and BDMC (Grosse et al.
-#   2015; Wu et al. 2017) bounds $\log p(x)$ from above: there the true error of each setting lies
-#   between its error against the reference (a lower bound) and its error against BDMC.
-#
-# A setting passes when its mean error, plus two standard errors of that mean, is below the standard
-# error the setting itself reports: an error the reader of an interval would not see. The table's
-# settings should pass on both kinds of images.
+# - **How many starts does the $q^*$ search need?** The ELBO is not concave in $q$'s parameters
+#   under a neural decoder, so a search from the encoder's output can end in a local optimum. Each
+#   model's $q^*$ is searched in its own family (FFG or planar flow) from its encoder, from
+#   `prior_starts` random starts (unit-scale Gaussians at means drawn from the prior) and from
+#   `perturbed_starts` (the encoder's $q$ moved by `perturb_scale` of its standard deviations), and
+#   each image keeps its best. A search with only its first $k$ starts is accepted when it matches
+#   the whole search within `search_rule.mean_nats` in the mean over images, with at most a
+#   `far_share` of images more than `far_nats` below it. The table takes at least the largest $k$
+#   needed on any model and split.
+# - **Is AIS at the table's setting accurate enough?** On real images no exact $\log p(x)$ exists.
+#   AIS at each candidate setting runs against a reference with at least four times the steps and at
+#   least the chains, from the FFG $q^*$ (the start the table uses). Agreement with a longer run of
+#   the same estimator *validates* a setting but cannot certify it (a mode no chain finds); on images
+#   simulated from the model, the generating $z$ is an exact posterior sample, and BDMC (Grosse et
+#   al. 2015; Wu et al. 2017) bounds $\log p(x)$ from above, so there the true error of a setting
+#   lies between its error against the reference and its error against BDMC. A setting passes on a
+#   model when, on the training, test and simulated images, its mean error is below half the
+#   standard error of the table's mean approximation gap (an error the table's interval would not
+#   notice; that gap's spread is measured here, over the table's `table_points` images), and at
+#   most `ais_rule.off_share` of the images are off by more than `off_nats`.
 
 # %% tags=["parameters"]
 root = ".."  # the project folder, seen from the kernel's (the pipeline passes its own)
-model_paths = {"diagonal": "tests/fixtures/campaign/models/diagonal_cremer_s0/best.pt"}  # by family
+run_dir = "tests/fixtures/campaign/models"
+runs = {"diagonal": "diagonal_cremer_s0", "planar": "planar_cremer_s0"}  # the runs whose models are validated, by family
+protocols = {"early_stopped": "best.pt", "long_trained": "train.snapshots/e40.pt"}  # each model's file in its run
 binarization = "static"
-num_points = 6  # real test images
+split_seed = 0
+num_points = 6  # per split: the first of the gap table's random images (one seed's subsets are nested)
 subset_seed = 0
 seed = 0
 qstar = {"max_steps": 200, "num_samples": 10}  # amortgap.qstar.QStarConfig of every search
@@ -47,9 +55,13 @@ prior_starts = 2
 perturbed_starts = 2
 perturb_scale = 2.0  # a perturbed start moves the encoder's mean by this many of its standard deviations
 beaten_nats = 0.1  # the first start counts as beaten when another ends this much higher
+search_rule = {"mean_nats": 0.05, "far_nats": 0.3, "far_share": 0.01}
 table_ais = {"steps": 5, "chains": 2}  # the gap table's AIS setting
-reference = {"steps": 50, "chains": 4}  # at least 10x the table's steps, and at least its chains
-ais_candidates = [[10, 2], [20, 4]]  # other settings to validate (the table's is always one)
+reference = {"steps": 50, "chains": 4}  # at least 4x the table's steps, and at least its chains
+ais_candidates = [[10, 2]]  # other settings to validate (the table's is always one)
+ais_rule = {"off_nats": 0.3, "off_share": 0.05}
+table_points = {"diagonal": 8, "planar": 4}  # the gap table's images per split, by family
+from_prior = False  # AIS from the prior as well
 simulated_points = 6
 workers = 1
 parts_dir = "build/tiny/parts/validation"  # each finished part's tables (amortgap.parts), so that a rerun resumes
@@ -75,65 +87,74 @@ out.mkdir(parents=True, exist_ok=True)
 table_ais, reference = AISConfig.from_section(table_ais), AISConfig.from_section(reference)
 validation.check_reference(reference, table_ais)
 candidates = [table_ais] + [AISConfig(steps=s, chains=c) for s, c in ais_candidates if [s, c] != [table_ais.steps, table_ais.chains]]
-qstar_config = QStarConfig.from_section(qstar)
-trained = {family: models.load(root / path) for family, path in model_paths.items()}
-test_x = data.load_binarized("test", binarization)
-x = test_x[data.random_subset(len(test_x), num_points, subset_seed)]
+trained = {(family, protocol): models.load(root / run_dir / run / file)
+           for family, run in runs.items() for protocol, file in protocols.items()}
+splits = {"train": data.binarize(data.load("train", split_seed=split_seed).x, binarization),
+          "test": data.load_binarized("test", binarization)}
+images = {split: x[data.random_subset(len(x), num_points, subset_seed)] for split, x in splits.items()}
 
 # %% [markdown]
 # ## The runs
 #
-# Per model, two tasks: the real images (the search, then AIS from both starts) and the simulated
-# ones (their $q^*$, AIS from both starts and BDMC). A finished task's tables are kept under
-# `parts_dir`, committed with the stage's outputs, so that an interrupted run resumes task by task,
-# in this working stretch or the next.
+# Per model, one part per split of real images (the search, then AIS) and one of simulated images
+# ($q^*$, AIS and BDMC). A finished part's tables are kept under `parts_dir`, committed with the
+# stage's outputs, so that an interrupted run resumes part by part, in this working stretch or the
+# next.
 
 # %%
-tasks = []
-for family, model in trained.items():
-    tasks.append((root / parts_dir, f"{family}_real", certify.validate_real, model, x, qstar_config, prior_starts,
-                  perturbed_starts, perturb_scale, reference, candidates, seed))
-    tasks.append((root / parts_dir, f"{family}_simulated", certify.validate_simulated, model, simulated_points,
-                  qstar_config, reference, candidates, seed))
-results = iter(run_tasks(parts.kept, tasks, workers, desc="validation tasks"))
-searches, errors = [], []
-for family in trained:
-    search, real = next(results)
-    simulated = next(results)
-    searches.append(validation.with_shortfalls(search).assign(model=family))
-    errors += [real.assign(model=family, part="real"), simulated.assign(model=family, part="simulated")]
+named = {f"{family}_{protocol}": model for (family, protocol), model in trained.items()}
+results = iter(run_tasks(parts.kept, validation.tasks(
+    root / parts_dir, named, images, QStarConfig.from_section(qstar), prior_starts, perturbed_starts, perturb_scale,
+    reference, candidates, simulated_points, seed, from_prior), workers, desc="validation parts"))
+searches, errors, half_se = [], [], {}
+for family, protocol in trained:
+    gaps = []
+    for split in images:
+        search, real = next(results)
+        searches.append(validation.with_shortfalls(search).assign(family=family, protocol=protocol, split=split))
+        errors.append(real.assign(family=family, protocol=protocol, part=split))
+        gaps.append(validation.approximation_gaps(search, real))
+    errors.append(next(results).assign(family=family, protocol=protocol, part="simulated"))
+    half_se[family, protocol] = min(validation.table_half_se(g, table_points[family]) for g in gaps)
 searches = pd.concat(searches).reset_index()
 errors = pd.concat(errors, ignore_index=True)
 searches.to_csv(out / "searches.csv", index=False, float_format="%.6f")
 errors.to_csv(out / "errors.csv", index=False, float_format="%.6f")
-search_summary = pd.DataFrame([{"model": m, **validation.search_summary(g, beaten_nats)} for m, g in searches.groupby("model", sort=False)])
+keys = ["family", "protocol", "split"]
+search_summary = pd.DataFrame([dict(zip(keys, k)) | validation.search_summary(g, beaten_nats, search_rule)
+                               for k, g in searches.groupby(keys, sort=False)])
 search_summary.to_csv(out / "search.csv", index=False, float_format="%.6g")
-summary = pd.concat([certify.reference_summary(g).assign(model=m, part=p) for (m, p), g in errors.groupby(["model", "part"], sort=False)],
-                    ignore_index=True)
+summary = pd.concat([certify.reference_summary(g, ais_rule["off_nats"]).assign(family=f, protocol=p, part=part)
+                     for (f, p, part), g in errors.groupby(["family", "protocol", "part"], sort=False)], ignore_index=True)
 summary.to_csv(out / "summary.csv", index=False, float_format="%.6g")
+settings = validation.settings(search_summary, summary, pd.Series(half_se), ais_rule["off_share"], table_ais)
+settings.to_csv(out / "settings.csv", index=False, float_format="%.6g")
 
 # %% [markdown]
-# ## Is $q^*$ the optimum?
+# ## How many starts does the $q^*$ search need?
 
 # %%
-print(search_summary.set_index("model").drop(columns="beaten_nats").T.round(2).to_string())
-fig = plots.search_deficits(searches)
-plots.save(fig, root / figure_dir / "search_deficits")
+print(search_summary.set_index(keys)[["images", "starts", "share_beaten", "deficit_mean", "deficit_max",
+                                      "starts_needed", "needed_shortfall"]].round(3).to_string())
+shortfalls = pd.concat([validation.search_shortfalls(g).melt(var_name="starts", value_name="shortfall").assign(
+    family=f, protocol=p, split=s) for (f, p, s), g in searches.groupby(keys, sort=False)], ignore_index=True)
+fig = plots.search_shortfalls(shortfalls, search_rule["mean_nats"])
+plots.save(fig, root / figure_dir / "search_shortfalls")
 
 # %% [markdown]
-# ## Is AIS at the table's settings accurate?
+# ## Is AIS at the table's setting accurate enough?
 #
-# Errors in nats, positive where the setting lies below the yardstick: on real images the reference
-# from $q^*$, on simulated ones also BDMC (`error_upper`). `within_se` is the test above.
+# Errors in nats, positive where the setting lies below the yardstick: the reference from $q^*$,
+# and on simulated images also BDMC (`error_upper`). `share_off`: the share of images off by more
+# than `off_nats`.
 
 # %%
-columns = ["evaluations", "error_nats", "error_se", "error_p95", "error_max", "reported_se", "within_se"]
-shown = summary[summary.estimator != "bdmc"].set_index(["model", "part", "start", "estimator"])
-print(shown[columns].round(2).to_string())
-print(shown.loc[(slice(None), "simulated"), ["error_upper_nats", "error_upper_se"]].round(2).to_string())
-for family in trained:
-    print(f"{family}: the cheapest setting validated from q*: {validation.validated_setting(summary, family)}")
-fig = plots.validation_errors(errors)
+columns = ["evaluations", "error_nats", "error_se", "error_p95", "error_max", "share_off", "reported_se"]
+shown = summary[~summary.estimator.isin(["reference", "bdmc"])].set_index(["family", "protocol", "part", "estimator"])
+print(shown[columns].round(3).to_string())
+print(shown.loc[(slice(None), slice(None), "simulated"), ["error_upper_nats", "error_upper_se"]].round(3).to_string())
+print(settings.round(3).to_string(index=False))
+fig = plots.validation_errors(errors, min(half_se.values()))
 plots.save(fig, root / figure_dir / "validation_errors")
 
 # %% [markdown]
@@ -142,25 +163,27 @@ plots.save(fig, root / figure_dir / "validation_errors")
 # Read back from the tables as written (`results/validation`).
 
 # %%
-numbers = validation.numbers(validation.load(out), table_ais, reference)
+written = validation.load(out)
+numbers = validation.numbers(written, table_ais, reference, simulated_points)
 report.write_macros(root / generated_dir / "validation.tex", numbers)
+paper_table = validation.table(written, table_ais)
+report.write_table(root / generated_dir / "validation_table.tex", paper_table)
+print(paper_table[["starts (train / test)", "validated"]].to_string())
 print(report.macros(report.stable_view(numbers)))
 
 # %% [markdown]
 # ## What the numbers say
 
 # %%
-# Prose composed from this notebook's numbers, at the precision at which the cells above print them
-# (two decimals: at the test defaults a third moves across numeric modes).
-for family, name in validation.FAMILIES.items():
-    if family not in trained:
-        continue
-    s = search_summary.set_index("model").loc[family]
-    at = shown.loc[(family, "real", "qstar", certify.estimator_name(table_ais))]
-    report.conclude(
-        f"{family} model: the encoder's start of the q* search is beaten by more than {beaten_nats} nats on "
-        f"{round(s.share_beaten * s.images)} of {int(s.images)} test images ({int(s.starts)} starts; at most by {s.deficit_max:.2f} nats), "
-        f"and the best prior start ends {s.prior_shortfall:.2f} nats below it on average. AIS at the table's "
-        f"{table_ais.steps} x {table_ais.chains} from q* lies {at.error_nats:.2f} nats below the reference on average "
-        f"(reported SE {at.reported_se:.2f}): the setting is {'validated' if numbers[f'Val{name}TableValidated'] == 'yes' else 'not validated'} "
-        f"on real and simulated images; the cheapest validated setting is {validation.validated_setting(summary, family) or 'none of the candidates'}.")
+# Prose composed from this notebook's numbers, at the precision at which the cells above print them.
+needed = settings.groupby("family").starts_needed.max()
+passed = settings.table_ais_validated.all()
+report.conclude(
+    f"On {num_points} training and {num_points} test images per model, a q* search needs at most "
+    + " and ".join(f"{needed[f]} start{'s' if needed[f] > 1 else ''} in the {plots.MODEL_NAMES[f]} family" for f in needed.index)
+    + f" to match all {1 + prior_starts + perturbed_starts} starts (mean within {search_rule['mean_nats']} nats, at most "
+    f"{search_rule['far_share']:.0%} of images more than {search_rule['far_nats']} nats below). AIS at the table's "
+    f"{table_ais.steps} x {table_ais.chains} from q* is {'validated on every model' if passed else 'not validated on every model'}: "
+    f"its worst mean error over models and parts is {settings.table_ais_worst_mean_error.max():.3f} nats against an allowed "
+    f"{settings.half_se.min():.3f}, and at most {settings.table_ais_worst_share_off.max():.0%} of a part's images are off by more "
+    f"than {ais_rule['off_nats']} nats.")

@@ -24,7 +24,9 @@ def test_every_experiment_stage_has_its_settings_from_params():
     gap = table.loc["gap table"].set_index("setting").value
     assert gap["random images per split (flow q*)"] == f"{params['gap_table']['num_points']} ({params['gap_table']['flow_points']})"
     params["gap_table"]["num_points"] = 7
-    assert appendix.settings(params).loc["gap table"].value.iloc[0] == f"7 ({params['gap_table']['flow_points']})"
+    assert appendix.settings(params).loc["gap table"].set_index("setting").value["random images per split (flow q*)"] == (
+        f"7 ({params['gap_table']['flow_points']})")
+    assert gap["models: runs; seeds; protocols"].startswith("diagonal cremer, planar cremer; 0 (diagonal); 0 (planar)")
 
 
 def test_compute_counts_models_and_their_epochs(tmp_path):

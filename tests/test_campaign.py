@@ -121,7 +121,7 @@ def test_the_committed_campaign_names_its_protocols():
     snapshots = {e.run: config.train_config(e, config.target(e)).snapshot_epochs for e in config.entries}
     assert snapshots["diagonal_cremer_s0"] == (1, 3, 10, 30, 100, 300, 1000, 3280), "Cremer's snapshots"
     assert snapshots["diagonal_cremer_s1"] == snapshots["diagonal_cremer_s2"] == snapshots["diagonal_cremer_s0"]
-    assert snapshots["diagonal_cremer_s3"] == (3280,), "an entry's snapshots replace its protocol's"
+    assert snapshots["planar_cremer_s1"] == (3280,), "an entry's snapshots replace its protocol's"
 
 
 def worker_pids() -> list[int]:

@@ -2,6 +2,7 @@
 the notebooks; profiles merge as documented; a running notebook shows its progress on the terminal; no
 committed output or lock entry is stale."""
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -233,3 +234,53 @@ def test_a_running_notebook_shows_its_cells_and_progress_on_the_terminal_not_in_
     assert "Kernel is running over TCP" not in terminal
     outputs = [o for c in nbformat.read(tmp_path / "toy.ipynb", as_version=4).cells for o in c.get("outputs", [])]
     assert [o.get("text") for o in outputs] == ["finished 4\n"], "the rendered notebook holds no progress"
+
+
+def stage_scripts() -> dict[str, str]:
+    """Every stage that runs a script of this project -> that script (a notebook's runner runs the notebook)."""
+    found = {}
+    for name, stage in DVC["stages"].items():
+        words = stage["cmd"].split()
+        if words[:4] == ["python", "-m", "amortgap.build.pipeline", "run"]:
+            found[name] = words[4]
+        elif words[0] == "python" and words[1].endswith(".py"):
+            found[name] = words[1]
+    return found
+
+
+def test_every_stage_depends_on_the_library_code_it_runs_and_on_no_other():
+    """A stage lists the library files its script imports (directly or not), so that a change to one
+    module reruns the stages that use it and marks no other stale (item 7 of issue 37)."""
+    scripts = stage_scripts()
+    assert {"gap_table", "validation", "model_setup", "appendix"} <= set(scripts)
+    for name, script in scripts.items():
+        listed = sorted(d.split("#")[0].strip() for d in DVC["stages"][name]["deps"] if str(d).startswith("lib/"))
+        assert listed == pipeline.stage_code(ROOT / script, ROOT), f"stage {name}: run `python -m amortgap.build.pipeline deps {script}`"
+    assert "lib/amortgap/gap_rows.py" in pipeline.stage_code(ROOT / "notebooks/03a_gap_table.py", ROOT)
+    assert "lib/amortgap/gap_rows.py" not in pipeline.stage_code(ROOT / "notebooks/02_model_setup.py", ROOT)
+
+
+def in_progress_stages() -> set[str]:
+    """The stages that the README's section "Stages in progress" names (in backticks, one per row)."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("### Stages in progress", 1)[1].split("\n#", 1)[0]
+    return {m for line in section.splitlines() if line.startswith("| `") for m in re.findall(r"^\| `([a-z_]+)`", line)}
+
+
+def test_dvc_status_is_clean_but_for_the_campaign_and_the_stages_in_progress():
+    """After every landing `dvc status` names no stage that would rerun, except the frozen campaign
+    (its models change while it trains) and the stages the README lists as in progress."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    status = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=ROOT, env=env, capture_output=True,
+                            text=True, check=True)  # fmt: skip
+    stale = {stage for stage, changes in json.loads(status.stdout.strip().splitlines()[-1]).items()
+             if any(kind != "changed outs" or any(not out.startswith("build/") for out in change)
+                    for entry in changes for kind, change in entry.items())}  # a view under build/ is never committed
+    allowed = {"campaign"} | in_progress_stages()
+    assert not stale - allowed, f"stages that would rerun: {sorted(stale - allowed)} (rerun them, or list them in the README)"
+    assert not in_progress_stages() - set(DVC["stages"]), "the README lists a stage dvc.yaml lacks"

@@ -20,7 +20,7 @@ from torch.distributions import Distribution
 
 from .ais import AISConfig, AISResult, ais, bdmc_upper_bound
 from .bounds import iwae
-from .families import DiagonalGaussian
+from .families import DiagonalGaussian, Family
 from .qstar import QStarConfig, optimal_q, search_q, start_for
 from .models import LatentVariableModel
 from .rng import seeded
@@ -176,10 +176,11 @@ def _log_px_of(table: pd.DataFrame, start: str, estimator: str) -> pd.Series:
     return table[(table.start == start) & (table.estimator == estimator)].set_index("datapoint").log_px
 
 
-def reference_summary(table: pd.DataFrame) -> pd.DataFrame:
+def reference_summary(table: pd.DataFrame, off_nats: float = 0.3) -> pd.DataFrame:
     """Per (start, estimator) of :func:`ais_against_reference`'s table: the mean error over images
     and its standard error, the 95th percentile and the largest error, the mean reported standard
-    error, the share of images whose error exceeds twice its reported SE, and ``within_se``: the
+    error, the share of images whose error exceeds twice its reported SE, ``share_off``: the share
+    whose error is larger than ``off_nats`` either way, and ``within_se``: the
     mean error plus two of its standard errors is below the mean reported SE (the error a reader
     would not see in the interval)."""
     rows = []
@@ -190,6 +191,7 @@ def reference_summary(table: pd.DataFrame) -> pd.DataFrame:
                      "seconds_per_point": float(g.seconds_per_point.iloc[0]), "error_nats": mean, "error_se": se,
                      "error_p95": g.error.quantile(0.95), "error_max": g.error.max(), "reported_se": g.log_px_se.mean(),
                      "share_beyond_2se": float((g.error > 2 * g.log_px_se).mean()),
+                     "share_off": float((g.error.abs() > off_nats).mean()),
                      "within_se": bool(mean + 2 * se < g.log_px_se.mean())})  # fmt: skip
         if "error_upper" in g and g.error_upper.notna().all():  # simulated images: the error against BDMC, too
             upper = g.error_upper.mean()
@@ -208,26 +210,33 @@ def validate_real(
     reference: AISConfig,
     candidates: Sequence[AISConfig],
     seed: int = 0,
+    family: Family = DiagonalGaussian(),
+    from_prior: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Issue 22's checks on real images x [N, D], which have no exact log p(x): the diagonal q* searched
-    from several starts (:func:`amortgap.qstar.search_q`: the encoder's start where it can start a
-    diagonal q*, else the prior's; perturbed-encoder starts only in the first case), then AIS at each
-    candidate setting and at the long ``reference`` from the best q* and from the prior
+    """Issue 22's checks on real images x [N, D], which have no exact log p(x): the q* of ``family``
+    (the model's own: a diagonal Gaussian or a planar flow) searched from several starts
+    (:func:`amortgap.qstar.search_q`: the encoder's start where it can start that family, else the
+    prior's; perturbed-encoder starts only in the first case), then AIS at each candidate setting and
+    at the long ``reference`` from the diagonal q* (the searched one, or for another family one
+    search from the start the gap table uses) and, if ``from_prior``, from the prior
     (:func:`ais_against_reference`, yardstick: the reference from q*). Returns the search's table
     (one row per image, :meth:`amortgap.qstar.QStarSearch.table`) and the AIS table."""
-    init = start_for(model, x)
+    init = start_for(model, x, family)
     with seeded(seed, x.device):
-        search = search_q(model, x, DiagonalGaussian(), qstar, init, prior_starts=prior_starts,
+        search = search_q(model, x, family, qstar, init, prior_starts=prior_starts,
                           perturbed_starts=perturbed_starts if init == "encoder" else 0, perturb_scale=perturb_scale)
-    return search.table(), ais_against_reference(model, x, {"qstar": search.result.q, "prior": None}, reference,
-                                                 candidates, seed)  # fmt: skip
+        start = (search.result.q if isinstance(family, DiagonalGaussian)
+                 else optimal_q(model, x, config=qstar, init=start_for(model, x)).q)  # fmt: skip
+    starts = {"qstar": start} | ({"prior": None} if from_prior else {})
+    return search.table(), ais_against_reference(model, x, starts, reference, candidates, seed)
 
 
 def validate_simulated(
-    model, num_points: int, qstar: QStarConfig, reference: AISConfig, candidates: Sequence[AISConfig], seed: int = 0
+    model, num_points: int, qstar: QStarConfig, reference: AISConfig, candidates: Sequence[AISConfig], seed: int = 0,
+    from_prior: bool = True,
 ) -> pd.DataFrame:
-    """AIS at each candidate and at the ``reference`` setting, from the diagonal q* and from the
-    prior, on ``num_points`` images simulated from ``model`` (z ~ p(z), x ~ p(x|z)), with BDMC at
+    """AIS at each candidate and at the ``reference`` setting, from the diagonal q* and (if
+    ``from_prior``) from the prior, on ``num_points`` images simulated from ``model`` (z ~ p(z), x ~ p(x|z)), with BDMC at
     the reference setting from the generating z, which is an exact posterior sample: a stochastic
     upper bound. :func:`ais_against_reference`'s table (yardstick: the reference from q*), with
     BDMC's rows (estimator ``bdmc``) and ``error_upper``, the BDMC bound from q* minus the estimate:
@@ -236,7 +245,7 @@ def validate_simulated(
     x, z = model.sample(num_points, torch.Generator(device).manual_seed(seed))
     with seeded(seed, device):
         q = optimal_q(model, x, config=qstar, init=start_for(model, x)).q
-    starts = {"qstar": q, "prior": None}
+    starts = {"qstar": q} | ({"prior": None} if from_prior else {})
     table = ais_against_reference(model, x, starts, reference, candidates, seed)
     bdmc = pd.concat([_timed_run(start, "bdmc", reference, seed + 1000 * i + 999, x,
                                  lambda init=init: bdmc_upper_bound(model, x, z, init, reference))

@@ -35,7 +35,7 @@ from .families import DiagonalGaussian, Family, Params, PlanarFlow
 from .models import LatentVariableModel, load
 from .parallel import run_tasks
 from .progress import bar
-from .qstar import QStarConfig, initial_params, optimise, search_q
+from .qstar import QStarConfig, search_q, start_for
 from .rng import seeded
 
 COLUMNS = [
@@ -229,19 +229,20 @@ def optimal_elbo(
     init: str | Params = "encoder",
 ) -> pd.DataFrame:
     """L[q*] per datapoint of x [N, D] for ``family`` (e.g. a richer one than the encoder's), with
-    ``config``'s q* rule, ELBO sample count, batching and seed: columns ``elbo_optimal``,
-    ``elbo_optimal_se``, ``qstar_steps``, ``qstar_converged``. ``init`` is "encoder", "prior"
-    (where the encoder's q cannot start ``family``), or starting parameters, rows [N, ...]: a
-    non-convex family such as a flow can end in a worse optimum from one start than from another,
-    so compare starts and keep the best."""
+    ``config``'s q* search (its rule and its extra starts), ELBO sample count, batching and seed:
+    columns ``elbo_optimal``, ``elbo_optimal_se``, ``qstar_steps``, ``qstar_converged``. ``init`` is
+    "encoder", "prior" (where the encoder's q cannot start ``family``), or starting parameters,
+    rows [N, ...]: a non-convex family such as a flow can end in a worse optimum from one start than
+    from another, so compare starts and keep the best. Perturbed-encoder starts run only where the
+    encoder's q can start ``family``."""
     config = config or DecomposeConfig()
+    perturbed = config.qstar_perturbed if start_for(model, x[:1], family) == "encoder" else 0
     rows = []
     for start, xb in _seeded_batches(x, config):
-        if isinstance(init, str):
-            start_params = initial_params(model, xb, family, init)
-        else:
-            start_params = {k: v[start : start + config.batch_size] for k, v in init.items()}
-        qstar = optimise(model, xb, start_params, family, config.qstar, max_pairs=config.max_pairs)
+        first = init if isinstance(init, str) else {k: v[start : start + config.batch_size] for k, v in init.items()}
+        qstar = search_q(model, xb, family, config.qstar, first, prior_starts=config.qstar_restarts,
+                         perturbed_starts=perturbed, perturb_scale=config.qstar_perturb_scale,
+                         max_pairs=config.max_pairs).result  # fmt: skip
         estimate = elbo_from_weights(log_weights_chunked(model, xb, qstar.q, config.elbo_samples, config.max_pairs))
         rows.append(pd.DataFrame({"elbo_optimal": _to_numpy(estimate.value), "elbo_optimal_se": _to_numpy(estimate.stderr),
                                   "qstar_steps": _to_numpy(qstar.steps), "qstar_converged": _to_numpy(qstar.converged)}))  # fmt: skip

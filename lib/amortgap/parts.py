@@ -60,26 +60,35 @@ def _module_file(name: str) -> Path | None:
     return next((path for path in candidates if path.is_file()), None)
 
 
-def code_modules(module: str) -> dict[str, Path]:
-    """``module`` and every ``amortgap`` module it imports, directly or through another, by name
-    (read from the import statements of their source; :data:`PRESENTATION` left out)."""
+def imported_modules(source: str, package: str = "") -> list[str]:
+    """The names of the modules that Python ``source`` imports (a ``from m import n`` gives ``m`` and
+    ``m.n``: a name may be a module), relative imports resolved against ``package``."""
+    names = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")
+            base = base[: len(base) - node.level + 1] if node.level else []
+            stem = ".".join(base + ([node.module] if node.module else []))
+            names += [stem] + [f"{stem}.{alias.name}" for alias in node.names]
+    return names
+
+
+def code_modules(module: str | list[str], skip: frozenset[str] | set[str] = PRESENTATION) -> dict[str, Path]:
+    """``module`` (or each of several) and every ``amortgap`` module it imports, directly or through
+    another, by name (read from the import statements of their source; ``skip`` left out: by
+    default :data:`PRESENTATION`)."""
     found: dict[str, Path] = {}
-    pending = [module]
+    pending = [module] if isinstance(module, str) else list(module)
     while pending:
         name = pending.pop()
         path = _module_file(name)
-        if name in found or name in PRESENTATION or path is None:
+        if name in found or name in skip or path is None:
             continue
         found[name] = path
         package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                pending += [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                base = package.split(".")
-                base = base[: len(base) - node.level + 1] if node.level else []
-                stem = ".".join(base + ([node.module] if node.module else []))
-                pending += [stem] + [f"{stem}.{alias.name}" for alias in node.names]  # a name may be a module
+        pending += imported_modules(path.read_text(), package)
     return dict(sorted(found.items()))
 
 

@@ -334,51 +334,69 @@ def ais_lengths(curves: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def validation_errors(errors: pd.DataFrame) -> plt.Figure:
-    """Per-image error of each AIS setting against the reference from q* (real images, left) and
-    against the BDMC bound (simulated images, right: ``error_upper``), from q* and from the prior;
-    one box per setting and start, the black tick at the setting's mean reported SE. ``errors``:
-    rows part, start, estimator, evaluations, error, error_upper, log_px_se."""
-    parts = [p for p in ("real", "simulated") if p in set(errors.part)]
-    fig, axes = plt.subplots(1, len(parts), figsize=(4.2 * len(parts), 3.4), squeeze=False, sharey=True)
+MODEL_NAMES = {"diagonal": "FFG", "planar": "flow"}  # an encoder family's one name in every figure and table
+PROTOCOL_NAMES = {"early_stopped": "early-stopped", "long_trained": "long-trained"}
+
+
+def model_label(family: str, protocol: str) -> str:
+    """A campaign model's name in a figure: its family and training protocol ("FFG, long-trained")."""
+    return f"{MODEL_NAMES[family]}, {PROTOCOL_NAMES[protocol]}"
+
+
+def validation_errors(errors: pd.DataFrame, half_se: float) -> plt.Figure:
+    """Per-image error of each AIS setting, one box per model and setting: against the reference on
+    real training and test images, and against the BDMC bound on simulated ones (``error_upper``),
+    a panel each. The grey band is +- ``half_se``, the largest mean error allowed. ``errors``: rows
+    family, protocol, part ("train", "test" or "simulated"), estimator, evaluations, error, error_upper."""
+    titles = {"train": "training images,\nagainst the reference", "test": "test images,\nagainst the reference",
+              "simulated": "simulated images,\nagainst BDMC"}  # fmt: skip
+    parts = [p for p in titles if p in set(errors.part)]
+    fig, axes = plt.subplots(1, len(parts), figsize=(2.3 * len(parts) + 1.2, 3.0), squeeze=False, sharey=True,
+                             sharex=True)  # fmt: skip
     shown = errors[~errors.estimator.isin(["reference", "bdmc"])].copy()
-    order = shown.sort_values("evaluations").estimator.unique().tolist()
+    order = [o.removeprefix("ais_") for o in shown.sort_values("evaluations").estimator.unique()]
     shown["setting"] = shown.estimator.str.removeprefix("ais_")
-    shown["start"] = shown.start.map({"qstar": "from q*", "prior": "from the prior"})
-    labels = [o.removeprefix("ais_") for o in order]
+    shown["model"] = [model_label(f, p) for f, p in zip(shown.family, shown.protocol)]
+    models = list(dict.fromkeys(shown.model))
     for ax, part in zip(axes[0], parts):
-        rows = shown[shown.part == part].assign(value=lambda r: r.error if part == "real" else r.error_upper)
-        sns.boxplot(data=rows, x="setting", y="value", hue="start", order=labels, ax=ax, fliersize=2, linewidth=0.8)
-        se = rows.groupby(["setting", "start"]).log_px_se.mean()
-        for i, label in enumerate(labels):
-            for offset, start in zip((-0.2, 0.2), ("from q*", "from the prior")):
-                if (label, start) in se.index:
-                    ax.plot([i + offset - 0.15, i + offset + 0.15], [se[(label, start)]] * 2, color="k", lw=1.5)
-        ax.axhline(0, color="0.4", lw=0.8)
-        ax.set_yscale("symlog", linthresh=0.1)
-        ax.set_xlabel("AIS steps x chains")
-        ax.set_title("real test images, against a 10x longer run" if part == "real"
-                     else "simulated images, against BDMC")  # fmt: skip
-    axes[0][0].set_ylabel("error per image (nats)")
-    for ax in axes[0][1:]:
+        rows = shown[shown.part == part].assign(value=lambda r: r.error if part != "simulated" else r.error_upper)
+        sns.boxplot(data=rows, y="model", x="value", hue="setting", order=models, hue_order=order, ax=ax,
+                    fliersize=2, linewidth=0.8, legend=ax is axes[0][0])  # fmt: skip
+        ax.axvspan(-half_se, half_se, color="0.85", zorder=0)
+        ax.axvline(0, color="0.4", lw=0.8)
+        ax.set_xscale("symlog", linthresh=0.1)
+        ax.set_xticks([-1, 0, 0.1, 1, 10], ["-1", "0", "0.1", "1", "10"])
+        ax.set_xlabel("error per image (nats)")
         ax.set_ylabel("")
-    fig.tight_layout()
+        ax.set_title(titles[part], fontsize="medium")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    axes[0][0].get_legend().remove()
+    fig.legend(handles, labels, title="AIS steps x chains", loc="upper center", ncol=len(labels), frameon=False,
+               bbox_to_anchor=(0.5, 1.0))  # fmt: skip
+    fig.tight_layout(rect=(0, 0, 1, 0.88))
     return fig
 
 
-def search_deficits(search: pd.DataFrame) -> plt.Figure:
-    """How far each image's first q* start (the encoder's) ends below the best of all starts, and
-    below the best prior start, as empirical CDFs over images (a symmetric-log axis: most are near 0).
-    ``search``: rows model, first_start_deficit, prior_shortfall."""
-    fig, ax = plt.subplots(figsize=(4.6, 3.2))
-    for (model, rows), color in zip(search.groupby("model", sort=False), sns.color_palette("colorblind")):
-        sns.ecdfplot(rows.first_start_deficit, ax=ax, color=color, label=f"{model}: best start - first start")
-        sns.ecdfplot(rows.prior_shortfall, ax=ax, color=color, linestyle="--",
-                     label=f"{model}: first start - best prior start")  # fmt: skip
-    ax.set_xscale("symlog", linthresh=0.01)
-    ax.set_xlabel("ELBO difference (nats)")
-    ax.set_ylabel("share of images")
-    ax.legend(fontsize="small")
+def search_shortfalls(shortfalls: pd.DataFrame, mean_nats: float) -> plt.Figure:
+    """What a q* search with only its first k starts loses against all of them: the mean over images
+    per k, one line per model, a panel per split, the dashed line at the allowed mean ``mean_nats``.
+    ``shortfalls``: rows family, protocol, split, starts (k), shortfall (nats)."""
+    splits = list(dict.fromkeys(shortfalls.split))
+    fig, axes = plt.subplots(1, len(splits), figsize=(3.4 * len(splits), 2.9), squeeze=False, sharey=True)
+    means = shortfalls.groupby(["family", "protocol", "split", "starts"], sort=False).shortfall.mean().reset_index()
+    means["model"] = [model_label(f, p) for f, p in zip(means.family, means.protocol)]
+    for ax, split in zip(axes[0], splits):
+        sns.lineplot(data=means[means.split == split], x="starts", y="shortfall", hue="model", style="model",
+                     markers=True, dashes=False, ax=ax)  # fmt: skip
+        ax.axhline(mean_nats, color="0.3", lw=0.8, ls="--")
+        ax.set_yscale("symlog", linthresh=0.01)
+        ax.set_xlabel("starts of the q* search")
+        ax.set_title("training images" if split == "train" else f"{split} images")
+        ax.legend(fontsize="small")
+    axes[0][0].set_ylabel("mean shortfall (nats)")
+    for ax in axes[0][1:]:
+        ax.get_legend().remove()
+    fig.tight_layout()
     return fig
 
 

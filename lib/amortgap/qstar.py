@@ -252,7 +252,7 @@ def search_q(
     x: Tensor,
     family: Family = DiagonalGaussian(),
     config: QStarConfig = QStarConfig(),
-    init: str = "encoder",
+    init: str | Params = "encoder",
     *,
     prior_starts: int = 0,
     perturbed_starts: int = 0,
@@ -268,15 +268,17 @@ def search_q(
     local optimum. ``prior_starts`` searches start from unit-scale Gaussians at random means drawn
     from the prior; ``perturbed_starts`` from the encoder's q with its mean moved by
     ``perturb_scale`` encoder standard deviations in a random direction (eps ~ N(0, I), elementwise),
-    its other parameters kept. ``result.steps`` counts the steps of every search."""
+    its other parameters kept. ``init`` is "encoder", "prior", or the first start's parameters,
+    rows [B, ...] (named "given" in ``starts``). ``result.steps`` counts the steps of every search."""
     if prior_starts < 0 or perturbed_starts < 0:
         raise ValueError(f"prior_starts and perturbed_starts must be >= 0, not {prior_starts} and {perturbed_starts}")
     if perturb_scale <= 0:
         raise ValueError(f"perturb_scale must be positive, not {perturb_scale}")
-    best = optimise(model, x, initial_params(model, x, family, init), family, config, progress=progress,
-                    max_pairs=max_pairs)  # fmt: skip
+    first = init if isinstance(init, str) else "given"
+    start = initial_params(model, x, family, init) if isinstance(init, str) else init
+    best = optimise(model, x, start, family, config, progress=progress, max_pairs=max_pairs)
     if prior_starts + perturbed_starts == 0:
-        return QStarSearch(best, torch.full((1, x.shape[0]), torch.nan, dtype=x.dtype, device=x.device), (init,))
+        return QStarSearch(best, torch.full((1, x.shape[0]), torch.nan, dtype=x.dtype, device=x.device), (first,))
     elbos = [_elbo_for_comparison(model, x, best.q, compare_samples, max_pairs)]
     params, steps, converged = best.params, best.steps, best.converged
     kinds = ["prior"] * prior_starts + ["perturbed"] * perturbed_starts
@@ -289,7 +291,7 @@ def search_q(
         converged = torch.where(better, found.converged, converged)
         elbos.append(found_elbo)
         steps = steps + found.steps
-    starts = (init,) + tuple(f"{kind}_{i}" for i, kind in enumerate(kinds, 1))
+    starts = (first,) + tuple(f"{kind}_{i}" for i, kind in enumerate(kinds, 1))
     return QStarSearch(LocalResult(params, family.distribution(params), steps, converged), torch.stack(elbos), starts)
 
 

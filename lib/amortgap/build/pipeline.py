@@ -334,6 +334,18 @@ def run_dvc(args: Sequence[str], cwd: str | Path, capture: bool = False) -> subp
                           capture_output=capture, text=True)
 
 
+def stage_code(script: str | Path, root: str | Path | None = None) -> list[str]:
+    """The library files a stage's ``script`` (a notebook or a script) runs, as DVC deps relative
+    to the project ``root``: every ``amortgap`` module it imports and every one those import, the
+    figures' and the numbers' modules included (:func:`amortgap.parts.code_modules`). A stage that
+    lists these files instead of all of ``lib/amortgap`` goes stale only when its own code changes."""
+    from ..parts import code_modules, imported_modules
+
+    root = Path(root) if root else project_root(script)
+    modules = code_modules(imported_modules(Path(script).read_text()), skip=frozenset())
+    return sorted(str(path.resolve().relative_to(root.resolve())) for path in modules.values())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m amortgap.build.pipeline", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -351,6 +363,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     copy = sub.add_parser("repro-copy", help="dvc repro in a fresh copy of the project, at a profile's scale")
     copy.add_argument("dest", type=Path)
     copy.add_argument("--profile", default=None)
+    deps = sub.add_parser("deps", help="the library files a stage's script runs (its DVC deps)")
+    deps.add_argument("script", type=Path)
     profile = sub.add_parser("profile", help="merge params.yaml's profiles.<name> into params.yaml")
     profile.add_argument("name")
     profile.add_argument("--params", type=Path, default=Path("params.yaml"))
@@ -365,6 +379,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 run_notebook(notebook, args.out / f"{notebook.stem}.ipynb", cwd=args.out)  # where nbval runs it
         elif args.command == "repro-copy":
             reproduce_copy(args.dest, args.profile)
+        elif args.command == "deps":
+            print("\n".join(stage_code(args.script)))
         else:
             apply_profile(args.params, args.name)
     except ParameterError as err:

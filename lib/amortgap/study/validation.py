@@ -1,10 +1,11 @@
-"""Experiment 4b, q* and log p(x) validated at the gap table's own settings. On real test images the
-diagonal q* is searched from several starts (how often, and by how much, is the encoder's start
-beaten?) and AIS at each candidate setting runs against a reference at least 10x longer, from q* and
-from the prior; on images simulated from the model the same runs meet a BDMC bracket. The runs are
-:func:`amortgap.certify.validate_real` and :func:`amortgap.certify.validate_simulated`, each kept as a
-part (:mod:`amortgap.parts`); this module summarizes the tables the notebook wrote and names the
-paper's numbers."""
+"""Experiment 4b, the gap table's settings validated on the models it decomposes. On real training
+and test images each model's q* is searched in its own family from several starts (how many does a
+search need to match them all?), and AIS at each candidate setting runs against a longer
+reference from q*; on images simulated from the model the same runs meet a BDMC bracket. The runs
+are :func:`amortgap.certify.validate_real` and :func:`amortgap.certify.validate_simulated`, each
+kept as a part (:mod:`amortgap.parts`); this module lists them (:func:`tasks`), applies the rules
+(:func:`cheapest_search`, :func:`ais_verdicts`, :func:`settings`), lets the gap table refuse
+settings that did not pass (:func:`check_table_settings`), and names the paper's numbers."""
 
 from __future__ import annotations
 
@@ -13,20 +14,68 @@ import re
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from .. import certify
 from ..ais import AISConfig
+from ..plots import MODEL_NAMES, PROTOCOL_NAMES
+from ..qstar import QStarConfig
 from ..report import Number, Value
 
 FAMILIES = {"diagonal": "Ffg", "planar": "Flow"}
-START = re.compile(r"^(encoder|prior|(prior|perturbed)_\d+)$")  # a search table's start columns (qstar.QStarSearch.starts)
+PROTOCOLS = {"early_stopped": "Early", "long_trained": "Long"}
+START = re.compile(r"^(encoder|prior|given|(prior|perturbed)_\d+)$")  # a search table's start columns (qstar.QStarSearch.starts)
+
+
+REFERENCE_FACTOR = 4  # the reference AIS has at least this many times the table's steps
 
 
 def check_reference(reference: AISConfig, table: AISConfig) -> None:
-    """Refuse a reference that is not at least 10x the table's steps with at least its chains."""
-    if reference.steps < 10 * table.steps or reference.chains < table.chains:
-        raise ValueError(f"the reference AIS ({reference.steps} x {reference.chains}) must have at least 10x the "
-                         f"table's steps and at least its chains ({table.steps} x {table.chains})")  # fmt: skip
+    """Refuse a reference that is not at least :data:`REFERENCE_FACTOR` x the table's steps with at
+    least its chains."""
+    if reference.steps < REFERENCE_FACTOR * table.steps or reference.chains < table.chains:
+        raise ValueError(f"the reference AIS ({reference.steps} x {reference.chains}) must have at least "
+                         f"{REFERENCE_FACTOR}x the table's steps and at least its chains ({table.steps} x {table.chains})")
+
+
+def tasks(
+    parts_dir: str | Path | None, trained: dict[str, torch.nn.Module], images: dict[str, torch.Tensor],
+    qstar: QStarConfig, prior_starts: int, perturbed_starts: int, perturb_scale: float, reference: AISConfig,
+    candidates: list[AISConfig], simulated_points: int, seed: int, from_prior: bool,
+) -> list[tuple]:
+    """The validation's parts, as :func:`amortgap.parts.kept` argument tuples, in the order they
+    run: per model (``trained``: name -> model), one real part per split of ``images`` (split ->
+    x [N, D]: the multi-start search in the model's own family and AIS against the reference,
+    :func:`amortgap.certify.validate_real`), then its simulated part
+    (:func:`amortgap.certify.validate_simulated`). Parts are named ``<model>_<split>`` and
+    ``<model>_simulated``."""
+    found = []
+    for name, model in trained.items():
+        found += [(parts_dir, f"{name}_{split}", certify.validate_real, model, x, qstar, prior_starts, perturbed_starts,
+                   perturb_scale, reference, candidates, seed, model.family, from_prior) for split, x in images.items()]
+        found.append((parts_dir, f"{name}_simulated", certify.validate_simulated, model, simulated_points, qstar,
+                      reference, candidates, seed, from_prior))
+    return found
+
+
+def search_shortfalls(search: pd.DataFrame) -> pd.DataFrame:
+    """How far the best of the first k starts ends below the best of all K, per image (rows) and k =
+    1..K (columns), nats: what a search with only its first k starts would lose."""
+    starts = start_columns(search)
+    best = search[starts].max(axis=1)
+    return pd.DataFrame({k: best - search[starts[:k]].max(axis=1) for k in range(1, len(starts) + 1)})
+
+
+def cheapest_search(search: pd.DataFrame, mean_nats: float = 0.05, far_nats: float = 0.3,
+                    far_share: float = 0.01) -> int:
+    """The fewest starts k whose search matches the whole search (all K starts) within ``mean_nats``
+    in the mean over images, with at most a ``far_share`` of images more than ``far_nats`` below it
+    (:func:`search_shortfalls`); K if none fewer does."""
+    shortfalls = search_shortfalls(search)
+    for k in shortfalls.columns:
+        if shortfalls[k].mean() <= mean_nats and (shortfalls[k] > far_nats).mean() <= far_share:
+            return int(k)
+    return int(shortfalls.columns[-1])
 
 
 def start_columns(search: pd.DataFrame) -> list[str]:
@@ -47,69 +96,150 @@ def with_shortfalls(search: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def search_summary(search: pd.DataFrame, beaten_nats: float) -> dict[str, float]:
-    """What the multi-start search says of one model (``search``: :func:`with_shortfalls`'s table):
-    the share of images whose first start is beaten by more than ``beaten_nats``, the first start's
-    deficit (mean, SE, max), the search's remaining uncertainty (mean, max), and the mean shortfall
-    of the best prior and the best perturbed start."""
+def search_summary(search: pd.DataFrame, beaten_nats: float, rule: dict[str, float]) -> dict[str, float]:
+    """What the multi-start search says of one model on one split (``search``: :func:`with_shortfalls`'s
+    table): the share of images whose first start is beaten by more than ``beaten_nats``, the first
+    start's deficit (mean, SE, max), the search's remaining uncertainty (mean, max), the mean
+    shortfall of the best prior and the best perturbed start, and the cheapest search that ``rule``
+    accepts (:func:`cheapest_search`: ``starts_needed``, and its mean shortfall)."""
     n, deficit = len(search), search.first_start_deficit
+    needed = cheapest_search(search, **rule)
     return {"images": n, "starts": len(start_columns(search)),
             "share_beaten": float((deficit > beaten_nats).mean()), "beaten_nats": beaten_nats,
             "deficit_mean": float(deficit.mean()), "deficit_se": float(deficit.std() / math.sqrt(n)),
             "deficit_max": float(deficit.max()), "uncertainty_mean": float(search.search_uncertainty.mean()),
             "uncertainty_max": float(search.search_uncertainty.max()),
             "prior_shortfall": float(search.prior_shortfall.mean()),
-            "perturbed_shortfall": float(search.perturbed_shortfall.mean())}  # fmt: skip
+            "perturbed_shortfall": float(search.perturbed_shortfall.mean()),
+            "starts_needed": needed, "needed_shortfall": float(search_shortfalls(search)[needed].mean())}  # fmt: skip
 
 
-def validated_setting(summary: pd.DataFrame, model: str, start: str = "qstar") -> str | None:
-    """The cheapest candidate AIS setting of ``model`` from ``start`` whose error is within its
-    reported SE (``within_se`` of :func:`amortgap.certify.reference_summary`) on the real *and* on the
-    simulated images; None if no candidate is."""
-    rows = summary[(summary.model == model) & (summary.start == start) & ~summary.estimator.isin(["reference", "bdmc"])]
-    ok = [e for e, g in rows.groupby("estimator") if set(g.part) == {"real", "simulated"} and g.within_se.all()]
-    return None if not ok else rows[rows.estimator.isin(ok)].sort_values("evaluations").estimator.iloc[0]
+def approximation_gaps(search: pd.DataFrame, errors: pd.DataFrame) -> pd.Series:
+    """Per image of a real part: the reference log p(x) (from q*) minus the best start's ELBO
+    estimate, the approximation gap in the model's own family (nats, indexed by datapoint)."""
+    reference = errors[(errors.start == "qstar") & (errors.estimator == "reference")].set_index("datapoint").log_px
+    return reference - search[start_columns(search)].max(axis=1)
+
+
+def table_half_se(gaps: pd.Series, table_points: int) -> float:
+    """Half the standard error of the gap table's mean approximation gap over ``table_points``
+    images, from the spread of ``gaps`` (:func:`approximation_gaps`): the largest mean error of
+    log p(x) that the table's interval would not notice."""
+    return float(gaps.std() / math.sqrt(table_points) / 2)
+
+
+def ais_verdicts(summary: pd.DataFrame, half_se: float, off_share: float) -> pd.DataFrame:
+    """Per AIS setting (rows ``estimator``) of one model, from :func:`amortgap.certify.reference_summary`
+    rows (one per part: "train", "test", "simulated"; start "qstar"): ``validated`` when on every
+    part the mean error (against the reference, and on simulated images against BDMC too) is within
+    ``half_se`` and at most ``off_share`` of the images are off by more than the summary's
+    ``off_nats``; with the largest of each over the parts."""
+    rows = summary[(summary.start == "qstar") & ~summary.estimator.isin(["reference", "bdmc"])]
+    found = []
+    for estimator, g in rows.groupby("estimator", sort=False):
+        worst_mean = max(g.error_nats.abs().max(), g.error_upper_nats.abs().max(skipna=True) if "error_upper_nats" in g else 0.0)
+        worst_off = g.share_off.max()
+        found.append({"estimator": estimator, "evaluations": int(g.evaluations.iloc[0]), "parts": len(g),
+                      "worst_mean_error": float(worst_mean), "worst_share_off": float(worst_off), "half_se": half_se,
+                      "validated": bool(worst_mean < half_se and worst_off <= off_share)})  # fmt: skip
+    return pd.DataFrame(found).sort_values("evaluations", ignore_index=True)
+
+
+def settings(search: pd.DataFrame, summary: pd.DataFrame, half_se: pd.Series, off_share: float,
+             table: AISConfig) -> pd.DataFrame:
+    """The verdict per model (family, protocol): the starts its q* search needs (the most over the
+    splits, :func:`cheapest_search`), whether the table's AIS setting ``table`` is validated
+    (:func:`ais_verdicts`), and the cheapest validated setting (None if none is). ``search``: per
+    (family, protocol, split) :func:`search_summary`; ``summary``: per (family, protocol, part,
+    start, estimator) :func:`amortgap.certify.reference_summary`; ``half_se``: per (family,
+    protocol) the smallest :func:`table_half_se` over the splits."""
+    used = certify.estimator_name(table)
+    rows = []
+    for (family, protocol), g in search.groupby(["family", "protocol"], sort=False):
+        verdicts = ais_verdicts(summary[(summary.family == family) & (summary.protocol == protocol)],
+                                half_se[(family, protocol)], off_share).set_index("estimator")
+        passed = verdicts.index[verdicts.validated]
+        rows.append({"family": family, "protocol": protocol, "starts_needed": int(g.starts_needed.max()),
+                     "table_ais": used, "table_ais_validated": bool(verdicts.loc[used, "validated"]),
+                     "table_ais_worst_mean_error": verdicts.loc[used, "worst_mean_error"],
+                     "table_ais_worst_share_off": verdicts.loc[used, "worst_share_off"],
+                     "half_se": half_se[(family, protocol)],
+                     "cheapest_validated_ais": passed[0] if len(passed) else None})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def check_table_settings(settings: pd.DataFrame, table: AISConfig, starts: dict[str, int]) -> None:
+    """Refuse gap-table settings that the validation did not validate: an AIS setting other than the
+    validated ``table`` one, or a q* search (per family, ``starts``) with fewer starts than a model
+    of that family needs."""
+    if not settings.table_ais_validated.all() or set(settings.table_ais) != {certify.estimator_name(table)}:
+        raise ValueError(f"the gap table's AIS ({table.steps} x {table.chains}) is not validated on every model:\n{settings}")
+    for family, g in settings.groupby("family"):
+        if starts[family] < g.starts_needed.max():
+            raise ValueError(f"the {family} q* search has {starts[family]} starts; the validation needs {g.starts_needed.max()}")
 
 
 def load(table_dir: str | Path) -> dict[str, pd.DataFrame]:
     """``summary`` (per model, part, start and estimator: :func:`amortgap.certify.reference_summary`'s
-    columns) and ``search`` (per model: :func:`search_summary`)."""
+    columns), ``search`` (per model and split: :func:`search_summary`) and ``settings``
+    (:func:`settings`)."""
     table_dir = Path(table_dir)
-    return {name: pd.read_csv(table_dir / f"{name}.csv") for name in ("summary", "search")}
+    return {name: pd.read_csv(table_dir / f"{name}.csv") for name in ("summary", "search", "settings")}
 
 
-def numbers(tables: dict[str, pd.DataFrame], table: AISConfig, reference: AISConfig) -> dict[str, Value]:
-    """Per model: the search's numbers (images, starts, images whose first start is beaten, its
-    largest deficit, the remaining uncertainty, the prior starts' shortfall); AIS at the gap
-    table's setting ``table`` from q* and from the prior against the reference on real images, and
-    from q* against BDMC on simulated ones (mean, 95th percentile and largest error over images),
-    with the reported SE; whether that setting is validated,
-    and the cheapest validated setting's steps and chains ("none" if there is none)."""
-    summary, search = tables["summary"], tables["search"].set_index("model")
+def numbers(tables: dict[str, pd.DataFrame], table: AISConfig, reference: AISConfig, simulated_points: int) -> dict[str, Value]:
+    """The paper's macros of the validation: the AIS settings; per model (family, protocol) and
+    split, the search's numbers (images, starts, images whose first start is beaten, its largest
+    deficit, the starts needed); per model, the table setting's error against the reference on
+    each split and against BDMC on simulated images, its worst share of images off, the allowed
+    mean error (half the table's SE), and whether the setting and the search are validated."""
+    summary, search = tables["summary"], tables["search"].set_index(["family", "protocol", "split"])
+    verdict = tables["settings"].set_index(["family", "protocol"])
     used = certify.estimator_name(table)
     macros: dict[str, Value] = {"ValTableSteps": table.steps, "ValTableChains": table.chains,
-                                "ValReferenceSteps": reference.steps, "ValReferenceChains": reference.chains}
-    for model, name in FAMILIES.items():
-        if model not in search.index:
-            continue
-        s = search.loc[model]
-        macros |= {f"Val{name}Points": int(s.images), f"Val{name}Starts": int(s.starts),
-                   f"Val{name}Beaten": int(round(s.share_beaten * s.images)), f"Val{name}BeatenNats": Number(s.beaten_nats, digits=1),
-                   f"Val{name}DeficitMax": Number(s.deficit_max, digits=2),
-                   f"Val{name}SearchUncertainty": Number(s.uncertainty_mean, digits=3),
-                   f"Val{name}PriorShortfall": Number(s.prior_shortfall, digits=2)}  # fmt: skip
-        rows = summary[summary.model == model].set_index(["part", "start", "estimator"])
-        for part, start, key in (("real", "qstar", "Real"), ("real", "prior", "RealPrior"), ("simulated", "qstar", "Sim")):
-            r = rows.loc[(part, start, used)]
-            macros[f"Val{name}{key}Error"] = Number(r.error_nats, r.error_se, 2)
-            macros[f"Val{name}{key}ErrorMax"] = Number(r.error_max, digits=2)
-            macros[f"Val{name}{key}ErrorPNinetyFive"] = Number(r.error_p95, digits=2)
-            macros[f"Val{name}{key}ReportedSe"] = Number(r.reported_se, digits=2)
-        r = rows.loc[("simulated", "qstar", used)]
-        macros[f"Val{name}SimErrorUpper"] = Number(r.error_upper_nats, r.error_upper_se, 2)
-        sandwich = rows.loc[("simulated", "qstar", "reference")]
-        macros[f"Val{name}Sandwich"] = Number(sandwich.error_upper_nats, sandwich.error_upper_se, 2)
-        chosen = validated_setting(summary, model)
-        macros[f"Val{name}TableValidated"] = "yes" if validated_setting(summary[summary.estimator == used], model) else "no"
-        macros[f"Val{name}Validated"] = chosen.removeprefix("ais_").replace("x", r" $\times$ ") if chosen else "none"
+                                "ValReferenceSteps": reference.steps, "ValReferenceChains": reference.chains,
+                                "ValSimulatedPoints": simulated_points,
+                                "ValTableValidatedEverywhere": "yes" if verdict.table_ais_validated.all() else "no"}
+    for (family, protocol, split), s in search.iterrows():
+        key = f"Val{FAMILIES[family]}{PROTOCOLS[protocol]}{split.title()}"
+        macros |= {f"{key}Points": int(s.images), f"{key}Starts": int(s.starts),
+                   f"{key}Beaten": int(round(s.share_beaten * s.images)), f"{key}DeficitMean": Number(s.deficit_mean, s.deficit_se, 2),
+                   f"{key}DeficitMax": Number(s.deficit_max, digits=2), f"{key}StartsNeeded": int(s.starts_needed)}  # fmt: skip
+    for (family, protocol), v in verdict.iterrows():
+        key = f"Val{FAMILIES[family]}{PROTOCOLS[protocol]}"
+        rows = summary[(summary.family == family) & (summary.protocol == protocol) & (summary.start == "qstar")]
+        rows = rows.set_index(["part", "estimator"])
+        for part in ("train", "test", "simulated"):
+            r = rows.loc[(part, used)]
+            macros[f"{key}{part.title()}Error"] = Number(r.error_nats, r.error_se, 2)
+            macros[f"{key}{part.title()}ShareOff"] = Number(100 * r.share_off, digits=0)
+        r = rows.loc[("simulated", used)]
+        macros[f"{key}SimErrorUpper"] = Number(r.error_upper_nats, r.error_upper_se, 2)
+        sandwich = rows.loc[("simulated", "reference")]
+        macros[f"{key}Sandwich"] = Number(sandwich.error_upper_nats, sandwich.error_upper_se, 2)
+        macros[f"{key}HalfSe"] = Number(v.half_se, digits=3)
+        macros[f"{key}StartsNeeded"] = int(v.starts_needed)
+        macros[f"{key}TableValidated"] = "yes" if v.table_ais_validated else "no"
     return macros
+
+
+def table(tables: dict[str, pd.DataFrame], table_ais: AISConfig) -> pd.DataFrame:
+    """The paper's validation table, a row per model: the starts its q* search needs on training and
+    test images, the table's AIS setting's mean error on each part (against the reference; on
+    simulated images against BDMC), its largest share of images off, the mean error allowed, and
+    the verdict."""
+    summary, search = tables["summary"], tables["search"].set_index(["family", "protocol", "split"])
+    used = certify.estimator_name(table_ais)
+    rows = {}
+    for v in tables["settings"].itertuples():
+        at = summary[(summary.family == v.family) & (summary.protocol == v.protocol) & (summary.start == "qstar")
+                     & (summary.estimator == used)].set_index("part")  # fmt: skip
+        label = f"{MODEL_NAMES[v.family]}, {PROTOCOL_NAMES[v.protocol]}"
+        rows[label] = {
+            "starts (train / test)": f"{search.loc[(v.family, v.protocol, 'train'), 'starts_needed']} / "
+                                     f"{search.loc[(v.family, v.protocol, 'test'), 'starts_needed']}",
+            "error, train": f"{at.loc['train', 'error_nats']:.3f}", "error, test": f"{at.loc['test', 'error_nats']:.3f}",
+            "error, simulated (BDMC)": f"{at.loc['simulated', 'error_upper_nats']:.3f}",
+            "images off (\\%)": f"{100 * v.table_ais_worst_share_off:.0f}", "allowed": f"{v.half_se:.3f}",
+            "validated": "yes" if v.table_ais_validated else "no"}  # fmt: skip
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("model")
