@@ -199,7 +199,8 @@ def usage(family: str, protocol: str, seed: int) -> dict:
     model = models.load(paths[family, protocol, seed])
     activity = latents.unit_activity(model, units_x)
     whole = bounds.elbo(model, units_x, num_samples=whole_test_samples)
-    row = {"model": family, "protocol": protocol, "seed": seed, "active_units": latents.active_units(activity),
+    row = {"model": family, "protocol": protocol, "seed": seed, "encoder_width": model.config.encoder_hidden[-1],
+           "active_units": latents.active_units(activity),
            "elbo_amortized_whole_test": whole.value.mean().item()}
     if family == "diagonal":
         kl = latents.kl_per_dimension(model, units_x)

@@ -31,7 +31,7 @@
 # `frozen_seeds`). With a decoder fixed,
 # $\mathcal{L}[q^*]$ of every image is fixed too, and the amortization gap of each encoder is
 # $\mathcal{L}[q^*] - \mathcal{L}[q]$ against that decoder's $q^*$ (the reference decoder's from
-# the gap table, the joint decoders' from part 1).
+# a search from its own encoder on these images, the joint decoders' from part 1).
 #
 # Members sharing an architecture (the seeds of one width) train as one stack; stacks, and the
 # per-model evaluations, run in `workers` single-thread processes. Checkpoints are fingerprinted:
@@ -40,7 +40,6 @@
 # %% tags=["parameters"]
 root = ".."  # the project folder, seen from the kernel's (the pipeline passes its own)
 model_dir = "build/tiny/models"
-gap_table_dir = "build/tiny/results/gap_table"
 widths = [16, 64]
 seeds = [0, 1]
 depth = 2
@@ -73,6 +72,7 @@ import pandas as pd
 import torch
 
 from amortgap import bounds, data, gaps, latents, models, plots, report, sweep, train
+from amortgap.families import DiagonalGaussian
 from amortgap.parallel import run_tasks
 from amortgap.rng import seeded
 from amortgap.study import width_sweep
@@ -139,8 +139,9 @@ frozen_results = sweep.train_members(frozen, train_x, valid_x, frozen_config, ro
                                      workers=workers, max_stack=max_stack)
 
 # %%
-reference_qstar = pd.concat([pd.read_csv(root / gap_table_dir / f"diagonal_s{s}_test.csv").assign(seed=s) for s in seeds])
-reference_qstar = reference_qstar.set_index(["seed", "image"]).elbo_optimal_ffg
+# L[q*] of each reference decoder on these images (the FFG q*, searched from its own encoder)
+reference_qstar = pd.concat([gaps.optimal_elbo(decoders[f"reference_s{s}"], x, DiagonalGaussian(), decompose_config).assign(
+    seed=s, image=index.numpy()) for s in frozen_seeds]).set_index(["seed", "image"]).elbo_optimal
 joint_qstar = joint_table.set_index(["width", "seed", "image"]).elbo_optimal
 rows = []
 for member, result in zip(frozen, frozen_results):

@@ -72,19 +72,6 @@ def frontier(encoder: list[float], prior: list[float], steps=(1, 10, 100)) -> pd
     return pd.DataFrame(rows)
 
 
-def test_refinement_halves_a_gap_at_the_first_budget_that_reaches_half_of_it():
-    claims = refinement.against_gap(frontier(encoder=[3.0, 1.9, 0.5], prior=[9.0, 5.0, 3.5]), amortization_gap=4.0)
-    assert claims["RefHalfSteps"] == 10 and claims["RefHalfStepsBefore"] == 1
-    assert claims["RefGapBeforeHalf"].value == 3.0
-    assert claims["RefPriorStepsToMatch"] == 100
-
-
-def test_a_gap_never_halved_nor_matched_says_so():
-    claims = refinement.against_gap(frontier(encoder=[3.9, 3.5, 3.0], prior=[9.0, 8.0, 7.0]), amortization_gap=4.0)
-    assert claims["RefHalfSteps"] == "more than 100" and claims["RefHalfStepsBefore"] == 100
-    assert claims["RefPriorStepsToMatch"] == "more than 100"
-
-
 def test_frontier_seconds_joins_each_budget_with_its_mean_timing():
     frontier = pd.DataFrame({"init": ["encoder", "prior"], "steps": [10, 10], "mean": [1.0, 2.0]})
     timings = pd.DataFrame({"method": ["encoder", "encoder", "prior", "q*"], "steps": [10, 10, 10, 700],

@@ -76,20 +76,3 @@ def timed_numbers(tables: dict[str, pd.DataFrame]) -> dict[str, Value]:
     return {"RefEncoderUs": Number(encoder_us, digits=significant_digits(encoder_us)),
             "RefQstarMs": Number(qstar_ms, digits=significant_digits(qstar_ms)),
             "BreakEvenQstarImages": Number(tables["break_even"].iloc[0].break_even_images, digits=0)}
-
-
-def against_gap(frontier: pd.DataFrame, amortization_gap: float) -> dict[str, Value]:
-    """What the budgets do to an amortization gap measured elsewhere (the gap table's): the fewest
-    refinement steps that halve it (the budgets are a grid: it is halved somewhere after the largest
-    budget that did not), and the fewest steps of VI from the prior that reach it."""
-    start = frontier[frontier.init == "encoder"].set_index("steps")
-    prior = frontier[frontier.init == "prior"].set_index("steps")
-    halved = start[start["mean"] <= amortization_gap / 2]
-    not_halved = start[start["mean"] > amortization_gap / 2]
-    matched = prior[prior["mean"] <= amortization_gap]
-    return {
-        "RefHalfSteps": int(halved.index.min()) if len(halved) else f"more than {int(start.index.max())}",
-        "RefHalfStepsBefore": int(not_halved.index.max()) if len(not_halved) else 0,
-        "RefGapBeforeHalf": Number(not_halved["mean"].iloc[-1], not_halved.se.iloc[-1]) if len(not_halved) else "n/a",
-        "RefPriorStepsToMatch": int(matched.index.min()) if len(matched) else f"more than {int(prior.index.max())}",
-    }

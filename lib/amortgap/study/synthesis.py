@@ -1,7 +1,6 @@
 """What compares experiments: the results chapter's material. Each experiment's own numbers are its
-study module's; this module joins them: the reference models beside the sweep's models (gaps
-against active units), the refinement budgets against the gap table's amortization gap, the
-certification at the gap table's AIS settings (via :func:`.refinement.against_gap` and
+study module's; this module joins them: the gap table's FFG models beside the sweep's models (gaps
+against active units), the certification at the gap table's AIS settings (via
 :func:`.certification.at_settings`), and the headline metrics for ``dvc metrics``."""
 
 from __future__ import annotations
@@ -10,6 +9,7 @@ from typing import Mapping
 
 import pandas as pd
 
+from ..plots import PROTOCOL_NAMES
 from ..report import Number, Value
 from .width_sweep import GAPS, per_model
 
@@ -18,17 +18,17 @@ HEADLINE = ("TabFfgTestApprox", "TabFfgTestAmort", "TabFfgTestInference", "TabFl
 """The numbers ``metrics.json`` carries, so that ``dvc metrics diff`` compares two runs."""
 
 
-def models_and_units(units: pd.DataFrame, gap_rows: pd.DataFrame, training: pd.DataFrame,
-                     joint: pd.DataFrame) -> pd.DataFrame:
-    """One row per model, the reference FFG models (gap table, test images) and the sweep's joint
-    models: its label, encoder width, active units and mean gaps (for :func:`amortgap.plots.gaps_against_units`)."""
-    reference = units[units.model == "diagonal"].merge(
-        gap_rows[(gap_rows.model == "diagonal") & (gap_rows.split == "test")].groupby("seed")[GAPS].mean().reset_index(),
-        on="seed")
-    reference = reference.merge(training[training.model == "diagonal"][["seed", "encoder_width"]], on="seed")
+def models_and_units(units: pd.DataFrame, gap_rows: pd.DataFrame, joint: pd.DataFrame) -> pd.DataFrame:
+    """One row per model, the gap table's FFG models (each protocol and seed, test images) and the
+    sweep's joint models: its label, encoder width, active units and mean gaps (for
+    :func:`amortgap.plots.gaps_against_units`)."""
+    test = gap_rows[(gap_rows.model == "diagonal") & (gap_rows.split == "test")]
+    table = units[units.model == "diagonal"].merge(test.groupby(["protocol", "seed"])[GAPS].mean().reset_index(),
+                                                   on=["protocol", "seed"])  # fmt: skip
     sweep = per_model(joint).rename(columns={"width": "encoder_width"})
     return pd.concat([sweep.assign(label=lambda t: [f"joint, width {w}" for w in t.encoder_width]),
-                      reference.assign(label=lambda t: [f"reference (width {w})" for w in t.encoder_width])],
+                      table.assign(label=lambda t: [f"{PROTOCOL_NAMES[p]} (width {w})" for p, w in
+                                                    zip(t.protocol, t.encoder_width)])],
                      ignore_index=True)  # fmt: skip
 
 
