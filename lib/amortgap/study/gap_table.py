@@ -142,6 +142,7 @@ def headline_numbers(rows: pd.DataFrame, parts: pd.DataFrame, units: pd.DataFram
     macros["TabPoints"] = int(rows.groupby(["model", "seed", "split"]).size().min())
     macros["TabFlowPoints"] = int(rows.dropna(subset=["elbo_optimal_flow"]).groupby(["model", "seed", "split"]).size().min())
     macros["TabSeeds"] = int(rows.seed.nunique())
+    macros["TabIntervalOver"] = "seeds and images" if rows.seed.nunique() > 1 else "images only (one seed)"
     flow_subset = rows[rows.model == "diagonal"].dropna(subset=["elbo_optimal_flow"])
     for split in ("train", "test"):  # log p(x) on the flow subset, beside which the daggered cells read
         macros[f"TabSubsetFfg{split.title()}LogPx"] = number(
