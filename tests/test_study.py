@@ -133,6 +133,10 @@ def test_an_ais_setting_passes_only_within_half_the_tables_se_on_every_part_and_
     assert verdicts.validated.to_dict() == {"ais_100x8": False, "ais_200x8": False, "ais_500x16": True}
     assert verdicts.loc["ais_200x8", "worst_mean_error"] == pytest.approx(0.05), "BDMC's bound counts on simulated images"
     assert verdicts.loc["ais_100x8", "worst_share_off"] == pytest.approx(0.1)
+    simulated_off = _validation_summary().assign(share_off=lambda t: np.where(t.part == "simulated", 0.2, 0.0))
+    ruled = validation.ais_verdicts(simulated_off, half_se=0.03, off_share=0.05).set_index("estimator")
+    assert ruled.loc["ais_500x16", "validated"] and ruled.loc["ais_500x16", "simulated_share_off"] == 0.2, (
+        "the share of images off is ruled on the table's own images, and reported on simulated ones")
     loose = validation.ais_verdicts(_validation_summary(), half_se=0.06, off_share=0.05).set_index("estimator")
     assert loose.validated.to_dict() == {"ais_100x8": False, "ais_200x8": True, "ais_500x16": True}
 
@@ -211,6 +215,12 @@ def test_validation_numbers_read_the_tables_setting_and_refuse_a_short_reference
     assert numbers["ValFfgLongSimErrorUpper"].value == 0.01 and numbers["ValFfgLongStartsNeeded"] == 1
     assert not any(name.startswith("ValFlow") for name in numbers)
     assert numbers["ValSimulatedPoints"] == 50 and numbers["ValTableValidatedEverywhere"] == "yes"
+    search["starts_needed"] = [1, 9]
+    settings = validation.settings(search, summary, pd.Series({("diagonal", "long_trained"): 0.03}), 0.05,
+                                   AISConfig(steps=500, chains=16))  # fmt: skip
+    paper = validation.table({"summary": summary, "search": search, "settings": settings}, AISConfig(steps=500, chains=16))
+    assert paper.loc["FFG, long-trained", "starts (train / test)"] == "1 / 9+", "all starts needed: perhaps more"
+    assert paper.loc["FFG, long-trained", "AIS validated"] == "yes"
     validation.check_reference(AISConfig(steps=2000, chains=16), AISConfig(steps=500, chains=16))
     with pytest.raises(ValueError, match="4x"):
         validation.check_reference(AISConfig(steps=1000, chains=16), AISConfig(steps=500, chains=16))

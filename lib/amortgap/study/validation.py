@@ -132,15 +132,18 @@ def ais_verdicts(summary: pd.DataFrame, half_se: float, off_share: float) -> pd.
     """Per AIS setting (rows ``estimator``) of one model, from :func:`amortgap.certify.reference_summary`
     rows (one per part: "train", "test", "simulated"; start "qstar"): ``validated`` when on every
     part the mean error (against the reference, and on simulated images against BDMC too) is within
-    ``half_se`` and at most ``off_share`` of the images are off by more than the summary's
-    ``off_nats``; with the largest of each over the parts."""
+    ``half_se``, and on the table's own images (training and test) at most ``off_share`` of them
+    are off by more than the summary's ``off_nats``; with the largest of each, and the share off on
+    simulated images (reported, not ruled on: there the images are the model's, not the table's)."""
     rows = summary[(summary.start == "qstar") & ~summary.estimator.isin(["reference", "bdmc"])]
     found = []
     for estimator, g in rows.groupby("estimator", sort=False):
         worst_mean = max(g.error_nats.abs().max(), g.error_upper_nats.abs().max(skipna=True) if "error_upper_nats" in g else 0.0)
-        worst_off = g.share_off.max()
+        real = g[g.part.isin(["train", "test"])]
+        worst_off = real.share_off.max()
         found.append({"estimator": estimator, "evaluations": int(g.evaluations.iloc[0]), "parts": len(g),
-                      "worst_mean_error": float(worst_mean), "worst_share_off": float(worst_off), "half_se": half_se,
+                      "worst_mean_error": float(worst_mean), "worst_share_off": float(worst_off),
+                      "simulated_share_off": float(g[g.part == "simulated"].share_off.max()), "half_se": half_se,
                       "validated": bool(worst_mean < half_se and worst_off <= off_share)})  # fmt: skip
     return pd.DataFrame(found).sort_values("evaluations", ignore_index=True)
 
@@ -163,6 +166,7 @@ def settings(search: pd.DataFrame, summary: pd.DataFrame, half_se: pd.Series, of
                      "table_ais": used, "table_ais_validated": bool(verdicts.loc[used, "validated"]),
                      "table_ais_worst_mean_error": verdicts.loc[used, "worst_mean_error"],
                      "table_ais_worst_share_off": verdicts.loc[used, "worst_share_off"],
+                     "table_ais_simulated_share_off": verdicts.loc[used, "simulated_share_off"],
                      "half_se": half_se[(family, protocol)],
                      "cheapest_validated_ais": passed[0] if len(passed) else None})  # fmt: skip
     return pd.DataFrame(rows)
@@ -227,8 +231,8 @@ def numbers(tables: dict[str, pd.DataFrame], table: AISConfig, reference: AISCon
 def table(tables: dict[str, pd.DataFrame], table_ais: AISConfig) -> pd.DataFrame:
     """The paper's validation table, a row per model: the starts its q* search needs on training and
     test images, the table's AIS setting's mean error on each part (against the reference; on
-    simulated images against BDMC), its largest share of images off, the mean error allowed, and
-    the verdict."""
+    simulated images against BDMC), its largest share of the table's images off and the share of
+    simulated ones, the mean error allowed, and the verdict on the AIS setting."""
     summary, search = tables["summary"], tables["search"].set_index(["family", "protocol", "split"])
     used = certify.estimator_name(table_ais)
     rows = {}
@@ -237,10 +241,17 @@ def table(tables: dict[str, pd.DataFrame], table_ais: AISConfig) -> pd.DataFrame
                      & (summary.estimator == used)].set_index("part")  # fmt: skip
         label = f"{MODEL_NAMES[v.family]}, {PROTOCOL_NAMES[v.protocol]}"
         rows[label] = {
-            "starts (train / test)": f"{search.loc[(v.family, v.protocol, 'train'), 'starts_needed']} / "
-                                     f"{search.loc[(v.family, v.protocol, 'test'), 'starts_needed']}",
+            "starts (train / test)": " / ".join(_needed(search.loc[(v.family, v.protocol, split)]) for split in ("train", "test")),
             "error, train": f"{at.loc['train', 'error_nats']:.3f}", "error, test": f"{at.loc['test', 'error_nats']:.3f}",
             "error, simulated (BDMC)": f"{at.loc['simulated', 'error_upper_nats']:.3f}",
-            "images off (\\%)": f"{100 * v.table_ais_worst_share_off:.0f}", "allowed": f"{v.half_se:.3f}",
-            "validated": "yes" if v.table_ais_validated else "no"}  # fmt: skip
+            "off, real (\\%)": f"{100 * v.table_ais_worst_share_off:.0f}",
+            "off, simulated (\\%)": f"{100 * v.table_ais_simulated_share_off:.0f}", "allowed": f"{v.half_se:.3f}",
+            "AIS validated": "yes" if v.table_ais_validated else "no"}  # fmt: skip
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("model")
+
+
+def _needed(row: pd.Series) -> str:
+    """The starts a search needs, as the paper shows it: "9+" where only all of them pass the rule,
+    so that the need beyond them is unknown."""
+    needed = int(row.starts_needed)
+    return f"{needed}+" if needed == int(row.starts) else str(needed)
