@@ -1,8 +1,10 @@
-"""The paper's appendix tables: every setting of the experiments, and what training cost.
+"""The paper's appendix tables: where every table and figure comes from, every setting of the
+experiments, and what training cost.
 
 Run by the DVC stage ``appendix`` after the experiments: the settings come from ``params.yaml``
 (the sections the experiment stages ran with), the epochs and training minutes from the models'
-own training records, so the appendix can neither drift from the run nor be typed by hand.
+own training records (the campaign's ``run.json``), so the appendix can neither drift from the run
+nor be typed by hand.
 
     python paper/appendix.py --params params.yaml --results results --out paper/generated
 """
@@ -15,8 +17,11 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from amortgap import report
+from amortgap import campaign, report
 from amortgap.qstar import QStarConfig
+
+FAMILY_NAMES = {"diagonal": "FFG", "planar": "flow"}
+STATUS_WORDS = {"finished": "trained", "paused": "in training", "training": "in training", "not started": "not started"}
 
 
 def _list(values) -> str:
@@ -85,9 +90,52 @@ def settings(params: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["stage", "setting", "value"]).set_index("stage")
 
 
-def compute(results: Path) -> pd.DataFrame:
+def provenance(params: dict, runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per table and figure group: the models it uses (runs, protocols, epochs, seeds), its
+    images and settings, and whether its numbers are final or wait on runs still training
+    (``runs``: :func:`amortgap.campaign.status_table`)."""
+    g, v, c, w, r, e, o = (params[s] for s in ("gap_table", "validation", "convergence", "width_sweep", "refinement",
+                                               "certification", "oracle"))  # fmt: skip
+    status = runs.set_index("run").status
+    entries = campaign.CampaignConfig.from_section(dict(params["campaign"])).entries
+    waiting = [f"{FAMILY_NAMES[x.family]} seed {x.seed} ({STATUS_WORDS[status.get(x.run, 'not started')]})" for x in entries
+               if x.protocol == "cremer" and x.epochs is None and x.family in g["runs"]
+               and x.seed not in g["seeds"][x.family]]  # fmt: skip
+    seeds = "; ".join(f"{FAMILY_NAMES[f]} {_list(s)}" for f, s in g["seeds"].items() if s)
+    gd = g["decompose"]
+    plateau = "the plateau protocol's reference models"
+    rows = [
+        ("gap tables, reconstructions (3a)", f"campaign runs, Cremer's schedule: early-stopped (best.pt) and long-trained "
+         f"(epoch 3280); seeds: {seeds}",
+         f"{g['num_points']} random training and {g['num_points']} test images (flow q* on {g['flow_points']}); AIS "
+         f"{gd['ais']['steps']} x {gd['ais']['chains']} from the FFG q*",
+         "final for the seeds shown" + (f"; waits on {', '.join(waiting)}" if waiting else "")),
+        ("validation (3g)", f"campaign runs {_list(v['runs'].values())}, both protocols".replace("_", " "),
+         f"the first {v['num_points']} of the gap table's images per split, {v['simulated_points']} simulated; "
+         f"{1 + v['prior_starts'] + v['perturbed_starts']} q* starts; reference AIS {v['reference']['steps']} x "
+         f"{v['reference']['chains']}", "final"),
+        ("training protocols (2b)", "campaign runs of seed 0, and the plateau models for comparison", "validation ELBO",
+         "final" if all(status.get(f"{f}_cremer_s0") == "finished" for f in ("diagonal", "planar"))
+         else "final but the flow run's longer-schedule check, in training"),
+        ("convergence (3b)", f"{plateau}, FFG seed {c['seed']}, log-spaced snapshots", f"{c['num_points']} test images",
+         "final for the plateau model"),
+        ("width sweep and encoder x decoder design (3c)", f"jointly trained models (plateau protocol), widths "
+         f"{_list(w['widths'])}; {plateau}' decoders", f"{w['eval_points']} test images", "final for the plateau models"),
+        ("compute frontier, HMC, break-even (3d)", f"{plateau}, FFG seed {r['seed']}", f"{r['num_points']} test images",
+         "final for the plateau model"),
+        ("certification (3e)", f"{plateau}, seed {e['seed']}", f"{e['num_points']} simulated, {e['real_points']} real images",
+         "final"),
+        ("oracle (3f)", f"a VAE with a {o['latent_dim']}-dimensional latent space (plateau protocol)",
+         f"{o['num_points']} test images", "final"),
+    ]
+    return pd.DataFrame(rows, columns=["tables and figures", "models", "images and settings", "status"]).set_index(
+        "tables and figures")
+
+
+def compute(results: Path, runs: pd.DataFrame) -> pd.DataFrame:
     """Per group of trained models: how many, the epochs each trained, and the minutes of training
-    its records hold (members of one stack trained together, so their minutes overlap)."""
+    its records hold (members of one stack trained together, so their minutes overlap); and each
+    campaign run (``runs``: :func:`amortgap.campaign.status_table`)."""
     training = pd.read_csv(results / "training" / "summary.csv")
     joint = pd.read_csv(results / "sweep" / "joint.csv").groupby(["width", "seed"]).first().reset_index()
     design = pd.read_csv(results / "sweep" / "encoder_decoder.csv").groupby(["decoder", "encoder_width", "seed"]).first()
@@ -99,6 +147,9 @@ def compute(results: Path) -> pd.DataFrame:
         rows.append((f"joint sweep, width {width}", len(t), f"{t.epochs.min()}-{t.epochs.max()}",
                      f"{t.train_seconds.sum() / 60:.1f}"))
     rows.append(("encoders on frozen decoders", len(design), f"{design.epochs.min()}-{design.epochs.max()}", "n/a"))
+    for run in runs.itertuples():
+        rows.append((f"campaign run {run.run.replace('_', ' ')} ({STATUS_WORDS[run.status]})", 1, f"{run.epoch} of {run.last_epoch}",
+                     f"{60 * run.hours:.0f}"))
     return pd.DataFrame(rows, columns=["models", "count", "epochs", "training minutes"]).set_index("models")
 
 
@@ -109,10 +160,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("paper/generated"))
     args = parser.parse_args()
     params = yaml.safe_load(args.params.read_text())
+    runs = campaign.status_table(campaign.load_config(args.params), str(args.params.resolve().parent))
+    path = args.out / "provenance_table.tex"
+    text = report.write_table(path, provenance(params, runs)).replace(" x ", r" $\times$ ")
+    path.write_text(text.replace(r"\begin{tabular}{lrrr}", r"\begin{tabular}{p{0.16\linewidth}p{0.3\linewidth}p{0.3\linewidth}p{0.14\linewidth}}"))
     path = args.out / "settings_table.tex"
     text = report.write_table(path, settings(params)).replace(" x ", r" $\times$ ")
     path.write_text(text.replace(r"\begin{tabular}{lrr}", r"\begin{tabular}{lp{0.5\linewidth}p{0.3\linewidth}}"))
-    report.write_table(args.out / "compute_table.tex", compute(args.results))
+    report.write_table(args.out / "compute_table.tex", compute(args.results, runs))
 
 
 if __name__ == "__main__":

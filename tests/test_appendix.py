@@ -38,8 +38,29 @@ def test_compute_counts_models_and_their_epochs(tmp_path):
                   "train_seconds": [60.0, 60.0, 120.0, 30.0]}).to_csv(tmp_path / "sweep" / "joint.csv", index=False)
     pd.DataFrame({"decoder": ["reference"] * 3, "encoder_width": [16, 16, 256], "seed": [0, 0, 0], "image": [3, 4, 3],
                   "epochs": [25, 25, 54]}).to_csv(tmp_path / "sweep" / "encoder_decoder.csv", index=False)
-    table = appendix.compute(tmp_path)
+    runs = pd.DataFrame([{"run": "diagonal_cremer_s0", "status": "finished", "epoch": 3280, "last_epoch": 3280, "hours": 2.5},
+                         {"run": "planar_cremer_s1", "status": "paused", "epoch": 100, "last_epoch": 3280, "hours": 0.2}])
+    table = appendix.compute(tmp_path, runs)
+    assert table.loc["campaign run diagonal cremer s0 (trained)"].tolist() == [1, "3280 of 3280", "150"]
+    assert table.loc["campaign run planar cremer s1 (in training)"].tolist() == [1, "100 of 3280", "12"]
     assert table.loc["reference, FFG encoder"].tolist() == [2, "40-52", "3.0"]
     assert table.loc["reference, planar-flow encoder"].tolist() == [1, "61-61", "4.0"]
     assert table.loc["joint sweep, width 16"].tolist() == [2, "30-33", "3.0"]  # one row per model, not per image
     assert table.loc["encoders on frozen decoders"].tolist() == [2, "25-54", "n/a"]
+
+
+def test_the_provenance_names_each_chapters_models_and_what_it_waits_on():
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    runs = pd.DataFrame([{"run": "diagonal_cremer_s0", "status": "finished"}, {"run": "planar_cremer_s0", "status": "paused"},
+                         {"run": "diagonal_cremer_s1", "status": "finished"}, {"run": "diagonal_cremer_s2", "status": "paused"}])
+    params["gap_table"]["seeds"] = {"diagonal": [0], "planar": [0]}
+    table = appendix.provenance(params, runs)
+    gap = table.loc["gap tables, reconstructions (3a)"]
+    assert "FFG 0; flow 0" in gap.models
+    assert gap.status == ("final for the seeds shown; waits on FFG seed 1 (trained), FFG seed 2 (in training), "
+                          "flow seed 1 (not started)")
+    assert "in training" in table.loc["training protocols (2b)"].status, "the flow run's longer check is not finished"
+    params["gap_table"]["seeds"] = {"diagonal": [0, 1, 2], "planar": [0, 1]}
+    assert appendix.provenance(params, runs).loc["gap tables, reconstructions (3a)"].status == "final for the seeds shown"
+    assert "plateau" in table.loc["compute frontier, HMC, break-even (3d)"].models
+
