@@ -162,7 +162,9 @@ def main() -> None:
     params = yaml.safe_load(args.params.read_text())
     runs = campaign.status_table(campaign.load_config(args.params), str(args.params.resolve().parent))
     path = args.out / "provenance_table.tex"
-    text = report.write_table(path, provenance(params, runs)).replace(" x ", r" $\times$ ")
+    table = provenance(params, runs)
+    table.to_csv(args.out / "provenance.csv")  # the site's provenance page
+    text = report.write_table(path, table).replace(" x ", r" $\times$ ")
     path.write_text(text.replace(r"\begin{tabular}{lrrr}", r"\begin{tabular}{p{0.16\linewidth}p{0.3\linewidth}p{0.3\linewidth}p{0.14\linewidth}}"))
     path = args.out / "settings_table.tex"
     text = report.write_table(path, settings(params)).replace(" x ", r" $\times$ ")

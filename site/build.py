@@ -19,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
 MATHJAX = Path("/usr/share/javascript/mathjax")
@@ -122,6 +123,7 @@ The gaps of jointly trained VAEs by encoder width (95% intervals over seeds and 
 
 {links}
 - [Figures, each with the notebook that made it](figures.md)
+- [Provenance: the models, images and status of every table and figure](provenance.md)
 - {{download}}`The paper (PDF) <amortgap.pdf>`
 
 ```{{toctree}}
@@ -130,6 +132,7 @@ The gaps of jointly trained VAEs by encoder width (95% intervals over seeds and 
 
 {toc}
 figures
+provenance
 ```
 """
 
@@ -153,6 +156,17 @@ def figures_page(root: Path) -> str:
     return "\n".join(lines)
 
 
+def provenance_page(root: Path) -> str:
+    """The paper's provenance table (``paper/generated/provenance.csv``, from ``paper/appendix.py``):
+    for every table and figure, its models, images and settings, and whether it is final."""
+    table = pd.read_csv(root / "paper" / "generated" / "provenance.csv")
+    lines = ["# Provenance", "", "Where every table and figure of the paper comes from: its models, images and",
+             "settings, and whether its numbers are final or wait on runs still training.", "",
+             "| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(str(v).replace("|", "/") for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
 def assemble(root: Path, source: Path) -> None:
     """Write the Sphinx source folder ``source`` from the project at ``root``."""
     shutil.rmtree(source, ignore_errors=True)
@@ -172,6 +186,7 @@ def assemble(root: Path, source: Path) -> None:
     shutil.copy2(Path(__file__).with_name("conf.py"), source / "conf.py")
     (source / "index.md").write_text(landing_page(root, stems))
     (source / "figures.md").write_text(figures_page(root))
+    (source / "provenance.md").write_text(provenance_page(root))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -63,7 +63,8 @@ def pages(site: Path) -> list[str]:
 
 def test_the_site_has_a_landing_page_every_chapter_the_figures_and_the_pdf(site):
     rendered = sorted(p.stem for p in (ROOT / "notebooks" / "rendered").glob("*.ipynb"))
-    assert {"index.html", "figures.html"} <= set(pages(site))
+    assert {"index.html", "figures.html", "provenance.html"} <= set(pages(site))
+    assert "gap tables" in (site / "provenance.html").read_text(), "the provenance page shows the appendix's table"
     assert {f"chapters/{stem}.html" for stem in rendered} <= set(pages(site))
     landing = (site / "index.html").read_text()
     assert all(f"chapters/{stem}.html" in landing for stem in rendered), "the landing page must link every chapter"
