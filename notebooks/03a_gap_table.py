@@ -52,7 +52,8 @@ root = ".."  # the project folder, seen from the kernel's (the pipeline passes i
 run_dir = "tests/fixtures/campaign/models"
 runs = {"diagonal": "diagonal_cremer", "planar": "planar_cremer"}  # each family's runs: <name>_s<seed>
 seeds = {"diagonal": [0], "planar": [0]}  # the finished runs, by family
-protocols = {"early_stopped": "best.pt", "long_trained": "train.snapshots/e40.pt"}  # each model's file in its run
+# each model's file in its run (the test fixture's best epoch is its last, so its early model here is epoch 1)
+protocols = {"early_stopped": "train.snapshots/e1.pt", "long_trained": "train.snapshots/e40.pt"}
 binarization = "static"
 split_seed = 0
 num_points = 8

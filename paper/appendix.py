@@ -105,8 +105,8 @@ def provenance(params: dict, runs: pd.DataFrame) -> pd.DataFrame:
     gd = g["decompose"]
     plateau = "the plateau protocol's reference models"
     rows = [
-        ("gap tables, reconstructions (3a)", f"campaign runs, Cremer's schedule: early-stopped (best.pt) and long-trained "
-         f"(epoch 3280); seeds: {seeds}",
+        ("gap tables, reconstructions (3a)", f"campaign runs, Cremer's schedule: {_list(g['protocols'])} "
+         f"({_list(g['protocols'].values())}); seeds: {seeds}".replace("_", " "),
          f"{g['num_points']} random training and {g['num_points']} test images (flow q* on {g['flow_points']}); AIS "
          f"{gd['ais']['steps']} x {gd['ais']['chains']} from the FFG q*",
          "final for the seeds shown" + (f"; waits on {', '.join(waiting)}" if waiting else "")),

@@ -26,7 +26,8 @@ def test_every_experiment_stage_has_its_settings_from_params():
     params["gap_table"]["num_points"] = 7
     assert appendix.settings(params).loc["gap table"].set_index("setting").value["random images per split (flow q*)"] == (
         f"7 ({params['gap_table']['flow_points']})")
-    assert gap["models: runs; seeds; protocols"].startswith("diagonal cremer, planar cremer; 0 (diagonal); 0 (planar)")
+    seeds = "; ".join(f"{', '.join(map(str, s))} ({f})" for f, s in params["gap_table"]["seeds"].items())
+    assert gap["models: runs; seeds; protocols"].startswith(f"diagonal cremer, planar cremer; {seeds}")
 
 
 def test_compute_counts_models_and_their_epochs(tmp_path):

@@ -99,3 +99,12 @@ def test_the_gap_tables_numbers_pair_the_protocols_and_place_cremers_values():
     early = gap_table.table(rows[rows.protocol == "early_stopped"])
     assert not any(c.startswith("Cremer") for c in early.columns)
     assert any(c.startswith("Cremer") for c in gap_table.table(rows[rows.protocol == "long_trained"], published).columns)
+
+
+def test_paired_differences_use_the_seeds_both_sides_have():
+    rows = _rows(shift=1.0)
+    ffg = rows[(rows.model == "diagonal") & (rows.protocol == "long_trained") & (rows.split == "test")]
+    flow = rows[(rows.model == "planar") & (rows.protocol == "long_trained") & (rows.split == "test") & (rows.seed == 0)]
+    difference = gap_table.paired_difference(flow, ffg, "log_px")
+    expected = (flow.set_index("image").log_px - ffg[ffg.seed == 0].set_index("image").log_px).mean()
+    assert difference.mean == pytest.approx(expected), "seed 0 against seed 0, not against the mean of both seeds"

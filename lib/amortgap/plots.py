@@ -346,14 +346,15 @@ def model_label(family: str, protocol: str) -> str:
 def validation_errors(errors: pd.DataFrame, half_se: float) -> plt.Figure:
     """Per-image error of each AIS setting, one box per model and setting: against the reference on
     real training and test images, and against the BDMC bound on simulated ones (``error_upper``),
-    a panel each. The grey band is +- ``half_se``, the largest mean error allowed. ``errors``: rows
-    family, protocol, part ("train", "test" or "simulated"), estimator, evaluations, error, error_upper."""
+    a panel each, from q* only. The grey band is +- ``half_se``, the largest mean error allowed on
+    every model. ``errors``: rows family, protocol, part ("train", "test" or "simulated"), start,
+    estimator, evaluations, error, error_upper."""
     titles = {"train": "training images,\nagainst the reference", "test": "test images,\nagainst the reference",
               "simulated": "simulated images,\nagainst BDMC"}  # fmt: skip
     parts = [p for p in titles if p in set(errors.part)]
     fig, axes = plt.subplots(1, len(parts), figsize=(2.3 * len(parts) + 1.2, 3.0), squeeze=False, sharey=True,
                              sharex=True)  # fmt: skip
-    shown = errors[~errors.estimator.isin(["reference", "bdmc"])].copy()
+    shown = errors[(errors.start == "qstar") & ~errors.estimator.isin(["reference", "bdmc"])].copy()
     order = [o.removeprefix("ais_") for o in shown.sort_values("evaluations").estimator.unique()]
     shown["setting"] = shown.estimator.str.removeprefix("ais_")
     shown["model"] = [model_label(f, p) for f, p in zip(shown.family, shown.protocol)]

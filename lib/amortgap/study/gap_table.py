@@ -2,9 +2,11 @@
 and what the paper says of them.
 
 :func:`amortgap.gap_rows.evaluate` gives one model's rows. Summarize (from the tables as written, so
-the paper's numbers are those a reader can recompute): :func:`load` reads them back, :func:`intervals` gives each (model, split, quantity) its 95% interval
-over seeds *and* images, :func:`table` is the paper's table with Cremer et al.'s columns beside
-ours, and :func:`numbers` the paper's macros.
+the paper's numbers are those a reader can recompute): :func:`load` reads them back,
+:func:`intervals` gives each (model, split, quantity) of one protocol its 95% interval over seeds
+*and* images (images only with one seed), :func:`paired_difference` pairs two sets of rows over the
+seeds both have, :func:`table` is the paper's table of one protocol (with Cremer et al.'s columns
+beside the long-trained models'), and :func:`numbers` the paper's macros.
 """
 
 from __future__ import annotations
@@ -32,9 +34,6 @@ QUANTITIES = {
 """The table's rows: per-image column -> its label in the paper."""
 
 
-PROTOCOLS = {"long_trained": "", "early_stopped": "Early"}  # macro infix of each protocol (the headline's none)
-
-
 def model_epoch(run: str | Path, file: str) -> int:
     """The epoch of a campaign model: a snapshot's from its name (``train.snapshots/e3280.pt``), the
     early-stopped ``best.pt``'s from its run's ``run.json`` (``best_epoch``)."""
@@ -57,6 +56,13 @@ def intervals(rows: pd.DataFrame) -> dict[tuple[str, str, str], Interval]:
     protocol (over images only where there is one seed)."""
     return {(m, split, q): crossed_interval(by_seed_and_image(g, q)) for (m, split), g in rows.groupby(["model", "split"])
             for q in QUANTITIES}  # fmt: skip
+
+
+def paired_difference(a: pd.DataFrame, b: pd.DataFrame, column: str) -> Interval:
+    """The 95% interval of ``column`` in rows ``a`` minus rows ``b``, paired over the seeds both have
+    (two families may have finished different numbers of seeds) and their images."""
+    seeds = sorted(set(a.seed) & set(b.seed))
+    return crossed_interval(by_seed_and_image(a[a.seed.isin(seeds)], column) - by_seed_and_image(b[b.seed.isin(seeds)], column))
 
 
 def published_gaps(published: pd.DataFrame) -> pd.DataFrame:
@@ -109,7 +115,7 @@ def numbers(rows: pd.DataFrame, parts: pd.DataFrame, units: pd.DataFrame, publis
                 macros[f"Tab{name}Early{split.title()}{short}"] = number(found[(model, split, q)])
                 long = rows[(rows.protocol == "long_trained") & (rows.model == model) & (rows.split == split)]
                 here = early[(early.model == model) & (early.split == split)]
-                change = crossed_interval(by_seed_and_image(long, q) - by_seed_and_image(here, q))
+                change = paired_difference(long, here, q)
                 macros[f"Tab{name}LongMinusEarly{split.title()}{short}"] = number(change)
                 macros[f"Tab{name}LongMinusEarly{split.title()}{short}Ci"] = bounds(change)
     macros["TabEarlyEpoch"] = Number(rows[rows.protocol == "early_stopped"].groupby("model").epoch.mean()["diagonal"], digits=0)
@@ -141,8 +147,9 @@ def headline_numbers(rows: pd.DataFrame, parts: pd.DataFrame, units: pd.DataFram
         macros[f"Cremer{name}Amort"] = theirs.loc["amortization_gap", key]
     macros["TabPoints"] = int(rows.groupby(["model", "seed", "split"]).size().min())
     macros["TabFlowPoints"] = int(rows.dropna(subset=["elbo_optimal_flow"]).groupby(["model", "seed", "split"]).size().min())
-    macros["TabSeeds"] = int(rows.seed.nunique())
-    macros["TabIntervalOver"] = "seeds and images" if rows.seed.nunique() > 1 else "images only (one seed)"
+    seeds = rows.groupby("model").seed.nunique()
+    macros["TabSeeds"], macros["TabSeedsFlow"] = int(seeds.get("diagonal", 0)), int(seeds.get("planar", 0))
+    macros["TabIntervalOver"] = "seeds and images" if seeds.get("diagonal", 0) > 1 else "images only (one seed)"
     flow_subset = rows[rows.model == "diagonal"].dropna(subset=["elbo_optimal_flow"])
     for split in ("train", "test"):  # log p(x) on the flow subset, beside which the daggered cells read
         macros[f"TabSubsetFfg{split.title()}LogPx"] = number(
@@ -154,7 +161,7 @@ def headline_numbers(rows: pd.DataFrame, parts: pd.DataFrame, units: pd.DataFram
     # paired comparisons over the same seeds and images
     test = rows[rows.split == "test"]
     ffg_test, flow_test = test[test.model == "diagonal"], test[test.model == "planar"]
-    flow_minus_ffg = crossed_interval(by_seed_and_image(flow_test, "inference_gap") - by_seed_and_image(ffg_test, "inference_gap"))
+    flow_minus_ffg = paired_difference(flow_test, ffg_test, "inference_gap")
     macros["TabFlowMinusFfgInference"] = number(flow_minus_ffg)
     macros["TabFlowMinusFfgInferenceCi"] = bounds(flow_minus_ffg)
     flow_gain = crossed_interval(by_seed_and_image(ffg_test, "elbo_optimal_flow")
@@ -188,7 +195,7 @@ def parts_numbers(parts: pd.DataFrame) -> dict[str, Value]:
 
 
 def units_numbers(units: pd.DataFrame) -> dict[str, Value]:
-    """Active latent units of each reference model, and L[q] on the whole test set (means over seeds)."""
+    """Active latent units of each model of the table, and L[q] on the whole test set (means over seeds)."""
     by_model = units.groupby("model")
     whole = by_model.elbo_amortized_whole_test
     return {"UnitsFfg": Number(by_model.active_units.mean()["diagonal"], by_model.active_units.sem()["diagonal"], 1),

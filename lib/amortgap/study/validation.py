@@ -192,19 +192,30 @@ def load(table_dir: str | Path) -> dict[str, pd.DataFrame]:
     return {name: pd.read_csv(table_dir / f"{name}.csv") for name in ("summary", "search", "settings")}
 
 
-def numbers(tables: dict[str, pd.DataFrame], table: AISConfig, reference: AISConfig, simulated_points: int) -> dict[str, Value]:
+def numbers(tables: dict[str, pd.DataFrame], table: AISConfig, reference: AISConfig, simulated_points: int,
+            rules: dict[str, float]) -> dict[str, Value]:
     """The paper's macros of the validation: the AIS settings; per model (family, protocol) and
     split, the search's numbers (images, starts, images whose first start is beaten, its largest
     deficit, the starts needed); per model, the table setting's error against the reference on
     each split and against BDMC on simulated images, its worst share of images off, the allowed
-    mean error (half the table's SE), and whether the setting and the search are validated."""
+    mean error (half the table's SE), and whether the setting and the search are validated; and the
+    validation's own settings (``rules``: prior_starts, perturbed_starts, perturb_scale, mean_nats,
+    far_nats, far_share, off_nats, off_share)."""
     summary, search = tables["summary"], tables["search"].set_index(["family", "protocol", "split"])
     verdict = tables["settings"].set_index(["family", "protocol"])
     used = certify.estimator_name(table)
     macros: dict[str, Value] = {"ValTableSteps": table.steps, "ValTableChains": table.chains,
                                 "ValReferenceSteps": reference.steps, "ValReferenceChains": reference.chains,
                                 "ValSimulatedPoints": simulated_points,
-                                "ValTableValidatedEverywhere": "yes" if verdict.table_ais_validated.all() else "no"}
+                                "ValTableValidatedEverywhere": "yes" if verdict.table_ais_validated.all() else "no",
+                                "ValReferenceFactor": REFERENCE_FACTOR, "ValPriorStarts": int(rules["prior_starts"]),
+                                "ValPerturbedStarts": int(rules["perturbed_starts"]),
+                                "ValPerturbScale": Number(rules["perturb_scale"], digits=0),
+                                "ValSearchMeanNats": Number(rules["mean_nats"], digits=2),
+                                "ValSearchFarNats": Number(rules["far_nats"], digits=1),
+                                "ValSearchFarShare": Number(100 * rules["far_share"], digits=0),
+                                "ValOffNats": Number(rules["off_nats"], digits=1),
+                                "ValOffShare": Number(100 * rules["off_share"], digits=0)}  # fmt: skip
     for (family, protocol, split), s in search.iterrows():
         key = f"Val{FAMILIES[family]}{PROTOCOLS[protocol]}{split.title()}"
         macros |= {f"{key}Points": int(s.images), f"{key}Starts": int(s.starts),
