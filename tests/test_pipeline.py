@@ -284,3 +284,17 @@ def test_dvc_status_is_clean_but_for_the_campaign_and_the_stages_in_progress():
     allowed = {"campaign"} | in_progress_stages()
     assert not stale - allowed, f"stages that would rerun: {sorted(stale - allowed)} (rerun them, or list them in the README)"
     assert not in_progress_stages() - set(DVC["stages"]), "the README lists a stage dvc.yaml lacks"
+
+
+def test_the_campaign_stages_depend_on_every_model_file_their_params_name():
+    """The gap table and the validation list their models file by file (a run still training changes
+    its folder, not these files): adding a seed to params.yaml needs its files in dvc.yaml too."""
+    for stage in ("gap_table", "validation"):
+        p = PARAMS[stage]
+        if stage == "gap_table":
+            runs = [f"{p['runs'][f]}_s{s}" for f in p["runs"] for s in p["seeds"][f]]
+        else:
+            runs = list(p["runs"].values())
+        wanted = {f"{p['run_dir']}/{run}/{file}" for run in runs for file in p["protocols"].values()}
+        deps = {str(d).split("#")[0].strip() for d in DVC["stages"][stage]["deps"]}
+        assert wanted <= deps, f"stage {stage} lacks deps {sorted(wanted - deps)}"
