@@ -76,9 +76,9 @@ def settings(params: dict) -> pd.DataFrame:
         ("validation", "real images per split and simulated; q* starts: encoder, prior, perturbed (x encoder SD)",
          f"{v['num_points']} and {v['simulated_points']}; 1, {v['prior_starts']}, {v['perturbed_starts']} (x {v['perturb_scale']:g})"),
         ("validation", "search rule: mean within; at most a share of images more than",
-         f"{v['search_rule']['mean_nats']:g} nats; {v['search_rule']['far_share']:.0%} below by {v['search_rule']['far_nats']:g} nats"),
+         f"{v['search_rule']['mean_nats']:g} nats; {100 * v['search_rule']['far_share']:.0f}\\% below by {v['search_rule']['far_nats']:g} nats"),
         ("validation", "AIS rule: mean error below half the table's SE; at most a share off by",
-         f"{v['ais_rule']['off_share']:.0%} by {v['ais_rule']['off_nats']:g} nats"),
+         f"{100 * v['ais_rule']['off_share']:.0f}\\% by {v['ais_rule']['off_nats']:g} nats"),
         ("validation", "reference AIS; candidates (steps x chains)",
          f"{v['reference']['steps']} x {v['reference']['chains']}; "
          f"{_list(f'{s} x {k}' for s, k in [[v['table_ais']['steps'], v['table_ais']['chains']], *v['ais_candidates']])}"),
@@ -165,7 +165,8 @@ def main() -> None:
     table = provenance(params, runs)
     table.to_csv(args.out / "provenance.csv")  # the site's provenance page
     text = report.write_table(path, table).replace(" x ", r" $\times$ ")
-    path.write_text(text.replace(r"\begin{tabular}{lrrr}", r"\begin{tabular}{p{0.16\linewidth}p{0.3\linewidth}p{0.3\linewidth}p{0.14\linewidth}}"))
+    column = r">{\raggedright\arraybackslash}p{%.2f\linewidth}"
+    path.write_text(text.replace(r"\begin{tabular}{lrrr}", r"\begin{tabular}{" + "".join(column % w for w in (0.15, 0.29, 0.27, 0.2)) + "}"))
     path = args.out / "settings_table.tex"
     text = report.write_table(path, settings(params)).replace(" x ", r" $\times$ ")
     path.write_text(text.replace(r"\begin{tabular}{lrr}", r"\begin{tabular}{lp{0.5\linewidth}p{0.3\linewidth}}"))
