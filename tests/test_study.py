@@ -187,15 +187,18 @@ def test_the_gap_table_refuses_settings_the_validation_did_not_pass():
     settings = validation.settings(search, summary, half_se, 0.05, AISConfig(steps=500, chains=16))
     assert settings.starts_needed.tolist() == [1, 3] and settings.table_ais_validated.all()
     assert settings.cheapest_validated_ais.tolist() == ["ais_500x16", "ais_200x8"]
-    both = ["diagonal", "planar"]
+    both = {"diagonal": ["long_trained"], "planar": ["long_trained"]}
     validation.check_table_settings(settings, AISConfig(steps=500, chains=16), {"diagonal": 1, "planar": 3}, both)
     with pytest.raises(ValueError, match="planar q\\* search has 2 starts"):
         validation.check_table_settings(settings, AISConfig(steps=500, chains=16), {"diagonal": 1, "planar": 2}, both)
-    validation.check_table_settings(settings, AISConfig(steps=500, chains=16), {"diagonal": 1, "planar": 2}, ["diagonal"])
+    validation.check_table_settings(settings, AISConfig(steps=500, chains=16), {"diagonal": 1, "planar": 2},
+                                    {"diagonal": ["long_trained"]})
+    validation.check_table_settings(settings, AISConfig(steps=500, chains=16), {"diagonal": 1, "planar": 2},
+                                    {"diagonal": ["early_stopped"], "planar": ["early_stopped"]}), "no such model here"
     with pytest.raises(ValueError, match="not validated"):
         validation.check_table_settings(settings, AISConfig(steps=1000, chains=16), {"diagonal": 1, "planar": 3}, both)
     failed = validation.settings(search, summary, half_se, 0.05, AISConfig(steps=200, chains=8))
-    with pytest.raises(ValueError, match="not validated on every diagonal"):
+    with pytest.raises(ValueError, match="not validated on the diagonal long_trained model"):
         validation.check_table_settings(failed, AISConfig(steps=200, chains=8), {"diagonal": 1, "planar": 3}, both)
 
 

@@ -172,16 +172,19 @@ def settings(search: pd.DataFrame, summary: pd.DataFrame, half_se: pd.Series, of
     return pd.DataFrame(rows)
 
 
-def check_table_settings(settings: pd.DataFrame, table: AISConfig, starts: dict[str, int], families: list[str]) -> None:
-    """Refuse gap-table settings that the validation did not validate for the models of ``families``:
-    an AIS setting other than the validated ``table`` one, or a q* search (per family, ``starts``)
-    with fewer starts than a model of that family needs."""
-    for family, g in settings[settings.family.isin(families)].groupby("family"):
-        if not g.table_ais_validated.all() or set(g.table_ais) != {certify.estimator_name(table)}:
-            raise ValueError(f"the gap table's AIS ({table.steps} x {table.chains}) is not validated on every "
-                             f"{family} model:\n{g}")  # fmt: skip
-        if starts[family] < g.starts_needed.max():
-            raise ValueError(f"the {family} q* search has {starts[family]} starts; the validation needs {g.starts_needed.max()}")
+def check_table_settings(settings: pd.DataFrame, table: AISConfig, starts: dict[str, int],
+                         models: dict[str, list[str]]) -> None:
+    """Refuse gap-table settings that the validation did not validate for ``models`` (family -> its
+    protocols that must pass): an AIS setting other than the validated ``table`` one, or a q* search
+    (per family, ``starts``) with fewer starts than such a model needs."""
+    for v in settings.itertuples():
+        if v.protocol not in models.get(v.family, []):
+            continue
+        if not v.table_ais_validated or v.table_ais != certify.estimator_name(table):
+            raise ValueError(f"the gap table's AIS ({table.steps} x {table.chains}) is not validated on the {v.family} "
+                             f"{v.protocol} model: {v}")  # fmt: skip
+        if starts[v.family] < v.starts_needed:
+            raise ValueError(f"the {v.family} q* search has {starts[v.family]} starts; the validation needs {v.starts_needed}")
 
 
 def load(table_dir: str | Path) -> dict[str, pd.DataFrame]:
