@@ -96,6 +96,7 @@ def test_the_gap_tables_numbers_pair_the_protocols_and_place_cremers_values():
     assert numbers["TabEarlyEpoch"].value == 3000
     assert numbers["CremerAmortInside"] == "below", "their 5.0 nats against our 6.0, whose interval is a point here"
     assert numbers["CremerLogPxInside"] == "above"
+    assert numbers["TabFlowInferenceVerdict"] == "neither smaller nor larger", "the same gaps in both families here"
     early = gap_table.table(rows[rows.protocol == "early_stopped"])
     assert not any(c.startswith("Cremer") for c in early.columns)
     assert any(c.startswith("Cremer") for c in gap_table.table(rows[rows.protocol == "long_trained"], published).columns)

@@ -164,6 +164,8 @@ def headline_numbers(rows: pd.DataFrame, parts: pd.DataFrame, units: pd.DataFram
     flow_minus_ffg = paired_difference(flow_test, ffg_test, "inference_gap")
     macros["TabFlowMinusFfgInference"] = number(flow_minus_ffg)
     macros["TabFlowMinusFfgInferenceCi"] = bounds(flow_minus_ffg)
+    macros["TabFlowInferenceVerdict"] = ("smaller" if flow_minus_ffg.high < 0 else "larger" if flow_minus_ffg.low > 0
+                                         else "neither smaller nor larger")  # the flow's, at 95%
     flow_gain = crossed_interval(by_seed_and_image(ffg_test, "elbo_optimal_flow")
                                  - by_seed_and_image(ffg_test.dropna(subset=["elbo_optimal_flow"]), "elbo_optimal_ffg"))
     macros["TabFlowGainFfgModel"] = number(flow_gain)
