@@ -137,7 +137,7 @@ settings.to_csv(out / "settings.csv", index=False, float_format="%.6g")
 
 # %%
 print(search_summary.set_index(keys)[["images", "starts", "share_beaten", "deficit_mean", "deficit_max",
-                                      "starts_needed", "needed_shortfall"]].round(3).to_string())
+                                      "starts_needed", "needed_shortfall"]].round(2).to_string())
 shortfalls = pd.concat([validation.search_shortfalls(g).melt(var_name="starts", value_name="shortfall").assign(
     family=f, protocol=p, split=s) for (f, p, s), g in searches.groupby(keys, sort=False)], ignore_index=True)
 fig = plots.search_shortfalls(shortfalls, search_rule["mean_nats"])
@@ -153,9 +153,10 @@ plots.save(fig, root / figure_dir / "search_shortfalls")
 # %%
 columns = ["evaluations", "error_nats", "error_se", "error_p95", "error_max", "share_off", "reported_se"]
 shown = summary[~summary.estimator.isin(["reference", "bdmc"])].set_index(["family", "protocol", "part", "estimator"])
-print(shown[columns].round(3).to_string())
-print(shown.loc[(slice(None), slice(None), "simulated"), ["error_upper_nats", "error_upper_se"]].round(3).to_string())
-print(settings.round(3).to_string(index=False))
+# (two decimals: at the test defaults a third moves with the thread count)
+print(shown[columns].round(2).to_string())
+print(shown.loc[(slice(None), slice(None), "simulated"), ["error_upper_nats", "error_upper_se"]].round(2).to_string())
+print(settings.round(2).to_string(index=False))
 fig = plots.validation_errors(errors, min(half_se.values()))
 plots.save(fig, root / figure_dir / "validation_errors")
 
@@ -173,7 +174,7 @@ report.write_macros(root / generated_dir / "validation.tex", numbers)
 paper_table = validation.table(written, table_ais)
 report.write_table(root / generated_dir / "validation_table.tex", paper_table)
 print(paper_table[["starts (train / test)", "AIS validated"]].to_string())
-print(report.macros(report.stable_view(numbers)))
+print(report.macros(report.stable_view(numbers, unstable=("HalfSe",))))  # printed to three decimals: moves at the test defaults
 
 # %% [markdown]
 # ## What the numbers say
@@ -190,6 +191,6 @@ report.conclude(
     + f" to match all {1 + prior_starts + perturbed_starts} starts (mean within {search_rule['mean_nats']} nats, at most "
     f"{search_rule['far_share']:.0%} of images more than {search_rule['far_nats']} nats below). AIS at the table's "
     f"{table_ais.steps} x {table_ais.chains} from q* is {'validated on every model' if passed else 'not validated on every model'}: "
-    f"its worst mean error over models and parts is {settings.table_ais_worst_mean_error.max():.3f} nats against an allowed "
-    f"{settings.half_se.min():.3f}, and at most {settings.table_ais_worst_share_off.max():.0%} of a part's images are off by more "
+    f"its worst mean error over models and parts is {settings.table_ais_worst_mean_error.max():.2f} nats against an allowed "
+    f"{settings.half_se.min():.2f}, and at most {settings.table_ais_worst_share_off.max():.0%} of a part's images are off by more "
     f"than {ais_rule['off_nats']} nats.")
