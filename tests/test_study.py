@@ -216,7 +216,7 @@ def test_validation_numbers_read_the_tables_setting_and_refuse_a_short_reference
     rules = {"prior_starts": 4, "perturbed_starts": 4, "perturb_scale": 2.0, **RULE, "off_nats": 0.3, "off_share": 0.05}
     numbers = validation.numbers(tables, AISConfig(steps=500, chains=16), AISConfig(steps=2000, chains=16), 50, rules)
     assert numbers["ValPriorStarts"] == 4 and numbers["ValOffShare"].value == 5.0 and numbers["ValReferenceFactor"] == 4
-    assert numbers["ValFfgLongTestBeaten"] == 3 and numbers["ValFfgLongTableValidated"] == "yes"
+    assert numbers["ValFfgLongTestPoints"] == 100 and numbers["ValFfgLongTableValidated"] == "yes"
     assert numbers["ValFfgLongSimErrorUpper"].value == 0.01 and numbers["ValFfgLongStartsNeeded"] == 1
     assert not any(name.startswith("ValFlow") for name in numbers)
     assert numbers["ValSimulatedPoints"] == 50 and numbers["ValTableValidatedEverywhere"] == "yes"
