@@ -188,7 +188,6 @@ numbers = {
     "SetupValidElbo": by_model.best_valid_elbo.mean()["diagonal"],
     "SetupFlowValidElbo": by_model.best_valid_elbo.mean()["planar"],
     "SetupFlowLength": flow_length,
-    "TrainAtCap": int((summary.stopped == "cap").sum()),
     "TrainModels": len(summary),
     "TrainMinutesTotal": report.Number(summary.training_minutes.sum(), digits=0),
 }

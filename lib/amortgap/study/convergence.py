@@ -1,6 +1,7 @@
-"""Experiment 1b, convergence: do the gaps settle as the model trains? The first seed's FFG model at
-log-spaced epochs, decomposed on the same images (the run is :func:`amortgap.gaps.decompose` of
-each kept checkpoint); this module summarizes the tables the notebook wrote."""
+"""Experiment 1b, convergence: do the gaps settle as the model trains? One campaign run's FFG model at
+its snapshots after the warm-up, decomposed on the same training and test images at every epoch
+(the run is :func:`amortgap.gaps.decompose` of each snapshot); this module summarizes the tables the
+notebook wrote."""
 
 from __future__ import annotations
 
@@ -9,29 +10,53 @@ from pathlib import Path
 import pandas as pd
 
 from ..report import Number, Value, bounds, number
-from ..stats import crossed_interval
+from ..stats import Interval, crossed_interval
+
+GAPS = ("approximation_gap", "amortization_gap", "inference_gap")
 
 
 def load(table_dir: str | Path) -> dict[str, pd.DataFrame]:
-    """``summary`` (each epoch's gaps, with intervals over images) and ``gaps`` (one row per epoch and image)."""
-    table_dir = Path(table_dir)
-    return {"summary": pd.read_csv(table_dir / "summary.csv"), "gaps": pd.read_csv(table_dir / "gaps.csv")}
+    """``gaps``: one row per split, epoch and image (the notebook's ``gaps.csv``)."""
+    return {"gaps": pd.read_csv(Path(table_dir) / "gaps.csv")}
 
 
-def numbers(summary: pd.DataFrame, gaps: pd.DataFrame) -> dict[str, Value]:
-    """The gaps at the first, the last-but-one and the last (kept) epoch, and the paired change of
-    the amortization gap between the last two, over images."""
-    epochs = sorted(summary.epoch.unique())
-    at = summary.set_index(["epoch", "quantity"])
-    macros: dict[str, Value] = {}
-    for gap, short in (("approximation_gap", "Approx"), ("amortization_gap", "Amort")):
-        macros[f"Conv{short}First"] = Number(at.loc[(epochs[0], gap), "mean"], at.loc[(epochs[0], gap), "se"])
-        macros[f"Conv{short}Final"] = Number(at.loc[(epochs[-1], gap), "mean"], at.loc[(epochs[-1], gap), "se"])
-        macros[f"Conv{short}Before"] = Number(at.loc[(epochs[-2], gap), "mean"], at.loc[(epochs[-2], gap), "se"])
-    macros["ConvFirstEpoch"], macros["ConvBeforeEpoch"], macros["ConvFinalEpoch"] = int(epochs[0]), int(epochs[-2]), int(epochs[-1])
-    per_image = gaps.pivot(index="image", columns="epoch", values="amortization_gap")
-    change = crossed_interval((per_image[epochs[-1]] - per_image[epochs[-2]]).to_numpy()[None])  # paired over images
-    macros["ConvPoints"] = len(per_image)
-    macros["ConvAmortChange"] = number(change)
-    macros["ConvAmortChangeCi"] = bounds(change)
+def summary(gaps: pd.DataFrame) -> pd.DataFrame:
+    """Each split's, epoch's and gap's mean with its 95% interval over images: columns split, epoch,
+    quantity, mean, low, high, se."""
+    return pd.DataFrame([{"split": split, "epoch": epoch, "quantity": gap, **vars(crossed_interval(g[[gap]].to_numpy().T))}
+                         for (split, epoch), g in gaps.groupby(["split", "epoch"]) for gap in GAPS])  # fmt: skip
+
+
+def change(gaps: pd.DataFrame, split: str, gap: str, start: int, end: int) -> Interval:
+    """``gap`` at epoch ``end`` minus at epoch ``start`` on ``split``, paired over its images."""
+    per_image = gaps[gaps.split == split].pivot(index="image", columns="epoch", values=gap)
+    return crossed_interval((per_image[end] - per_image[start]).to_numpy()[None])
+
+
+def direction(interval: Interval) -> str:
+    """How a paired change reads at 95%: "grows", "shrinks" or "shows no resolved change"."""
+    return "grows" if interval.low > 0 else "shrinks" if interval.high < 0 else "shows no resolved change"
+
+
+def numbers(gaps: pd.DataFrame) -> dict[str, Value]:
+    """Per split: both gaps at the first and the last snapshot; the amortization gap's paired change
+    from the first to the last and over the last interval between snapshots, with their 95%
+    intervals and the words they read as; and the epochs and images."""
+    epochs = sorted(gaps.epoch.unique())
+    table = summary(gaps).set_index(["split", "epoch", "quantity"])
+    macros: dict[str, Value] = {"ConvFirstEpoch": int(epochs[0]), "ConvBeforeEpoch": int(epochs[-2]),
+                                "ConvFinalEpoch": int(epochs[-1]),
+                                "ConvEpochs": ", ".join(str(e) for e in epochs[:-1]) + f" and {epochs[-1]}",
+                                "ConvPoints": int(gaps.groupby(["split", "epoch"]).size().min())}  # fmt: skip
+    for split in ("train", "test"):
+        key = f"Conv{split.title()}"
+        for gap, short in (("approximation_gap", "Approx"), ("amortization_gap", "Amort")):
+            for label, epoch in (("First", epochs[0]), ("Final", epochs[-1])):
+                row = table.loc[(split, epoch, gap)]
+                macros[f"{key}{short}{label}"] = Number(row["mean"], row.se)
+        for label, start in (("", epochs[0]), ("Last", epochs[-2])):
+            moved = change(gaps, split, "amortization_gap", start, epochs[-1])
+            macros[f"{key}AmortChange{label}"] = number(moved)
+            macros[f"{key}AmortChange{label}Ci"] = bounds(moved)
+            macros[f"{key}AmortChange{label}Verdict"] = direction(moved)
     return macros

@@ -81,15 +81,17 @@ def design_table(design: pd.DataFrame) -> pd.DataFrame:
 
 
 def numbers(joint: pd.DataFrame, design: pd.DataFrame) -> dict[str, Value]:
-    """The paper's macros of the sweep: the narrowest and widest widths' gaps and the trend words;
-    and, for each frozen decoder, the amortization gaps of the narrowest and widest encoders and
-    their paired difference (with each seed's own difference, since the design has few seeds)."""
+    """The paper's macros of the sweep: the trend words, and the narrowest and widest widths'
+    approximation and amortization gaps; and, for each frozen decoder, the widest encoder's
+    amortization gap minus the narrowest one's, paired (with each seed's own difference, since the
+    design has few seeds)."""
     widths = sorted(joint.width.unique())
     words = trends(joint)
     models = per_model(joint)
     macros: dict[str, Value] = {}
     for gap, short in (("approximation_gap", "Approx"), ("amortization_gap", "Amort"), ("inference_gap", "Inference")):
         macros[f"Joint{short}Trend"] = words[gap]
+    for gap, short in (("approximation_gap", "Approx"), ("amortization_gap", "Amort")):  # the two the prose quotes
         for label, w in (("Narrow", widths[0]), ("Wide", widths[-1])):
             macros[f"Joint{short}{label}"] = number(crossed_interval(by_seed_and_image(joint[joint.width == w], gap)))
     macros["JointNarrowWidth"], macros["JointWideWidth"] = int(widths[0]), int(widths[-1])
@@ -97,7 +99,6 @@ def numbers(joint: pd.DataFrame, design: pd.DataFrame) -> dict[str, Value]:
     macros["JointPoints"] = int(joint.groupby(["width", "seed"]).size().min())
     macros["JointUnitsNarrow"] = Number(models[models.width == widths[0]].active_units.mean(), digits=1)
     macros["JointUnitsWide"] = Number(models[models.width == widths[-1]].active_units.mean(), digits=1)
-    macros["JointAtCap"] = int((joint.groupby(["width", "seed"]).stopped.first() == "cap").sum())
     enc = sorted(design.encoder_width.unique())
     joint_decoders = sorted(int(d.removeprefix("joint_w")) for d in design.decoder.unique() if d != "reference")
     # the reference decoder, and the decoders of the narrowest and widest joint models (one and the same
@@ -108,8 +109,6 @@ def numbers(joint: pd.DataFrame, design: pd.DataFrame) -> dict[str, Value]:
         g = design[design.decoder == decoder]
         narrow = by_seed_and_image(g[g.encoder_width == enc[0]], "amortization_gap")
         wide = by_seed_and_image(g[g.encoder_width == enc[-1]], "amortization_gap")
-        macros[f"Design{name}Narrow"] = number(crossed_interval(narrow))
-        macros[f"Design{name}Wide"] = number(crossed_interval(wide))
         difference = crossed_interval(wide - narrow)
         macros[f"Design{name}WideMinusNarrow"] = number(difference)
         macros[f"Design{name}WideMinusNarrowCi"] = bounds(difference)
