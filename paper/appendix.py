@@ -55,7 +55,8 @@ def settings(params: dict) -> pd.DataFrame:
          f"{gd['qstar']['num_samples']}, {gd['qstar']['max_steps']}; {g['refine_steps']}"),
         ("every stage", "q* search: Adam lr; ELBO window, patience; lr x decay; stop below lr",
          f"{q.lr:g}; {q.window} steps, {q.patience} windows; x {q.lr_decay:g}; {q.min_lr:g}"),
-        ("convergence", "images; AIS steps x chains", f"{c['num_points']}; {cd['ais']['steps']} x {cd['ais']['chains']}"),
+        ("convergence", "epochs; images per split; AIS steps x chains",
+         f"{_list(c['epochs'])}; {c['num_points']}; {cd['ais']['steps']} x {cd['ais']['chains']}"),
         ("width sweep", "encoder widths (depth); seeds; images",
          f"{_list(w['widths'])} ({w['depth']}); {_list(w['seeds'])}; {w['eval_points']}"),
         ("width sweep", "frozen design: encoder widths; joint decoders; seeds",
@@ -117,8 +118,9 @@ def provenance(params: dict, runs: pd.DataFrame) -> pd.DataFrame:
         ("training protocols (2b)", "campaign runs of seed 0, and the plateau models for comparison", "validation ELBO",
          "final" if all(status.get(f"{f}_cremer_s0") == "finished" for f in ("diagonal", "planar"))
          else "final but the flow run's longer-schedule check, in training"),
-        ("convergence (3b)", f"{plateau}, FFG seed {c['seed']}, log-spaced snapshots", f"{c['num_points']} test images",
-         "final for the plateau model"),
+        ("convergence (3b)", f"campaign run {c['run']}, snapshots at epochs {_list(c['epochs'])}".replace("_", " "),
+         f"the gap table's first {c['num_points']} training and {c['num_points']} test images; AIS "
+         f"{cd['ais']['steps']} x {cd['ais']['chains']} from the FFG q*", "final"),
         ("width sweep and encoder x decoder design (3c)", f"jointly trained models (plateau protocol), widths "
          f"{_list(w['widths'])}; {plateau}' decoders", f"{w['eval_points']} test images", "final for the plateau models"),
         ("compute frontier, HMC, break-even (3d)", f"{plateau}, FFG seed {r['seed']}", f"{r['num_points']} test images",

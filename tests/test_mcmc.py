@@ -39,3 +39,19 @@ def test_hmc_expected_log_likelihood_matches_the_closed_form():
 def test_hmc_refuses_an_empty_record():
     with pytest.raises(ValueError):
         hmc(LinearGaussian.random(), torch.zeros(2, 10), record=[])
+
+
+def test_hmc_starts_from_the_given_distribution_and_keeps_each_chains_mean():
+    """With no burn-in and steps too small to move, one kept transition reports the start: a point
+    mass (scale 1e-6) at z0 gives every chain log p(x|z0); the chains' means average to the mean."""
+    from amortgap.families import diagonal_gaussian
+
+    model = LinearGaussian.random(data_dim=10, latent_dim=3, seed=1)
+    x, _ = model.sample(4, torch.Generator().manual_seed(2))
+    z0 = torch.randn(4, 3, generator=torch.Generator().manual_seed(3))
+    start = diagonal_gaussian(z0, torch.full_like(z0, -6 * 2.302585))
+    run = hmc(model, x, record=[1, 2], config=HMCConfig(chains=3, burn_in=0, step_size=1e-9), init=start)
+    assert run.chain_log_likelihood.shape == (2, 3, 4)
+    torch.testing.assert_close(run.mean_log_likelihood, run.chain_log_likelihood.mean(1))
+    expected = model.log_joint(x, z0[None])[0] - model.log_prior(z0[None])[0]
+    torch.testing.assert_close(run.chain_log_likelihood[0], expected.expand(3, 4), atol=1e-3, rtol=0)

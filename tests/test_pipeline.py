@@ -89,10 +89,10 @@ def test_every_random_image_set_is_drawn_from_the_gap_tables_images(tmp_path, pr
     assert params["width_sweep"]["eval_points"] <= table["num_points"]
     for section in ("convergence", "width_sweep", "refinement", "certification", "validation", "oracle"):
         assert params[section]["subset_seed"] == table["subset_seed"], section
-    for section in ("width_sweep", "refinement", "certification"):  # the plateau models' chapters
+    for section in ("width_sweep", "certification"):  # the plateau models' chapters
         assert params[section]["model_dir"] == params["model_setup"]["model_dir"], section
     assert params["width_sweep"]["seeds"] == params["model_setup"]["seeds"]
-    assert table["run_dir"] == params["validation"]["run_dir"] == params["convergence"]["run_dir"] == params["campaign"]["model_dir"]
+    assert table["run_dir"] == params["validation"]["run_dir"] == params["convergence"]["run_dir"] == params["refinement"]["run_dir"] == params["campaign"]["model_dir"]
     assert table["protocols"] == params["validation"]["protocols"], "the validation checks the table's own models"
 
 
@@ -291,13 +291,15 @@ def test_dvc_status_is_clean_but_for_the_campaign_and_the_stages_in_progress():
 
 
 def test_the_campaign_stages_depend_on_every_model_file_their_params_name():
-    """The gap table, the validation and the convergence chapter list their models file by file (a run
-    still training changes its folder, not these files): adding a seed or an epoch to params.yaml
-    needs its files in dvc.yaml too."""
-    for stage in ("gap_table", "validation", "convergence"):
+    """The stages on campaign models (gap table, validation, convergence, refinement) list their
+    models file by file (a run still training changes its folder, not these files): adding a seed
+    or an epoch to params.yaml needs its files in dvc.yaml too."""
+    for stage in ("gap_table", "validation", "convergence", "refinement"):
         p = PARAMS[stage]
         if stage == "convergence":
             wanted = {f"{p['run_dir']}/{p['run']}/train.snapshots/e{epoch}.pt" for epoch in p["epochs"]}
+        elif stage == "refinement":  # the model, and the run's record of its training time
+            wanted = {f"{p['run_dir']}/{p['run']}/{file}" for file in (p["model_file"], "run.json")}
         else:
             runs = ([f"{p['runs'][f]}_s{s}" for f in p["runs"] for s in p["seeds"][f]] if stage == "gap_table"
                     else list(p["runs"].values()))

@@ -81,6 +81,17 @@ def test_frontier_seconds_joins_each_budget_with_its_mean_timing():
     assert qstar.to_dict("records") == [{"evaluations": 7000.0, "seconds": 9.0}]
 
 
+def test_training_seconds_count_each_stretch_in_proportion_to_its_epochs_before_the_models(tmp_path):
+    import json
+
+    stretches = [{"from_epoch": 0, "to_epoch": 100, "seconds": 300.0}, {"from_epoch": 100, "to_epoch": 300, "seconds": 1000.0},
+                 {"from_epoch": 300, "to_epoch": 300, "seconds": 5.0}]  # an empty stretch (a resume that trained nothing)
+    (tmp_path / "run.json").write_text(json.dumps({"stretches": stretches}))
+    assert refinement.training_seconds(tmp_path, 200) == pytest.approx(300.0 + 500.0)
+    assert refinement.training_seconds(tmp_path, 50) == pytest.approx(150.0)
+    assert refinement.training_seconds(tmp_path, 300) == pytest.approx(1300.0)
+
+
 def test_the_certified_error_is_read_at_the_other_experiments_settings_or_is_na():
     summary = pd.DataFrame({"model": ["diagonal", "diagonal", "planar"], "estimator": ["ais_200x8", "ais_500x16", "ais_500x16"],
                             "error_nats": [-0.0004, 0.02, 0.3], "error_se": [0.01, 0.01, 0.02]})

@@ -16,16 +16,20 @@ QUADRATURE_CHECK = 1e-3  # nats: the largest change of log p(x) between the last
 
 def load(table_dir: str | Path) -> dict[str, pd.DataFrame]:
     """``errors`` (per quantity and q* restarts: the error's mean, SE, 95th percentile and images
-    off) and ``estimates`` (per image)."""
+    off), ``estimates`` (per image) and ``ais_repeats`` (AIS run again on the image where it lands
+    furthest above the exact log p(x): per repeat, its error, ESS and largest chain's share)."""
     table_dir = Path(table_dir)
-    return {"errors": pd.read_csv(table_dir / "errors.csv"), "estimates": pd.read_csv(table_dir / "estimates.csv")}
+    return {name: pd.read_csv(table_dir / f"{name}.csv") for name in ("errors", "estimates", "ais_repeats")}
 
 
-def numbers(errors: pd.DataFrame, estimates: pd.DataFrame) -> dict[str, Value]:
+def numbers(errors: pd.DataFrame, estimates: pd.DataFrame, ais_repeats: pd.DataFrame) -> dict[str, Value]:
     """Each estimator's error against the exact value (mean and 95th percentile of its absolute
     value), the images off by more than ``off_nats``, with and without q* restarts, and the images
-    where AIS misses log p(x) although the q* it starts from is right, and the images whose
-    quadrature passes its own check (the last two grid passes within :data:`QUADRATURE_CHECK`)."""
+    where AIS misses log p(x) although the q* it starts from is right; the images whose quadrature
+    passes its own check (the last two grid passes within :data:`QUADRATURE_CHECK`), whose exact q*
+    passes its checks, and whose exact q* came from a searched start; and, on the image where AIS
+    from the restarted q* lands furthest above the exact log p(x), that error with its reported SE,
+    and over AIS's repeats there, the median ESS and the repeats above the exact value."""
     restarts = int(errors.qstar_restarts.max())
     study = errors[errors.qstar_restarts == 0].set_index("quantity")
     macros: dict[str, Value] = {}
@@ -45,6 +49,19 @@ def numbers(errors: pd.DataFrame, estimates: pd.DataFrame) -> dict[str, Value]:
         rows = estimates[estimates.qstar_restarts == r]
         macros[f"OracleLogPxOnlyOff{suffix}"] = int(((rows.error_log_px.abs() > off) & (rows.error_elbo_optimal.abs() <= off)).sum())
     macros["OracleQuadratureChecked"] = int((estimates[estimates.qstar_restarts == 0].quadrature_error < QUADRATURE_CHECK).sum())
+    single = estimates[estimates.qstar_restarts == 0]
+    macros["OracleExactQstarChecked"] = int(single.exact_qstar_checked.sum())
+    macros["OracleExactQstarFromSearch"] = int(single.exact_qstar_start.str.startswith("search").sum())
+    over = estimates[(estimates.qstar_restarts == restarts) & (estimates.image == ais_repeats.image.iloc[0])].iloc[0]
+    macros["OracleAisOverImage"] = int(over.image)
+    macros["OracleAisOverError"] = Number(over.error_log_px, over.log_px_se, 2)
+    macros["OracleAisOverSe"] = Number(over.log_px_se, digits=2)
+    macros["OracleAisRepeats"] = len(ais_repeats)
+    macros["OracleAisChains"] = int(over.ais_chains)
+    macros["OracleAisRepeatsEss"] = Number(ais_repeats.ess.median(), digits=1)
+    macros["OracleAisRepeatsAbove"] = int((ais_repeats.error_log_px > 0).sum())
+    macros["OracleAisRepeatsFarAbove"] = int((ais_repeats.error_log_px > off).sum())
+    macros["OracleAisRepeatsFarBelow"] = int((ais_repeats.error_log_px < -off).sum())
     macros["OracleOffNats"] = Number(off, digits=1)
     macros["OraclePoints"] = estimates.image.nunique()
     return macros

@@ -6,6 +6,7 @@ summarizes the tables the notebook wrote."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,14 @@ TABLES = ("frontier", "timings", "chosen", "hmc", "break_even", "qstar", "curves
 def load(table_dir: str | Path) -> dict[str, pd.DataFrame]:
     """Every table the notebook wrote, by name (:data:`TABLES`)."""
     return {name: pd.read_csv(Path(table_dir) / f"{name}.csv") for name in TABLES}
+
+
+def training_seconds(run: str | Path, epoch: int) -> float:
+    """The recorded training seconds of a campaign run up to ``epoch``: each stretch of its
+    ``run.json`` (from_epoch, to_epoch, seconds) counts in proportion to its epochs before ``epoch``."""
+    stretches = json.loads((Path(run) / "run.json").read_text())["stretches"]
+    return sum(s["seconds"] * min(max((epoch - s["from_epoch"]) / (s["to_epoch"] - s["from_epoch"]), 0.0), 1.0)
+               for s in stretches if s["to_epoch"] > s["from_epoch"])
 
 
 def frontier_seconds(
@@ -43,7 +52,8 @@ def refinement_table(frontier: pd.DataFrame) -> pd.DataFrame:
 
 
 def numbers(tables: dict[str, pd.DataFrame]) -> dict[str, Value]:
-    """The gap left after the largest budget, q*'s cost, HMC's evaluations to match the encoder, and
+    """The gap left after the largest budget, q*'s cost, HMC's evaluations to match the encoder (on
+    the images where the reference's chains agree, and how many they are of how many), and
     the timed numbers (the encoder's pass, q*'s seconds, break-even), which belong to the machine."""
     frontier, hmc, timings = tables["frontier"], tables["hmc"], tables["timings"]
     start = frontier[frontier.init == "encoder"].set_index("steps")
@@ -58,16 +68,18 @@ def numbers(tables: dict[str, pd.DataFrame]) -> dict[str, Value]:
     reached = hmc[(hmc.method == "hmc") & (hmc.mean_z_error <= encoder_error)]
     macros["HmcMatchEvaluations"] = int(reached.evaluations.min()) if len(reached) else f"more than {int(hmc.evaluations.max())}"
     macros["HmcEncoderError"] = Number(encoder_error, digits=3)
+    macros["HmcReferenceImages"], macros["HmcPoints"] = int(hmc.images.iloc[0]), int(hmc.points.iloc[0])
+    macros["HmcAgreement"] = Number(hmc.agreement.iloc[0], digits=1)
     return macros | timed_numbers(tables)
 
 
-TIMED = ("RefEncoderUs", "RefQstarMs", "BreakEvenQstarImages")
+TIMED = ("RefEncoderUs", "RefQstarMs", "BreakEvenQstarImages", "RefTrainHours")
 """The macros measured in seconds: they belong to the machine, and no regression test compares them."""
 
 
 def timed_numbers(tables: dict[str, pd.DataFrame]) -> dict[str, Value]:
-    """The encoder's one pass (microseconds), q*'s time per image (milliseconds), and the images
-    after which training the encoder repays against q*."""
+    """The encoder's one pass (microseconds), q*'s time per image (milliseconds), the images after
+    which training the encoder repays against q*, and the training hours counted."""
     timings, frontier = tables["timings"], tables["frontier"]
     seconds = timings.groupby(["method", "steps"]).seconds_per_image.mean()
     _, qstar_point = frontier_seconds(frontier, timings, tables["qstar"].evaluations.mean())
@@ -75,4 +87,5 @@ def timed_numbers(tables: dict[str, pd.DataFrame]) -> dict[str, Value]:
     encoder_us = seconds[("encoder", 0)] * 1e6  # one pass is far under a millisecond: microseconds read better
     return {"RefEncoderUs": Number(encoder_us, digits=significant_digits(encoder_us)),
             "RefQstarMs": Number(qstar_ms, digits=significant_digits(qstar_ms)),
-            "BreakEvenQstarImages": Number(tables["break_even"].iloc[0].break_even_images, digits=0)}
+            "BreakEvenQstarImages": Number(tables["break_even"].iloc[0].break_even_images, digits=0),
+            "RefTrainHours": Number(tables["break_even"].iloc[0].training_seconds / 3600, digits=1)}
