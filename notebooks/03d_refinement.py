@@ -175,10 +175,10 @@ plots.save(fig, root / figure_dir / "frontier")
 
 # %%
 hx = x[:hmc_points]
+torch.manual_seed(seed)  # the cell's random numbers do not depend on the cells before it
 with torch.no_grad():
     q = model.encode(hx)
 qs = optimal_q(model, hx, config=qstar_config).q
-torch.manual_seed(seed)
 reference = mcmc.hmc(model, hx, [hmc_reference], mcmc.HMCConfig(chains=hmc_chains), init=qs)
 hmc_run = mcmc.hmc(model, hx, hmc_record, mcmc.HMCConfig(chains=hmc_chains))
 spread = reference.chain_log_likelihood[0].amax(0) - reference.chain_log_likelihood[0].amin(0)

@@ -113,7 +113,7 @@ report.conclude(
     f"{joint_numbers['JointWideWidth']} the amortization gap {joint_numbers['JointAmortTrend']} "
     f"({joint_numbers['JointAmortNarrow'].value:.2f} to {joint_numbers['JointAmortWide'].value:.2f} nats). Refinement "
     f"from the encoder, each budget at its tuned step size, leaves {ref_numbers['RefGapAfterMax'].value:.2f} nats to q* "
-    f"after {ref_numbers['RefMaxSteps']} steps (the width sweep and the frontier use the plateau models). "
+    f"after {ref_numbers['RefMaxSteps']} steps (the width sweep uses the plateau models, the frontier the long-trained FFG model). "
     f"**At what cost.** q* takes {ref_numbers['RefQstarEvaluations'].value:.0f} decoder gradient evaluations per image, "
     "against the encoder's one pass.")
 

@@ -17,6 +17,7 @@ images, which no closed-form linear model can provide.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -157,60 +158,72 @@ class ExactQStar:
 def _lbfgs(model: LatentVariableModel, x: Tensor, loc: Tensor, log_scale: Tensor, nodes: int, iterations: int,
            rounds: int) -> tuple[Tensor, Tensor]:  # fmt: skip
     """L-BFGS on the sum of the images' Gauss-Hermite ELBOs (the images are independent, so the sum's
-    optimum is each image's), restarted for up to ``rounds`` rounds of ``iterations`` until no
-    image's ELBO moves by more than 1e-9 nats, so that no image stops where only the sum converged."""
-    loc, log_scale = loc.detach().clone().requires_grad_(), log_scale.detach().clone().requires_grad_()
-    before = None
+    optimum is each image's), for up to ``rounds`` rounds of ``iterations``; after the first, only
+    the images whose ELBO still moved by more than 1e-9 nats go on, so that none stops where only
+    the sum converged."""
+    loc, log_scale = loc.detach().clone(), log_scale.detach().clone()
+    with torch.no_grad():
+        elbo = gauss_hermite_elbo(model, x, loc, log_scale, nodes)
+    active = torch.ones(len(x), dtype=torch.bool, device=x.device)
     for _ in range(rounds):
-        optimizer = torch.optim.LBFGS([loc, log_scale], lr=1, max_iter=iterations, tolerance_grad=1e-9,
+        rows = active.nonzero().squeeze(1)
+        if len(rows) == 0:
+            break
+        m, s = loc[rows].clone().requires_grad_(), log_scale[rows].clone().requires_grad_()
+        optimizer = torch.optim.LBFGS([m, s], lr=1, max_iter=iterations, tolerance_grad=1e-9,
                                       tolerance_change=1e-12, line_search_fn="strong_wolfe")  # fmt: skip
 
         def closure() -> Tensor:
             optimizer.zero_grad()
-            loss = -gauss_hermite_elbo(model, x, loc, log_scale, nodes).sum()
+            loss = -gauss_hermite_elbo(model, x[rows], m, s, nodes).sum()
             loss.backward()
             return loss
 
         with torch.enable_grad():
             optimizer.step(closure)
         with torch.no_grad():
-            now = gauss_hermite_elbo(model, x, loc, log_scale, nodes)
-        if before is not None and (now - before).abs().max() < 1e-9:
-            break
-        before = now
-    return loc.detach(), log_scale.detach()
+            now = gauss_hermite_elbo(model, x[rows], m, s, nodes)
+        better = now > elbo[rows]  # a line search never loses ground; float noise can
+        loc[rows[better]], log_scale[rows[better]] = m.detach()[better], s.detach()[better]
+        active[rows] = (now - elbo[rows]).abs() > 1e-9
+        elbo[rows[better]] = now[better]
+    return loc, log_scale
 
 
 def exact_best_diagonal_gaussian(
     model: LatentVariableModel, x: Tensor, posterior: ExactPosterior, starts: tuple[tuple[Tensor, Tensor], ...] = (),
-    nodes: int = 32, iterations: int = 100, rounds: int = 10, node_tolerance: float = 1e-3,
+    nodes: int = 16, iterations: int = 100, rounds: int = 10, node_tolerance: float = 1e-3,
     gradient_tolerance: float = 1e-3,
 ) -> ExactQStar:
-    """q* of the diagonal family for each image of x [B, D], by L-BFGS on the Gauss-Hermite ELBO from
-    several starts, keeping each image's best: the exact posterior's mean with its conditional
-    scales (the mean-field optimum for a Gaussian posterior), and each of ``starts`` ((loc,
-    log_scale), each [B, 2]: say the encoder's q and a searched q*, so that the exact q* is never
-    beaten by a search that found a better local optimum). Each image is then checked: L[q*] at
-    twice the nodes within ``node_tolerance`` nats, the gradient's norm below ``gradient_tolerance``,
-    and L[q*] <= log p(x) up to the quadrature's own error. Everything runs in x's dtype: in float32
-    the gradient at the optimum is float noise of about 0.01, so the checks want a float64 model and x."""
+    """q* of the diagonal family for each image of x [B, D], by L-BFGS on the Gauss-Hermite ELBO
+    (``nodes`` per axis) from several starts, keeping each image's best: the exact posterior's mean
+    with its conditional scales (the mean-field optimum for a Gaussian posterior), and each of
+    ``starts`` ((loc, log_scale), each [B, 2]: say the encoder's q and a searched q*, so that the
+    exact q* is never beaten by a search that found a better local optimum). The starts run in x's
+    dtype; the best is then polished and checked in float64 (on a float64 copy of the model, where
+    the gradient at the optimum is not float noise): L[q*] at twice the nodes within
+    ``node_tolerance`` nats, the gradient's norm below ``gradient_tolerance``, and L[q*] <= log p(x)
+    up to the quadrature's own error."""
     precision = torch.linalg.inv(posterior.covariance.to(x.dtype))
     candidates = [(posterior.mean.to(x.dtype), -0.5 * torch.diagonal(precision, dim1=1, dim2=2).log()),
                   *((loc.to(x.dtype), log_scale.to(x.dtype)) for loc, log_scale in starts)]
     found = [_lbfgs(model, x, loc, log_scale, nodes, iterations, rounds) for loc, log_scale in candidates]
+    exact = model if x.dtype == torch.float64 else copy.deepcopy(model).double()
+    x = x.double()
     with torch.no_grad():
-        elbos = torch.stack([gauss_hermite_elbo(model, x, loc, log_scale, nodes) for loc, log_scale in found])  # [S, B]
-    best = (elbos >= elbos.amax(0) - 1e-6).to(torch.int8).argmax(0)  # the first start within float noise of the best
+        elbos = torch.stack([gauss_hermite_elbo(exact, x, loc.double(), log_scale.double(), nodes) for loc, log_scale in found])
+    # the first start within 1e-3 nats of the best: starts that reach one optimum differ by float32 noise there
+    best = (elbos >= elbos.amax(0) - 1e-3).to(torch.int8).argmax(0)
     rows = torch.arange(len(x), device=x.device)
-    loc = torch.stack([f[0] for f in found])[best, rows]
-    log_scale = torch.stack([f[1] for f in found])[best, rows]
+    loc, log_scale = _lbfgs(exact, x, torch.stack([f[0] for f in found])[best, rows].double(),
+                            torch.stack([f[1] for f in found])[best, rows].double(), nodes, iterations, rounds)  # fmt: skip
     with torch.enable_grad():
         at = (loc.clone().requires_grad_(), log_scale.clone().requires_grad_())
-        elbo = gauss_hermite_elbo(model, x, *at, nodes)
+        elbo = gauss_hermite_elbo(exact, x, *at, nodes)
         gradient = torch.cat(torch.autograd.grad(elbo.sum(), at), 1)
     with torch.no_grad():
-        node_error = (gauss_hermite_elbo(model, x, loc, log_scale, 2 * nodes) - elbo).abs()
+        node_error = (gauss_hermite_elbo(exact, x, loc, log_scale, 2 * nodes) - elbo).abs()
     gradient_norm = gradient.norm(dim=1)
     checked = ((node_error < node_tolerance) & (gradient_norm < gradient_tolerance)
-               & (elbo <= (posterior.log_px + posterior.quadrature_error).to(x.dtype) + node_tolerance))  # fmt: skip
+               & (elbo <= (posterior.log_px + posterior.quadrature_error).double() + node_tolerance))  # fmt: skip
     return ExactQStar(loc, log_scale, elbo.detach(), best, node_error, gradient_norm, checked)
