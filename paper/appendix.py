@@ -66,8 +66,8 @@ def settings(params: dict) -> pd.DataFrame:
          f"{r['num_points']} / {r['tune_points']}; {_list(r['steps'])}"),
         ("refinement", "step sizes; schedules; timing repeats",
          f"{_list(r['lrs'])}; {_list(r['schedules'])}; {r['timing_repeats']}"),
-        ("refinement", "HMC: images, chains, reference transitions",
-         f"{r['hmc_points']}, {r['hmc_chains']}, {r['hmc_reference']}"),
+        ("refinement", "HMC: images, chains, reference transitions (from q*); its chains' agreement",
+         f"{r['hmc_points']}, {r['hmc_chains']}, {r['hmc_reference']}; {r['hmc_agreement']:g} nats"),
         ("certification", "simulated images; reference AIS steps x chains",
          f"{e['num_points']}; {e['reference']['steps']} x {e['reference']['chains']}"),
         ("certification", "candidate AIS (steps x chains); IWAE samples",
@@ -87,6 +87,7 @@ def settings(params: dict) -> pd.DataFrame:
          f"{o['latent_dim']}; {o['grid_points']}; {o['num_points']}"),
         ("oracle", "AIS steps x chains; IWAE samples; q* restarts",
          f"{od['ais']['steps']} x {od['ais']['chains']}; {od['iwae_samples']}; {o['qstar_restarts']}"),
+        ("oracle", "AIS repeats on the image furthest above the exact log p(x)", f"{o['ais_repeats']}"),
     ]
     return pd.DataFrame(rows, columns=["stage", "setting", "value"]).set_index("stage")
 
@@ -103,7 +104,7 @@ def provenance(params: dict, runs: pd.DataFrame) -> pd.DataFrame:
                if x.protocol == "cremer" and x.epochs is None and x.family in g["runs"]
                and x.seed not in g["seeds"][x.family]]  # fmt: skip
     seeds = "; ".join(f"{FAMILY_NAMES[f]} {_list(s)}" for f, s in g["seeds"].items() if s)
-    gd = g["decompose"]
+    gd, cd = g["decompose"], c["decompose"]
     plateau = "the plateau protocol's reference models"
     rows = [
         ("gap tables, reconstructions (3a)", f"campaign runs, Cremer's schedule: {_list(g['protocols'])} "
@@ -123,12 +124,13 @@ def provenance(params: dict, runs: pd.DataFrame) -> pd.DataFrame:
          f"{cd['ais']['steps']} x {cd['ais']['chains']} from the FFG q*", "final"),
         ("width sweep and encoder x decoder design (3c)", f"jointly trained models (plateau protocol), widths "
          f"{_list(w['widths'])}; {plateau}' decoders", f"{w['eval_points']} test images", "final for the plateau models"),
-        ("compute frontier, HMC, break-even (3d)", f"{plateau}, FFG seed {r['seed']}", f"{r['num_points']} test images",
-         "final for the plateau model"),
+        ("compute frontier, HMC, break-even (3d)", f"campaign run {r['run']}, {r['model_file']}".replace("_", " "),
+         f"{r['num_points']} test images; HMC on the first {r['hmc_points']}; break-even on the run's recorded training time",
+         "final"),
         ("certification (3e)", f"{plateau}, seed {e['seed']}", f"{e['num_points']} simulated, {e['real_points']} real images",
          "final"),
         ("oracle (3f)", f"a VAE with a {o['latent_dim']}-dimensional latent space (plateau protocol)",
-         f"{o['num_points']} test images", "final"),
+         f"{o['num_points']} test images; AIS repeated {o['ais_repeats']} times on one", "final"),
     ]
     return pd.DataFrame(rows, columns=["tables and figures", "models", "images and settings", "status"]).set_index(
         "tables and figures")

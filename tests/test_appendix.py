@@ -63,5 +63,6 @@ def test_the_provenance_names_each_chapters_models_and_what_it_waits_on():
     assert "in training" in table.loc["training protocols (2b)"].status, "the flow run's longer check is not finished"
     params["gap_table"]["seeds"] = {"diagonal": [0, 1, 2], "planar": [0, 1]}
     assert appendix.provenance(params, runs).loc["gap tables, reconstructions (3a)"].status == "final for the seeds shown"
-    assert "plateau" in table.loc["compute frontier, HMC, break-even (3d)"].models
+    assert "campaign run diagonal cremer s0" in table.loc["compute frontier, HMC, break-even (3d)"].models
+    assert "plateau" in table.loc["width sweep and encoder x decoder design (3c)"].models
 
