@@ -185,9 +185,8 @@ needed = settings.groupby("family").starts_needed.max()
 passed = settings.table_ais_validated.all()
 report.conclude(
     f"On {num_points} training and {num_points} test images per model, a q* search needs "
-    + " and ".join((f"all {needed[f]} (perhaps more)" if needed[f] == 1 + prior_starts + perturbed_starts else
-                    f"{needed[f]} start{'s' if needed[f] > 1 else ''}") + f" in the {plots.MODEL_NAMES[f]} family"
-                   for f in needed.index)
+    + " and ".join(validation.starts_needed_words(needed[f], 1 + prior_starts + perturbed_starts)
+                   + f" in the {plots.MODEL_NAMES[f]} family" for f in needed.index)
     + f" to match all {1 + prior_starts + perturbed_starts} starts (mean within {search_rule['mean_nats']} nats, at most "
     f"{search_rule['far_share']:.0%} of images more than {search_rule['far_nats']} nats below). AIS at the table's "
     f"{table_ais.steps} x {table_ais.chains} from q* is {'validated on every model' if passed else 'not validated on every model'}: "

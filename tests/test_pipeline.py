@@ -298,6 +298,7 @@ def test_the_campaign_stages_depend_on_every_model_file_their_params_name():
         p = PARAMS[stage]
         if stage == "convergence":
             wanted = {f"{p['run_dir']}/{p['run']}/train.snapshots/e{epoch}.pt" for epoch in p["epochs"]}
+            wanted.add(f"{p['run_dir']}/{p['control_run']}/train.snapshots/e{p['control_epoch']}.pt")
         elif stage == "refinement":  # the model, and the run's record of its training time
             wanted = {f"{p['run_dir']}/{p['run']}/{file}" for file in (p["model_file"], "run.json")}
         else:

@@ -1,5 +1,7 @@
 """The study modules' summaries and claims, on hand-made tables whose answers are known."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -116,6 +118,13 @@ def test_macros_read_back_are_the_macros_written(tmp_path):
     assert back["Delta"].value == 2.0 and back["Delta"].se is None
 
 
+def test_a_count_from_timings_keeps_two_significant_figures():
+    assert report.to_significant(59997.0) == 60000.0
+    assert report.to_significant(1234.5, 3) == 1230.0
+    assert report.to_significant(0.0123456) == pytest.approx(0.012)
+    assert report.format_number(report.Number(report.to_significant(59997.0), digits=0)) == "60\\,000"
+
+
 def test_the_stable_view_leaves_out_the_unstable_names_and_coarsens_bounds():
     view = report.stable_view({"TabFfgCi": "[-36.36, -12.04]", "TabFlowAmort": 3.0, "Other": 2}, unstable=("Flow",))
     assert view == {"TabFfgCi": "[-36.4, -12.0]", "Other": 2}
@@ -228,7 +237,8 @@ def test_validation_numbers_read_the_tables_setting_and_refuse_a_short_reference
     numbers = validation.numbers(tables, AISConfig(steps=500, chains=16), AISConfig(steps=2000, chains=16), 50, rules)
     assert numbers["ValPriorStarts"] == 4 and numbers["ValOffShare"].value == 5.0 and numbers["ValReferenceFactor"] == 4
     assert numbers["ValPoints"] == 100 and numbers["ValStarts"] == 9 and numbers["ValFfgLongTableValidated"] == "yes"
-    assert numbers["ValFfgLongHalfSe"].value == 0.03 and numbers["ValFfgLongStartsNeeded"] == 1
+    assert numbers["ValFfgLongHalfSe"].value == 0.03 and numbers["ValFfgLongStartsNeeded"] == "1 start"
+    assert numbers["ValTableAisPasses"] == "1 of 1"
     assert not any(name.startswith(("ValFlow", "ValFfgEarly")) for name in numbers), "only the models validated"
     assert numbers["ValSimulatedPoints"] == 50
     search["starts_needed"] = [1, 9]
@@ -236,7 +246,28 @@ def test_validation_numbers_read_the_tables_setting_and_refuse_a_short_reference
                                    AISConfig(steps=500, chains=16))  # fmt: skip
     paper = validation.table({"summary": summary, "search": search, "settings": settings}, AISConfig(steps=500, chains=16))
     assert paper.loc["FFG, long-trained", "starts (train / test)"] == "1 / 9+", "all starts needed: perhaps more"
+    assert validation.starts_needed_words(9, 9) == "all 9 starts (perhaps more)"
+    assert validation.starts_needed_words(8, 9) == "8 starts" and validation.starts_needed_words(1, 9) == "1 start"
     assert paper.loc["FFG, long-trained", "AIS validated"] == "yes"
     validation.check_reference(AISConfig(steps=2000, chains=16), AISConfig(steps=500, chains=16))
     with pytest.raises(ValueError, match="4x"):
         validation.check_reference(AISConfig(steps=1000, chains=16), AISConfig(steps=500, chains=16))
+
+def test_the_control_is_paired_with_the_run_at_its_epoch_on_the_same_images():
+    from amortgap import campaign
+    from amortgap.study import convergence
+
+    images = [3, 7, 11]
+    gaps = pd.DataFrame([{"split": "train", "epoch": e, "image": i, "amortization_gap": 1.0 + e / 100 + i}
+                         for e in (100, 300) for i in images])
+    control = pd.DataFrame([{"split": "train", "epoch": 300, "image": i, "amortization_gap": 4.0 + i + d, "batch_size": 20}
+                            for i, d in zip(images, (0.5, -0.5, 0.0))])
+    change = convergence.control_change(gaps, control, "train", "amortization_gap")
+    assert change.mean == pytest.approx(0.0) and change.low < 0 < change.high, "paired at epoch 300: 4 + i + d - (4 + i)"
+    with pytest.raises(ValueError, match="different train images"):
+        convergence.control_change(gaps, control.assign(image=[3, 7, 12]), "train", "amortization_gap")
+    config = campaign.load_config(Path(__file__).parent / "fixtures" / "campaign" / "params.yaml")
+    differences = convergence.protocol_differences(config, "diagonal_cremer_s0", "diagonal_batch20_s0")
+    assert differences["batch_size"] == (100, 20) and "lr" not in differences
+    with pytest.raises(ValueError, match="no campaign entry"):
+        convergence.protocol_differences(config, "diagonal_cremer_s0", "diagonal_cremer_s9")

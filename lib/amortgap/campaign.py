@@ -315,7 +315,9 @@ def protocol_table(config: CampaignConfig, runs: Mapping[str, tuple[pd.DataFrame
                 "longer_epochs": check.get("longer_epochs"), "longer_gain": check.get("gain"),
                 "longer_holds": check.get("holds")}  # fmt: skip
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    # a run with no longer entry has no check: keep the column's epochs whole numbers beside its NA
+    return table.astype({"longer_epochs": "Int64"}) if len(table) else table
 
 
 RECORD_SECONDS = 300.0  # how often run.json says where a run in training is

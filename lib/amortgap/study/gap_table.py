@@ -119,7 +119,9 @@ def numbers(rows: pd.DataFrame, parts: pd.DataFrame, units: pd.DataFrame, publis
                 change = paired_difference(long, here, q)
                 macros[f"Tab{name}LongMinusEarly{split.title()}{short}"] = number(change)
                 macros[f"Tab{name}LongMinusEarly{split.title()}{short}Ci"] = bounds(change)
-    macros["TabEarlyEpoch"] = Number(rows[rows.protocol == "early_stopped"].groupby("model").epoch.mean()["diagonal"], digits=0)
+    early_epochs = [f"{epoch} (seed {seed})" for seed, epoch in
+                    early[early.model == "diagonal"].groupby("seed").epoch.first().items()]
+    macros["TabEarlyEpochs"] = " and ".join([", ".join(early_epochs[:-1]), early_epochs[-1]] if len(early_epochs) > 1 else early_epochs)
     theirs = published_gaps(published)
     ours = intervals(rows[rows.protocol == "long_trained"])
     for q, short in (("log_px", "LogPx"), ("elbo_optimal_ffg", "Optimal"), ("elbo_amortized", "Elbo"),

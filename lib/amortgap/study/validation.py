@@ -195,6 +195,14 @@ def load(table_dir: str | Path) -> dict[str, pd.DataFrame]:
     return {name: pd.read_csv(table_dir / f"{name}.csv") for name in ("summary", "search", "settings")}
 
 
+def starts_needed_words(needed: int, starts: int) -> str:
+    """How many starts a q* search needs, in words: "1 start", "8 starts", or, where no fewer than all
+    the ``starts`` searched meet the rule, "all 9 starts (perhaps more)"."""
+    if needed >= starts:
+        return f"all {starts} starts (perhaps more)"
+    return f"{needed} start{'s' if needed > 1 else ''}"
+
+
 def numbers(tables: dict[str, pd.DataFrame], table: AISConfig, reference: AISConfig, simulated_points: int,
             rules: dict[str, float]) -> dict[str, Value]:
     """The paper's macros of the validation: the AIS settings, the images per part and the starts
@@ -221,8 +229,9 @@ def numbers(tables: dict[str, pd.DataFrame], table: AISConfig, reference: AISCon
                                 "ValOffShare": Number(100 * rules["off_share"], digits=0)}  # fmt: skip
     for (family, protocol), v in verdict.iterrows():
         key = f"Val{FAMILY_KEYS[family]}{PROTOCOLS[protocol]}"
-        macros[f"{key}StartsNeeded"] = int(v.starts_needed)
+        macros[f"{key}StartsNeeded"] = starts_needed_words(int(v.starts_needed), macros["ValStarts"])
         macros[f"{key}TableValidated"] = "yes" if v.table_ais_validated else "no"
+    macros["ValTableAisPasses"] = f"{int(verdict.table_ais_validated.sum())} of {len(verdict)}"
     for split in ("train", "test") if ("planar", "long_trained") in verdict.index else ():
         s = search.loc[("planar", "long_trained", split)]
         macros[f"ValFlowLong{split.title()}DeficitMean"] = Number(s.deficit_mean, s.deficit_se, 2)
