@@ -83,8 +83,9 @@ for split, index in rows.items():
 print(f"{run}, epochs {epochs}; {config}")
 differences = convergence.protocol_differences(campaign.load_config(root / campaign_params), run, control_run)
 print(f"the control {control_run} at epoch {control_epoch} differs from {run} in", differences)
-if "batch_size" not in differences:
-    raise ValueError(f"{control_run} is to be the batch-size control, but trains at {run}'s batch size")
+if "batch_size" not in differences or set(differences) - {"batch_size", "epochs", "snapshot_epochs"}:
+    raise ValueError(f"{control_run} is to be the batch-size control of {run}: it must differ in the batch size and in "
+                     f"nothing else but its length and snapshots, not in {sorted(differences)}")
 
 # %% [markdown]
 # Each (snapshot, split) is one task; `workers` single-thread processes share them, and a finished

@@ -47,8 +47,8 @@ def settings(params: dict) -> pd.DataFrame:
          f"{_list(g['runs'].values())}; "
          f"{'; '.join(f'{_list(s)} ({f})' for f, s in g['seeds'].items())}; {_list(g['protocols'])}".replace("_", " ")),
         ("gap table", "random images per split (flow q*)", f"{g['num_points']} ({g['flow_points']})"),
-        ("gap table", "q* starts: FFG, flow (besides the FFG q*)",
-         f"{1 + gd.get('qstar_restarts', 0) + gd.get('qstar_perturbed', 0)}, {1 + sum(g['flow_search'])}"),
+        ("gap table", "q* starts: FFG; the flow model's flow q* (besides the FFG q*)",
+         f"{1 + gd.get('qstar_restarts', 0) + gd.get('qstar_perturbed', 0)}; {1 + sum(g['flow_search'])}"),
         ("gap table", "ELBO / IWAE samples; AIS steps x chains",
          f"{gd['elbo_samples']} / {gd['iwae_samples']}; {gd['ais']['steps']} x {gd['ais']['chains']}"),
         ("gap table", "q*: samples per step, step cap; refinement steps",
@@ -57,6 +57,7 @@ def settings(params: dict) -> pd.DataFrame:
          f"{q.lr:g}; {q.window} steps, {q.patience} windows; x {q.lr_decay:g}; {q.min_lr:g}"),
         ("convergence", "epochs; images per split; AIS steps x chains",
          f"{_list(c['epochs'])}; {c['num_points']}; {cd['ais']['steps']} x {cd['ais']['chains']}"),
+        ("convergence", "control run; its epoch", f"{c['control_run']}; {c['control_epoch']}".replace("_", " ")),
         ("width sweep", "encoder widths (depth); seeds; images",
          f"{_list(w['widths'])} ({w['depth']}); {_list(w['seeds'])}; {w['eval_points']}"),
         ("width sweep", "frozen design: encoder widths; joint decoders; seeds",
@@ -119,7 +120,8 @@ def provenance(params: dict, runs: pd.DataFrame) -> pd.DataFrame:
         ("training protocols (2b)", "campaign runs of seed 0, and the plateau models for comparison", "validation ELBO",
          "final" if all(status.get(f"{f}_cremer_s0") == "finished" for f in ("diagonal", "planar"))
          else "final but the flow run's longer-schedule check, in training"),
-        ("convergence (3b)", f"campaign run {c['run']}, snapshots at epochs {_list(c['epochs'])}".replace("_", " "),
+        ("convergence (3b)", f"campaign run {c['run']}, snapshots at epochs {_list(c['epochs'])}; the control run "
+         f"{c['control_run']} at epoch {c['control_epoch']}".replace("_", " "),
          f"the gap table's first {c['num_points']} training and {c['num_points']} test images; AIS "
          f"{cd['ais']['steps']} x {cd['ais']['chains']} from the FFG q*", "final"),
         ("width sweep and encoder x decoder design (3c)", f"jointly trained models (plateau protocol), widths "

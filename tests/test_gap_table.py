@@ -93,7 +93,7 @@ def test_the_gap_tables_numbers_pair_the_protocols_and_place_cremers_values():
     assert numbers["TabFfgLongMinusEarlyTestAmort"].value == pytest.approx(1.0)
     assert numbers["TabFfgLongMinusEarlyTestApprox"].value == pytest.approx(0.0, abs=1e-9)
     assert numbers["TabFfgTestAmort"].value == pytest.approx(6.0)
-    assert numbers["TabEarlyEpochs"] == "3000 (seed 0) and 3001 (seed 1)", "each seed's own best epoch, not their mean"
+    assert numbers["TabEarlyEpochs"] == "epochs 3\\,000 and 3\\,001 of seeds 0 and 1", "each seed's own best epoch, not their mean"
     assert numbers["CremerAmortInside"] == "below", "their 5.0 nats against our 6.0, whose interval is a point here"
     assert numbers["CremerLogPxInside"] == "above"
     assert numbers["TabFlowInferenceVerdict"] == "neither smaller nor larger", "the same gaps in both families here"

@@ -94,6 +94,9 @@ def test_every_random_image_set_is_drawn_from_the_gap_tables_images(tmp_path, pr
     assert params["width_sweep"]["seeds"] == params["model_setup"]["seeds"]
     assert table["run_dir"] == params["validation"]["run_dir"] == params["convergence"]["run_dir"] == params["refinement"]["run_dir"] == params["campaign"]["model_dir"]
     assert table["protocols"] == params["validation"]["protocols"], "the validation checks the table's own models"
+    validated = params["validation"]
+    assert table["flow_search"] == [validated["prior_starts"], validated["perturbed_starts"]], \
+        "the flow model's flow q* search takes every start the validation tried (the paper says so)"
 
 
 def test_profiles_override_only_known_keys(tmp_path):

@@ -120,6 +120,7 @@ def test_macros_read_back_are_the_macros_written(tmp_path):
 
 def test_a_count_from_timings_keeps_two_significant_figures():
     assert report.to_significant(59997.0) == 60000.0
+    assert report.in_words(["a"]) == "a" and report.in_words(["a", "b", "c"]) == "a, b and c"
     assert report.to_significant(1234.5, 3) == 1230.0
     assert report.to_significant(0.0123456) == pytest.approx(0.012)
     assert report.format_number(report.Number(report.to_significant(59997.0), digits=0)) == "60\\,000"
@@ -246,7 +247,7 @@ def test_validation_numbers_read_the_tables_setting_and_refuse_a_short_reference
                                    AISConfig(steps=500, chains=16))  # fmt: skip
     paper = validation.table({"summary": summary, "search": search, "settings": settings}, AISConfig(steps=500, chains=16))
     assert paper.loc["FFG, long-trained", "starts (train / test)"] == "1 / 9+", "all starts needed: perhaps more"
-    assert validation.starts_needed_words(9, 9) == "all 9 starts (perhaps more)"
+    assert validation.starts_needed_words(9, 9) == "all 9 starts, perhaps more"
     assert validation.starts_needed_words(8, 9) == "8 starts" and validation.starts_needed_words(1, 9) == "1 start"
     assert paper.loc["FFG, long-trained", "AIS validated"] == "yes"
     validation.check_reference(AISConfig(steps=2000, chains=16), AISConfig(steps=500, chains=16))
@@ -259,7 +260,7 @@ def test_the_control_is_paired_with_the_run_at_its_epoch_on_the_same_images():
 
     images = [3, 7, 11]
     gaps = pd.DataFrame([{"split": "train", "epoch": e, "image": i, "amortization_gap": 1.0 + e / 100 + i}
-                         for e in (100, 300) for i in images])
+                         for e in (100, 300, 1000) for i in images])  # the control's epoch 300 is not the last
     control = pd.DataFrame([{"split": "train", "epoch": 300, "image": i, "amortization_gap": 4.0 + i + d, "batch_size": 20}
                             for i, d in zip(images, (0.5, -0.5, 0.0))])
     change = convergence.control_change(gaps, control, "train", "amortization_gap")
@@ -268,6 +269,7 @@ def test_the_control_is_paired_with_the_run_at_its_epoch_on_the_same_images():
         convergence.control_change(gaps, control.assign(image=[3, 7, 12]), "train", "amortization_gap")
     config = campaign.load_config(Path(__file__).parent / "fixtures" / "campaign" / "params.yaml")
     differences = convergence.protocol_differences(config, "diagonal_cremer_s0", "diagonal_batch20_s0")
-    assert differences["batch_size"] == (100, 20) and "lr" not in differences
+    assert differences["batch_size"] == (100, 20) and not {"lr", "seed", "family"} & set(differences)
+    assert convergence.protocol_differences(config, "diagonal_cremer_s0", "planar_cremer_s0") == {"family": ("diagonal", "planar")}
     with pytest.raises(ValueError, match="no campaign entry"):
         convergence.protocol_differences(config, "diagonal_cremer_s0", "diagonal_cremer_s9")

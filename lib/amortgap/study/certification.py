@@ -10,11 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..report import Number, Value
+from ..report import FAMILY_KEYS, Number, Value
 from ..stats import crossed_interval
-
-FAMILIES = {"diagonal": "Ffg", "planar": "Flow"}
-
 
 def load(table_dir: str | Path) -> dict[str, pd.DataFrame]:
     """``summary`` (per model and estimator: error against the reference and its SE),
@@ -36,7 +33,7 @@ def numbers(tables: dict[str, pd.DataFrame]) -> dict[str, Value]:
     """Each model's sandwich width (how tightly BDMC encloses log p(x)) and the number of simulated images."""
     summary = tables["summary"]
     macros: dict[str, Value] = {}
-    for model, name in FAMILIES.items():
+    for model, name in FAMILY_KEYS.items():
         rows = summary[summary.model == model].set_index("estimator")
         macros[f"Cert{name}Sandwich"] = Number(rows.loc["sandwich", "error_nats"], rows.loc["sandwich", "error_se"], 3)
         macros[f"Cert{name}SandwichSe"] = Number(rows.loc["sandwich", "error_se"], digits=3)
@@ -49,7 +46,7 @@ def at_settings(summary: pd.DataFrame, steps: int, chains: int) -> dict[str, Val
     settings: the gap table's), or "n/a" where those settings were not among the candidates."""
     macros: dict[str, Value] = {}
     used = f"ais_{steps}x{chains}"
-    for model, name in FAMILIES.items():
+    for model, name in FAMILY_KEYS.items():
         rows = summary[summary.model == model].set_index("estimator")
         # (+ 0.0 after rounding: an error that rounds to zero prints as 0.000, not -0.000)
         macros[f"Cert{name}UsedError"] = (Number(round(rows.loc[used, "error_nats"], 3) + 0.0, rows.loc[used, "error_se"], 3)

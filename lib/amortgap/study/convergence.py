@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..campaign import CampaignConfig
-from ..report import Number, Value, bounds, number
+from ..report import Number, Value, bounds, compared, number
 from ..stats import Interval, crossed_interval
 
 GAPS = ("approximation_gap", "amortization_gap", "inference_gap")
@@ -38,12 +38,13 @@ def change(gaps: pd.DataFrame, split: str, gap: str, start: int, end: int) -> In
 
 def protocol_differences(config: CampaignConfig, run: str, control: str) -> dict[str, tuple]:
     """The training settings in which campaign run ``control`` differs from ``run``: name -> (run's,
-    control's), read from the campaign's protocols (a control should differ in one setting, besides
-    how long it trains and which snapshots it keeps)."""
+    control's), read from the campaign's entries (family, seed) and protocols (a control should
+    differ in one setting, besides how long it trains and which snapshots it keeps)."""
     entries = {entry.run: entry for entry in config.entries}
     if missing := {run, control} - set(entries):
         raise ValueError(f"no campaign entry trains {sorted(missing)}; its runs are {sorted(entries)}")
-    ours, theirs = (vars(config.protocols[entries[name].protocol]) for name in (run, control))
+    ours, theirs = ({"family": entries[name].family, "seed": entries[name].seed,
+                     **vars(config.protocols[entries[name].protocol])} for name in (run, control))
     return {name: (ours[name], theirs[name]) for name in ours if ours[name] != theirs[name]}
 
 
@@ -94,4 +95,6 @@ def numbers(gaps: pd.DataFrame, control: pd.DataFrame) -> dict[str, Value]:
             moved = control_change(gaps, control, split, quantity)
             macros[f"ConvControl{split.title()}{short}"] = number(moved)
             macros[f"ConvControl{split.title()}{short}Ci"] = bounds(moved)
+            if short == "Amort":
+                macros[f"ConvControl{split.title()}AmortVerdict"] = compared(moved)  # the control's gap, at 95%
     return macros

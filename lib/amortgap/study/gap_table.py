@@ -19,9 +19,8 @@ import numpy as np
 import pandas as pd
 
 from ..plots import MODEL_NAMES
-from ..report import Number, Value, bounds, number, with_interval
+from ..report import FAMILY_KEYS, Number, Value, bounds, compared, format_number, in_words, number, with_interval
 from ..stats import Interval, by_seed_and_image, crossed_interval
-from .validation import FAMILY_KEYS
 
 QUANTITIES = {
     "log_px": r"$\log \hat p(x)$",
@@ -119,9 +118,9 @@ def numbers(rows: pd.DataFrame, parts: pd.DataFrame, units: pd.DataFrame, publis
                 change = paired_difference(long, here, q)
                 macros[f"Tab{name}LongMinusEarly{split.title()}{short}"] = number(change)
                 macros[f"Tab{name}LongMinusEarly{split.title()}{short}Ci"] = bounds(change)
-    early_epochs = [f"{epoch} (seed {seed})" for seed, epoch in
-                    early[early.model == "diagonal"].groupby("seed").epoch.first().items()]
-    macros["TabEarlyEpochs"] = " and ".join([", ".join(early_epochs[:-1]), early_epochs[-1]] if len(early_epochs) > 1 else early_epochs)
+    epochs = early[early.model == "diagonal"].groupby("seed").epoch.first()
+    macros["TabEarlyEpochs"] = (f"epoch{'s' if len(epochs) > 1 else ''} {in_words([format_number(int(e)) for e in epochs])} "
+                                f"of seed{'s' if len(epochs) > 1 else ''} {in_words([str(s) for s in epochs.index])}")
     theirs = published_gaps(published)
     ours = intervals(rows[rows.protocol == "long_trained"])
     for q, short in (("log_px", "LogPx"), ("elbo_optimal_ffg", "Optimal"), ("elbo_amortized", "Elbo"),
@@ -167,8 +166,7 @@ def headline_numbers(rows: pd.DataFrame, parts: pd.DataFrame, units: pd.DataFram
     flow_minus_ffg = paired_difference(flow_test, ffg_test, "inference_gap")
     macros["TabFlowMinusFfgInference"] = number(flow_minus_ffg)
     macros["TabFlowMinusFfgInferenceCi"] = bounds(flow_minus_ffg)
-    macros["TabFlowInferenceVerdict"] = ("smaller" if flow_minus_ffg.high < 0 else "larger" if flow_minus_ffg.low > 0
-                                         else "neither smaller nor larger")  # the flow's, at 95%
+    macros["TabFlowInferenceVerdict"] = compared(flow_minus_ffg)  # the flow's, at 95%
     flow_gain = crossed_interval(by_seed_and_image(ffg_test, "elbo_optimal_flow")
                                  - by_seed_and_image(ffg_test.dropna(subset=["elbo_optimal_flow"]), "elbo_optimal_ffg"))
     macros["TabFlowGainFfgModel"] = number(flow_gain)

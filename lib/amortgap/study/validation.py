@@ -20,10 +20,9 @@ from .. import certify
 from ..ais import AISConfig
 from ..plots import MODEL_NAMES, PROTOCOL_NAMES
 from ..qstar import QStarConfig
-from ..report import Number, Value
+from ..report import FAMILY_KEYS, Number, Value
 
-FAMILY_KEYS = {"diagonal": "Ffg", "planar": "Flow"}  # each family's and protocol's names inside a macro's name
-PROTOCOLS = {"early_stopped": "Early", "long_trained": "Long"}
+PROTOCOLS = {"early_stopped": "Early", "long_trained": "Long"}  # each protocol's name inside a macro's name
 START = re.compile(r"^(encoder|prior|given|(prior|perturbed)_\d+)$")  # a search table's start columns (qstar.QStarSearch.starts)
 
 
@@ -197,9 +196,9 @@ def load(table_dir: str | Path) -> dict[str, pd.DataFrame]:
 
 def starts_needed_words(needed: int, starts: int) -> str:
     """How many starts a q* search needs, in words: "1 start", "8 starts", or, where no fewer than all
-    the ``starts`` searched meet the rule, "all 9 starts (perhaps more)"."""
+    the ``starts`` searched meet the rule, "all 9 starts, perhaps more"."""
     if needed >= starts:
-        return f"all {starts} starts (perhaps more)"
+        return f"all {starts} starts, perhaps more"
     return f"{needed} start{'s' if needed > 1 else ''}"
 
 
