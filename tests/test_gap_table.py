@@ -73,7 +73,8 @@ def _rows(shift: float) -> pd.DataFrame:
                                      "log_px_se": 0.1, "elbo_optimal_ffg": own, "elbo_optimal_flow": own + 0.5,
                                      "elbo_amortized": amortized, "approximation_gap": log_px - own,
                                      "amortization_gap": own - amortized, "inference_gap": log_px - amortized,
-                                     "ais_steps": 500, "ais_chains": 16, "elbo_samples": 1000, "refine_steps": 20})
+                                     "ais_steps": 500, "ais_chains": 16, "elbo_samples": 1000, "refine_steps": 20,
+                                     "flow_start": "ffg_qstar" if image % 4 else "encoder"})
     return pd.DataFrame(rows)
 
 
@@ -93,6 +94,8 @@ def test_the_gap_tables_numbers_pair_the_protocols_and_place_cremers_values():
     assert numbers["TabFfgLongMinusEarlyTestAmort"].value == pytest.approx(1.0)
     assert numbers["TabFfgLongMinusEarlyTestApprox"].value == pytest.approx(0.0, abs=1e-9)
     assert numbers["TabFfgTestAmort"].value == pytest.approx(6.0)
+    flow = rows[(rows.model == "planar") & (rows.protocol == "long_trained")]
+    assert numbers["TabFlowFromFfgShare"].value == pytest.approx(100 * (flow.image % 4 != 0).mean())
     assert numbers["TabEarlyEpochs"] == "epochs 3\\,000 and 3\\,001 of seeds 0 and 1", "each seed's own best epoch, not their mean"
     assert numbers["CremerAmortInside"] == "below", "their 5.0 nats against our 6.0, whose interval is a point here"
     assert numbers["CremerLogPxInside"] == "above"

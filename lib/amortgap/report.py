@@ -20,7 +20,6 @@ import pandas as pd
 from .stats import Interval
 
 _NAME = re.compile(r"^[A-Za-z]+$")
-FAMILY_KEYS = {"diagonal": "Ffg", "planar": "Flow"}  # each encoder family's name inside a macro's name
 
 
 @dataclass(frozen=True)
@@ -91,25 +90,6 @@ def significant_digits(value: float, figures: int = 3) -> int:
     if value == 0 or not math.isfinite(value):
         return 0
     return max(0, figures - 1 - math.floor(math.log10(abs(value))))
-
-
-def compared(difference: Interval) -> str:
-    """How a difference's 95% interval reads: "larger" (all above zero), "smaller" (all below) or
-    "neither smaller nor larger"."""
-    return "larger" if difference.low > 0 else "smaller" if difference.high < 0 else "neither smaller nor larger"
-
-
-def in_words(items: list[str]) -> str:
-    """A list as a sentence says it: "a", "a and b", "a, b and c"."""
-    return " and ".join([", ".join(items[:-1]), items[-1]] if len(items) > 1 else items)
-
-
-def to_significant(value: float, figures: int = 2) -> float:
-    """``value`` rounded to ``figures`` significant figures (59,997 -> 60,000 at two): for a number
-    whose run-to-run spread makes its last digits noise, such as a count derived from timings."""
-    if value == 0 or not math.isfinite(value):
-        return value
-    return float(round(value, figures - 1 - math.floor(math.log10(abs(value)))))
 
 
 def macros(values: Mapping[str, Value], digits: int = 2) -> str:

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..report import FAMILY_KEYS, Number, Value
+from ..report import Number, Value
 from ..stats import crossed_interval
+from .wording import FAMILY_KEYS
 
 def load(table_dir: str | Path) -> dict[str, pd.DataFrame]:
     """``summary`` (per model and estimator: error against the reference and its SE),

@@ -11,8 +11,9 @@ from pathlib import Path
 import pandas as pd
 
 from ..campaign import CampaignConfig
-from ..report import Number, Value, bounds, compared, number
+from ..report import Number, Value, bounds, number
 from ..stats import Interval, crossed_interval
+from .wording import compared
 
 GAPS = ("approximation_gap", "amortization_gap", "inference_gap")
 

@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 
 from ..plots import MODEL_NAMES
-from ..report import FAMILY_KEYS, Number, Value, bounds, compared, format_number, in_words, number, with_interval
+from ..report import Number, Value, bounds, format_number, number, with_interval
 from ..stats import Interval, by_seed_and_image, crossed_interval
+from .wording import FAMILY_KEYS, compared, in_words
 
 QUANTITIES = {
     "log_px": r"$\log \hat p(x)$",
@@ -169,6 +170,9 @@ def headline_numbers(rows: pd.DataFrame, parts: pd.DataFrame, units: pd.DataFram
     macros["TabFlowInferenceVerdict"] = compared(flow_minus_ffg)  # the flow's, at 95%
     flow_gain = crossed_interval(by_seed_and_image(ffg_test, "elbo_optimal_flow")
                                  - by_seed_and_image(ffg_test.dropna(subset=["elbo_optimal_flow"]), "elbo_optimal_ffg"))
+    flow_model = rows[rows.model == "planar"].dropna(subset=["elbo_optimal_flow"])
+    # the flow model's flow q*: how often its best start was the FFG q*, which the validation's starts do not include
+    macros["TabFlowFromFfgShare"] = Number(100 * (flow_model.flow_start == "ffg_qstar").mean(), digits=0)
     macros["TabFlowGainFfgModel"] = number(flow_gain)
     macros["TabFlowGainFfgModelCi"] = bounds(flow_gain)
     generalization = {q: (found[("diagonal", "test", q)].mean - found[("diagonal", "train", q)].mean,

@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..report import Number, Value, significant_digits, to_significant, with_interval
+from ..report import Number, Value, significant_digits, with_interval
 from ..stats import Interval
+from .wording import to_significant
 
 TABLES = ("frontier", "timings", "chosen", "hmc", "break_even", "qstar", "curves")
 
@@ -87,6 +88,6 @@ def timed_numbers(tables: dict[str, pd.DataFrame]) -> dict[str, Value]:
     encoder_us = seconds[("encoder", 0)] * 1e6  # one pass is far under a millisecond: microseconds read better
     return {"RefEncoderUs": Number(encoder_us, digits=significant_digits(encoder_us)),
             "RefQstarMs": Number(qstar_ms, digits=significant_digits(qstar_ms)),
-            # two figures: a ratio of two timings, whose spread between runs is several percent
-            "BreakEvenQstarImages": Number(to_significant(tables["break_even"].iloc[0].break_even_images), digits=0),
+            # one figure: a ratio of two timings, which moves by tens of percent between runs of the stage
+            "BreakEvenQstarImages": Number(to_significant(tables["break_even"].iloc[0].break_even_images, 1), digits=0),
             "RefTrainHours": Number(tables["break_even"].iloc[0].training_seconds / 3600, digits=1)}

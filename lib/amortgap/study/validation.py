@@ -20,7 +20,8 @@ from .. import certify
 from ..ais import AISConfig
 from ..plots import MODEL_NAMES, PROTOCOL_NAMES
 from ..qstar import QStarConfig
-from ..report import FAMILY_KEYS, Number, Value
+from ..report import Number, Value
+from .wording import FAMILY_KEYS
 
 PROTOCOLS = {"early_stopped": "Early", "long_trained": "Long"}  # each protocol's name inside a macro's name
 START = re.compile(r"^(encoder|prior|given|(prior|perturbed)_\d+)$")  # a search table's start columns (qstar.QStarSearch.starts)
