@@ -149,14 +149,25 @@ def test_a_worker_killed_at_a_random_moment_fails_clearly_and_resumes_to_the_uni
     thread.start()
     deadline = time.time() + 120
     while not (run / "train.pt").exists() and time.time() < deadline:
-        time.sleep(0.01)
-    moment = random.Random().uniform(0, 0.5)  # somewhere inside the run's remaining epochs
+        time.sleep(0.001)
+    # somewhere inside the run's remaining epochs, however fast they go: after a random number of
+    # checkpoints (each epoch replaces train.pt, a new inode) and a random part of the next epoch
+    checkpoints, rng = random.Random().randint(1, 9), random.Random()
+    seen = [(run / "train.pt").stat().st_ino]
+    while len(seen) < checkpoints and time.time() < deadline:
+        try:
+            inode = (run / "train.pt").stat().st_ino
+        except FileNotFoundError:  # between unlink and rename
+            continue
+        if inode != seen[-1]:
+            seen.append(inode)
+    moment = rng.uniform(0, 0.01)
     time.sleep(moment)
     workers = worker_pids()
     assert len(workers) == 1, workers
     os.kill(workers[0], signal.SIGKILL)
     thread.join(120)
-    assert errors and "diagonal_p_s0 died" in str(errors[0]), (moment, errors)
+    assert errors and "diagonal_p_s0 died" in str(errors[0]), (checkpoints, moment, errors)
     assert campaign.read_status(run)["status"] != "finished"
     campaign.run_campaign(config, deadline=time.time() + HOUR, workers=1, root=str(tmp_path))
     status = campaign.read_status(run)
@@ -164,7 +175,7 @@ def test_a_worker_killed_at_a_random_moment_fails_clearly_and_resumes_to_the_uni
     resumed = status["stretches"][-1]
     assert 1 <= resumed["from_epoch"] < 12 and resumed["to_epoch"] == 12, "from the epoch the checkpoint held"
     for a, b in zip(weights(run / "train.snapshots/e12.pt"), weights(uninterrupted / "train.snapshots/e12.pt")):
-        assert torch.equal(a, b), f"killed after {moment:.3f} s"
+        assert torch.equal(a, b), f"killed {moment:.3f} s after checkpoint {checkpoints}"
 
 
 def test_the_campaign_stage_depends_on_every_module_it_imports():
