@@ -3,6 +3,7 @@ takes a run past its protocol's end while its early-stopped model stays the prot
 keep weights only, and a worker killed with SIGKILL at a random moment fails with a clear message and resumes to
 the uninterrupted weights (on real Fashion-MNIST images, a tiny model)."""
 
+import json
 import os
 import random
 import shutil
@@ -302,6 +303,28 @@ def test_every_run_trains_on_one_thread_whoever_calls_and_records_each_stretch(t
     assert [(s["from_epoch"], s["to_epoch"], s["threads"]) for s in diagonal["stretches"]] == [(0, 3, 1), (3, 14, 1)]
     for stretch in diagonal["stretches"]:
         assert stretch["kernels"] == torch.backends.cpu.get_cpu_capability() and stretch["cpu"] and stretch["seconds"] > 0
+        assert stretch["step"] == campaign.STEP, "each stretch names the training step that trained it"
+
+
+def test_the_seconds_per_epoch_are_todays_steps_once_it_has_trained(tmp_path):
+    """A run's time left is priced at the step that will train it: the stretches it trained (or
+    its kind's) with today's step; before those, every epoch's median. A stretch recorded before
+    the step was named was the autograd step's."""
+    entries = [{"family": "diagonal", "seed": 0, "protocol": "p"}, {"family": "diagonal", "seed": 1, "protocol": "p"}]
+    config = campaign.load_config(write_params(tmp_path, entries))
+    older = {"from_epoch": 0, "to_epoch": 10, "seconds": 40.0}
+    for seed, stretches in ((0, [older]), (1, [older, {"from_epoch": 10, "to_epoch": 30, "seconds": 50.0,
+                                                       "step": campaign.STEP}])):  # fmt: skip
+        run_dir = config.run_dir(f"diagonal_p_s{seed}", tmp_path)
+        run_dir.mkdir(parents=True)
+        status = {"status": "paused", "epoch": stretches[-1]["to_epoch"], "epoch_seconds_median": 4.0, "stretches": stretches}
+        (run_dir / "run.json").write_text(json.dumps(status))
+    assert campaign.step_epoch_seconds(campaign.read_status(run_dir)) == 2.5
+    assert campaign.step_epoch_seconds(campaign.read_status(run_dir), campaign.STEP_BEFORE) == 4.0
+    assert campaign.epoch_seconds(config, tmp_path) == {"diagonal_p_s0": 2.5, "diagonal_p_s1": 2.5}, "its kind's, today"
+    table = campaign.status_table(config, root=str(tmp_path))
+    assert table.steps.tolist() == [campaign.STEP_BEFORE, f"{campaign.STEP_BEFORE}+{campaign.STEP}"]
+    assert table[f"s_per_epoch_{campaign.STEP}"].isna().tolist() == [True, False]
 
 
 def test_no_run_starts_that_cannot_train_a_worthwhile_stretch_before_the_deadline(tmp_path, capsys):

@@ -454,7 +454,8 @@ def status_table(config: CampaignConfig, root: str = ".") -> pd.DataFrame:
         rows.append({"run": run, "status": s["status"], "epoch": epoch, "last_epoch": config.last_target(run),
                      "best_epoch": s.get("best_epoch"), "best_valid_elbo": s.get("best_valid_elbo"),
                      "steps": "+".join(dict.fromkeys(r.get("step", STEP_BEFORE) for r in s.get("stretches", []))) or "-",
-                     **{f"s_per_epoch_{step}": step_epoch_seconds(s, step) for step in (STEP_BEFORE, STEP)},
+                     **{f"s_per_epoch_{step}": math.nan if (t := step_epoch_seconds(s, step)) is None else round(t, 2)
+                        for step in (STEP_BEFORE, STEP)},  # fmt: skip
                      "hours": round(s.get("train_seconds", 0) / 3600, 2),
                      "hours_left": math.nan if seconds[run] is None else round((config.last_target(run) - epoch)
                                                                            * seconds[run] / 3600, 2)})  # fmt: skip
