@@ -179,6 +179,36 @@ def test_a_worker_killed_at_a_random_moment_fails_clearly_and_resumes_to_the_uni
         assert torch.equal(a, b), f"killed {moment:.3f} s after checkpoint {checkpoints}"
 
 
+@pytest.mark.slow
+def test_a_killed_campaign_leaves_no_worker_training_on(tmp_path):
+    """Killing the campaign's process ends its workers too: none trains on into a run's files
+    beside the next campaign (as an orphaned worker did on 2026-12-06, until it was found)."""
+    import subprocess
+    import sys
+
+    write_params(tmp_path, [{"family": "diagonal", "seed": 0, "protocol": "p", "epochs": 100_000}])
+    env = {**os.environ, "PYTHONPATH": str(Path(campaign.__file__).parents[1])}
+    parent = subprocess.Popen([sys.executable, "-m", "amortgap.campaign", "run", "--params", "params.yaml", "--workers", "1"],
+                              cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    checkpoint, deadline = tmp_path / "models/campaign/diagonal_p_s0/train.pt", time.time() + 120
+    while not checkpoint.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    children = [int(pid) for task in Path(f"/proc/{parent.pid}/task").iterdir() for pid in (task / "children").read_text().split()]
+    workers = [pid for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    assert checkpoint.exists() and len(workers) == 1, (children, workers)
+    parent.kill()
+    parent.wait()
+    deadline = time.time() + 20
+
+    def training(pid: int) -> bool:
+        stat = Path(f"/proc/{pid}/stat")
+        return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+    while training(workers[0]) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not training(workers[0]), "the worker outlived the campaign that started it"
+
+
 def test_the_campaign_stage_depends_on_every_module_it_imports():
     """The frozen DVC stage lists its code file by file (so that a change elsewhere in the library
     does not mark days of training stale): the list must cover what `amortgap.campaign` imports."""

@@ -27,10 +27,13 @@ to commit. ``python -m amortgap.campaign status`` shows where each run stands.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import math
+import multiprocessing
 import os
 import platform
+import signal
 import socket
 import sys
 import time
@@ -146,10 +149,22 @@ def train_entry(config: CampaignConfig, entry: Entry, deadline: float, root: str
     trained on), and restores the caller's thread count after."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    die_with_parent()
     try:
         return _train_entry(config, entry, deadline, root)
     finally:
         torch.set_num_threads(threads)
+
+
+def die_with_parent() -> None:
+    """In a worker process: end it when the process that started it dies (Linux), so that a killed
+    campaign leaves no worker training on, beside the next campaign, into the same run's files (the
+    checkpoint of its last finished epoch stays: checkpoints are written atomically)."""
+    if sys.platform != "linux" or multiprocessing.parent_process() is None:
+        return
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if not multiprocessing.parent_process().is_alive():  # it died before prctl took effect
+        os._exit(1)
 
 
 def _train_entry(config: CampaignConfig, entry: Entry, deadline: float, root: str) -> dict:
