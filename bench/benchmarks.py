@@ -35,6 +35,8 @@ import yaml
 from torch import nn
 
 from amortgap import certify, data, gaps, models, qstar, stacked, sweep, train
+from amortgap.adam import FlatAdam
+from amortgap.elbo_gradient import NegativeElbo
 from amortgap.build import pipeline
 from amortgap.ais import AISConfig
 from amortgap.bounds import MAX_PAIRS, elbo, iwae
@@ -42,6 +44,9 @@ from amortgap.device import resolve_device
 from amortgap.families import diagonal_gaussian
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+import autograd_elbo  # noqa: E402  (the tests' autograd oracle: the plain loop the step is timed beside)
+
 REFERENCE = ROOT / "models" / "reference" / "reference_diagonal_s0.pt"  # written by the model_setup stage
 CREMER_AIS_EVALUATIONS = 100 * 10_000 * 10  # chains x intermediate distributions x leapfrog steps
 
@@ -99,23 +104,24 @@ def bench_training(peak: float, device: torch.device) -> dict:
 
 def step_floor_seconds(model: models.VAE, batch_size: int = 100, repeats: int = 200) -> dict[str, float]:
     """The floor of one training step of ``model``'s architecture: its matrix products alone (per
-    Linear layer the forward product and the two of the backward pass, but no gradient with respect
-    to the data: 17 for the reference VAE's six layers, as autograd computes), and a fused Adam step
-    over its parameters, each the best of five rounds of ``repeats``, on tensors of the training
-    step's shapes."""
+    Linear layer the forward product, the weight's gradient if it trains, and the input's gradient
+    except for the data: 17 for the reference VAE's six layers, 14 with a frozen decoder), and a fused
+    Adam step over its trainable parameters, each the best of five rounds of ``repeats``, on tensors
+    of the training step's shapes."""
     layers = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    shapes = [(torch.randn(batch_size, m.in_features), m.weight.detach().clone(), torch.randn(batch_size, m.out_features))
-              for m in layers]  # fmt: skip
+    shapes = [(torch.randn(batch_size, m.in_features), m.weight.detach().clone(), torch.randn(batch_size, m.out_features),
+               m.weight.requires_grad) for m in layers]  # fmt: skip
 
     def matmuls() -> None:
         for _ in range(repeats):
-            for i, (x, w, g) in enumerate(shapes):
+            for i, (x, w, g, trains) in enumerate(shapes):
                 torch.addmm(torch.zeros(w.shape[0]), x, w.t())  # forward, bias added in place by addmm
                 if i > 0:
                     g @ w  # the gradient with respect to the layer's input (none for the data)
-                g.t() @ x  # the gradient with respect to its weight
+                if trains:
+                    g.t() @ x  # the gradient with respect to its weight
 
-    params = [p.detach().clone().requires_grad_() for p in model.parameters()]
+    params = [p.detach().clone().requires_grad_() for p in model.parameters() if p.requires_grad]
     for p in params:
         p.grad = torch.randn_like(p)
     adam = torch.optim.Adam(params, fused=True)
@@ -126,7 +132,8 @@ def step_floor_seconds(model: models.VAE, batch_size: int = 100, repeats: int = 
 
     matmuls(), adam_steps()  # warm-up
     return {"matmuls": min(timed(matmuls)[1] for _ in range(5)) / repeats,
-            "adam": min(timed(adam_steps)[1] for _ in range(5)) / repeats, "products": 3 * len(layers) - 1}  # fmt: skip
+            "adam": min(timed(adam_steps)[1] for _ in range(5)) / repeats,
+            "products": sum(1 + (i > 0) + trains for i, (*_, trains) in enumerate(shapes))}  # fmt: skip
 
 
 def step_chain_seconds(model: models.VAE, batch_size: int = 100, repeats: int = 200) -> float:
@@ -138,6 +145,7 @@ def step_chain_seconds(model: models.VAE, batch_size: int = 100, repeats: int = 
     decoder = [m for m in model.decoder if isinstance(m, nn.Linear)]
     weights = [m.weight.detach().clone() for m in encoder + decoder]
     biases = [m.bias.detach().clone() for m in encoder + decoder]
+    trains = [m.weight.requires_grad for m in encoder + decoder]
     x = torch.bernoulli(torch.full((batch_size, encoder[0].in_features), 0.5))
 
     def chain() -> None:
@@ -150,7 +158,8 @@ def step_chain_seconds(model: models.VAE, batch_size: int = 100, repeats: int = 
                 h = torch.addmm(b, h, w.t())
             g = torch.randn_like(h)
             for i in reversed(range(len(weights))):
-                g.t() @ inputs[i]  # the weight's gradient
+                if trains[i]:
+                    g.t() @ inputs[i]  # the weight's gradient
                 if i > 0:
                     g = g @ weights[i]  # the input's gradient (none for the data)
                 if i == len(encoder):  # from the latent sample's gradient to the encoder output's
@@ -160,51 +169,64 @@ def step_chain_seconds(model: models.VAE, batch_size: int = 100, repeats: int = 
     return min(timed(chain)[1] for _ in range(5)) / repeats
 
 
+STEP_CASES = {"ffg": ("diagonal", False), "planar": ("planar", False), "frozen": ("diagonal", True)}
+
+
 def bench_step(train_x: torch.Tensor, valid_x: torch.Tensor, config: models.VAEConfig = models.VAEConfig(),
                batch_size: int = 100, steps: int = 200, threads: int = 1) -> dict:  # fmt: skip
-    """The training step of a fresh ``config`` VAE against its floor, side by side in one run, in
-    ``threads`` threads (1: as the campaign's workers train): the floor (matrix products and fused
-    Adam, :func:`step_floor_seconds`), the plain loop (autograd and fused Adam on one batch,
-    :func:`training_steps`) and the trainer's step (its second epoch's time over its batches,
-    validation, data order and checkpoint included), with the shares of the trainer's epoch that
-    validation and the data order take."""
+    """The training step against its floor, side by side in one run, in ``threads`` threads (1: as
+    the campaign's workers train), for three models of ``config``'s widths: the FFG VAE, the planar
+    VAE, and the FFG encoder on a frozen decoder (``STEP_CASES``). For each (``step_<case>_...``):
+    the floor (matrix products and fused Adam, :func:`step_floor_seconds`) and the same products in
+    a step's order (:func:`step_chain_seconds`), the plain loop (autograd and torch's fused Adam,
+    the tests' oracle), the step (:mod:`amortgap.elbo_gradient` and :mod:`amortgap.adam`, on one
+    batch), the trainer's step (its second epoch's time over its batches: data order, validation and
+    checkpoint included), the shares of the trainer's epoch that validation and the data order take,
+    and where the step's time goes."""
     threads_before = torch.get_num_threads()
     torch.set_num_threads(threads)
+    results: dict = {"step_threads": threads}
     try:
-        torch.manual_seed(0)
-        model = models.VAE(config)
-        floor = step_floor_seconds(model, batch_size, steps)
-        chain = step_chain_seconds(model, batch_size, steps)
         batch = data.binarize(train_x[:batch_size], "static")
-        fresh = copy.deepcopy(model)
-        training_steps([fresh], batch, 10)  # warm-up
-        plain = min(timed(training_steps, [fresh], batch, steps)[1] for _ in range(3)) / steps
-        with tempfile.TemporaryDirectory() as tmp:  # the trainer checkpoints every epoch, as in the campaign
-            history = train.train(copy.deepcopy(model), train_x, valid_x, train.TrainConfig(epochs=2, batch_size=batch_size),
-                                  Path(tmp) / "train.pt", progress=False).history  # fmt: skip
-        epoch_seconds = float(history.seconds.iloc[-1])
-        stack = stacked.stack_models([fresh])
-        with torch.no_grad():
-            validation = min(timed(train.mean_elbo, stack, valid_x)[1] for _ in range(3))
         binary = data.binarize(train_x, "static")
-        order = min(timed(lambda: binary[torch.randperm(len(binary))])[1] for _ in range(3))  # an epoch's reshuffle
+        for case, (family, frozen) in STEP_CASES.items():
+            case_config = dataclasses.replace(config, family=family)
+            torch.manual_seed(0)
+            model = models.VAE(case_config)
+            if frozen:
+                model = model.with_frozen_decoder(case_config)
+            floor = step_floor_seconds(model, batch_size, steps)
+            chain = step_chain_seconds(model, batch_size, steps)
+            plain, step = (min(timed(run, [copy.deepcopy(model)], batch, steps)[1] for _ in range(3)) / steps
+                           for run in (autograd_steps, training_steps))  # fmt: skip
+            with tempfile.TemporaryDirectory() as tmp:  # the trainer checkpoints every epoch, as in the campaign
+                history = train.train(copy.deepcopy(model), train_x, valid_x, train.TrainConfig(epochs=2, batch_size=batch_size),
+                                      Path(tmp) / "train.pt", progress=False).history  # fmt: skip
+            epoch_seconds = float(history.seconds.iloc[-1])
+            with torch.no_grad():
+                validation = min(timed(train.mean_elbo, stacked.stack_models([model]), valid_x)[1] for _ in range(3))
+            order = min(timed(lambda: binary[torch.randperm(len(binary))])[1] for _ in range(3))  # an epoch's reshuffle
+            trainer = epoch_seconds / math.ceil(len(train_x) / batch_size)
+            step_floor = floor["matmuls"] + floor["adam"]
+            results |= {f"step_{case}_{key}": value for key, value in {
+                "products": floor["products"], "floor_seconds": step_floor, "matmul_seconds": floor["matmuls"],
+                "adam_seconds": floor["adam"], "chain_over_floor": (chain + floor["adam"]) / step_floor,
+                "plain_seconds": plain, "plain_over_floor": plain / step_floor, "seconds": step,
+                "over_floor": step / step_floor, "speedup": plain / step, "trainer_epoch_seconds": epoch_seconds,
+                "trainer_seconds": trainer, "trainer_over_floor": trainer / step_floor,
+                "validation_share": validation / epoch_seconds, "data_order_share": order / epoch_seconds,
+                "profile": where_time_goes(lambda: training_steps([copy.deepcopy(model)], batch, 20)),
+            }.items()}  # fmt: skip
     finally:
         torch.set_num_threads(threads_before)
-    trainer = epoch_seconds / math.ceil(len(train_x) / batch_size)
-    step_floor, step_chain = floor["matmuls"] + floor["adam"], chain + floor["adam"]
-    return {"step_threads": threads, "step_trainer_epoch_seconds": epoch_seconds, "step_chain_seconds": chain,
-            "step_chain_over_floor": step_chain / step_floor, "step_trainer_over_chain": trainer / step_chain,
-            "step_floor_seconds": step_floor, "step_matmul_seconds": floor["matmuls"], "step_adam_seconds": floor["adam"],
-            "step_products": floor["products"], "step_plain_seconds": plain, "step_trainer_seconds": trainer,
-            "step_plain_over_floor": plain / step_floor, "step_trainer_over_floor": trainer / step_floor,
-            "epoch_validation_share": validation / epoch_seconds, "epoch_data_order_share": order / epoch_seconds}  # fmt: skip
+    return results
 
 
-def training_steps(members: list[models.VAE], batch: torch.Tensor, n: int, loss=train.negative_elbo,
+def autograd_steps(members: list[models.VAE], batch: torch.Tensor, n: int, loss=autograd_elbo.negative_elbo,
                    fused: bool = True) -> None:  # fmt: skip
-    """``n`` steps of :func:`amortgap.train.train_stack` on one batch [B, D] (every member's): the
-    stacked loss (``loss``, eager or compiled), its gradient and an Adam step (``fused``, as in
-    training, or torch's default foreach Adam)."""
+    """``n`` steps of the plain loop on one batch [B, D] (every member's): the stacked loss by
+    autograd (the tests' oracle, ``loss``: eager or compiled), its gradient and an Adam step of
+    torch's (``fused`` or torch's default foreach Adam)."""
     stack = stacked.stack_models(members)
     optimizer = torch.optim.Adam(list(stack.trainable.values()), fused=fused or None)
     x = batch.expand(stack.size, -1, -1)
@@ -213,6 +235,19 @@ def training_steps(members: list[models.VAE], batch: torch.Tensor, n: int, loss=
         optimizer.zero_grad(set_to_none=True)
         loss(stack, x, eps)[0].backward()
         optimizer.step()
+
+
+def training_steps(members: list[models.VAE], batch: torch.Tensor, n: int) -> None:
+    """``n`` steps of :func:`amortgap.train.train_stack`'s step on one batch [B, D] (every
+    member's): the hand-written loss and gradient and Adam over one flat buffer."""
+    stack = stacked.stack_models(members)
+    adam = FlatAdam(stack)
+    loss = NegativeElbo(stack, adam.grads)
+    x = batch.expand(stack.size, -1, -1)
+    for _ in range(n):
+        eps = torch.randn(1, stack.size, len(batch), stack.template.latent_dim, device=batch.device)
+        loss(x, eps)
+        adam.step(1e-3)
 
 
 def sweep_epoch_seconds(stacks: dict[str, list[models.VAE]], train_x: torch.Tensor, valid_x: torch.Tensor,
@@ -269,13 +304,13 @@ def bench_compile(device: torch.device, steps: int = 200, width: int = 200, memb
     torch.manual_seed(0)
     stack = [models.VAE(sweep.member_config(models.VAEConfig(), width, 2)).to(device) for _ in range(members)]
     batch = data.binarize(data.load("train").x[:100]).to(device)
-    eager = min(timed(training_steps, stack, batch, steps)[1] for _ in range(2)) / steps
-    compiled_loss = torch.compile(train.negative_elbo)
+    eager = min(timed(autograd_steps, stack, batch, steps)[1] for _ in range(2)) / steps
+    compiled_loss = torch.compile(autograd_elbo.negative_elbo)
     try:
-        _, first = timed(training_steps, stack, batch, 3, compiled_loss)
+        _, first = timed(autograd_steps, stack, batch, 3, compiled_loss)
     except Exception as err:  # no C++ compiler, an unsupported op, ...: reported, not fatal
         return {"compile_error": f"{type(err).__name__}: {err}"[:300]}
-    compiled = min(timed(training_steps, stack, batch, steps, compiled_loss)[1] for _ in range(2)) / steps
+    compiled = min(timed(autograd_steps, stack, batch, steps, compiled_loss)[1] for _ in range(2)) / steps
     compile_seconds = first - 3 * compiled
     gain = eager - compiled
     return {"compile_step_speedup": eager / compiled, "compile_seconds": compile_seconds,
@@ -324,11 +359,13 @@ def bench_processes() -> dict:
 # their ops; the Bernoulli likelihood (forward and backward) and the optimizer step by the total time
 # of their calls, children included (their elementwise work runs as many small ops).
 LEAF_OPS = {
-    "matmul": ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul"),
+    "matmul": ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::matmul"),
     "activation": ("aten::elu", "aten::elu_backward"),
     "sampling": ("aten::normal_",),
+    "likelihood": ("aten::sigmoid", "aten::softplus"),  # the hand-written step's; autograd's: CALLS
+    "optimizer": ("aten::_fused_adam_",),  # the flat Adam's; torch.optim's: CALLS
 }
-CALLS = {
+CALLS = {  # where present, they replace the group's leaf ops (which they include)
     "likelihood": ("bernoulli_log_likelihood",
                    "autograd::engine::evaluate_function: LogSigmoidBackward"),
     "optimizer": ("Optimizer.step",),
@@ -467,7 +504,7 @@ def bench_adopted(model: models.VAE, x: torch.Tensor) -> dict:
     batch = x[:100]
 
     def step_seconds(fused: bool) -> float:
-        return min(timed(training_steps, [fresh], batch, 100, fused=fused)[1] for _ in range(3))
+        return min(timed(autograd_steps, [fresh], batch, 100, fused=fused)[1] for _ in range(3))
 
     def bce(logits: torch.Tensor) -> torch.Tensor:
         return -nn.functional.binary_cross_entropy_with_logits(logits, batch.expand_as(logits), reduction="none").sum(-1)
@@ -580,17 +617,19 @@ def print_table(r: dict) -> None:
         ("5 decompose: gradient evaluations/s, workers",
          f"{r.get('decompose_gradient_evaluations_per_second_workers', float('nan')):,.0f}", ""),
     ]
-    if "step_floor_seconds" in r:
+    for case, name in (("ffg", "FFG"), ("planar", "planar"), ("frozen", "frozen-decoder encoder")):
+        if f"step_{case}_floor_seconds" not in r:
+            continue
+        c = _NanIfMissing({key[len(f"step_{case}_"):]: value for key, value in r.items() if key.startswith(f"step_{case}_")})
         rows += [
-            (f"8 step floor ({r.get('step_threads', 2)} thread(s)): {r['step_products']} matmuls + fused Adam",
-             f"{r['step_floor_seconds'] * 1e3:.2f} ms",
-             f"({r['step_matmul_seconds'] * 1e3:.2f} + {r['step_adam_seconds'] * 1e3:.2f})"),
-            ("8 the products in a step's order and data flow / floor", f"{r.get('step_chain_over_floor', math.nan):.2f}x", ""),
-            ("8 plain loop (autograd, fused Adam) / floor", f"{r['step_plain_over_floor']:.2f}x", ""),
-            ("8 trainer's epoch per step / floor", f"{r['step_trainer_over_floor']:.2f}x", "<= 1.25x"),
-            ("8 trainer's epoch per step / the products in order", f"{r.get('step_trainer_over_chain', math.nan):.2f}x", ""),
-            ("8 epoch shares: validation, data order",
-             f"{r['epoch_validation_share']:.0%}, {r['epoch_data_order_share']:.0%}", ""),
+            (f"8 {name} step floor ({r.get('step_threads', 2)} thread(s)): {c['products']} matmuls + fused Adam",
+             f"{c['floor_seconds'] * 1e3:.2f} ms", f"({c['matmul_seconds'] * 1e3:.2f} + {c['adam_seconds'] * 1e3:.2f})"),
+            (f"8 {name}: the products in a step's order / floor", f"{c['chain_over_floor']:.2f}x", ""),
+            (f"8 {name}: plain loop (autograd, torch's fused Adam) / floor", f"{c['plain_over_floor']:.2f}x", ""),
+            (f"8 {name}: the training step / floor", f"{c['over_floor']:.2f}x", "<= 1.25x"),
+            (f"8 {name}: the trainer's epoch per step / floor", f"{c['trainer_over_floor']:.2f}x", ""),
+            (f"8 {name}: epoch shares: validation, data order",
+             f"{c['validation_share']:.0%}, {c['data_order_share']:.0%}", ""),
         ]  # fmt: skip
     rows += [
         ("7a joint sweep: model-epochs/s, stacked / alone", f"{r['stacked_joint_speedup']:.2f}x", ">= 4x"),
@@ -614,12 +653,12 @@ def print_table(r: dict) -> None:
     for name, value, target in rows:
         print(f"{name:<{width}}  {value:>14}  {target}")
     print("\nwhere the time goes (share of CPU time):")
-    for name in ("training", "qstar", "iwae"):
+    for name in ("training", "step_ffg", "step_planar", "step_frozen", "qstar", "iwae"):
         if not isinstance(r[f"{name}_profile"], dict):
-            print(f"  {name:<9} (not profiled on {r['device']}, or not measured)")
+            print(f"  {name:<11} (not profiled on {r['device']}, or not measured)")
             continue
         shares = ", ".join(f"{group} {share:.0%}" for group, share in r[f"{name}_profile"].items())
-        print(f"  {name:<9} {shares}")
+        print(f"  {name:<11} {shares}")
 
 
 if __name__ == "__main__":

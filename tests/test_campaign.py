@@ -3,6 +3,7 @@ takes a run past its protocol's end while its early-stopped model stays the prot
 keep weights only, and a worker killed with SIGKILL at a random moment fails with a clear message and resumes to
 the uninterrupted weights (on real Fashion-MNIST images, a tiny model)."""
 
+import json
 import os
 import random
 import shutil
@@ -149,14 +150,25 @@ def test_a_worker_killed_at_a_random_moment_fails_clearly_and_resumes_to_the_uni
     thread.start()
     deadline = time.time() + 120
     while not (run / "train.pt").exists() and time.time() < deadline:
-        time.sleep(0.01)
-    moment = random.Random().uniform(0, 0.5)  # somewhere inside the run's remaining epochs
+        time.sleep(0.001)
+    # somewhere inside the run's remaining epochs, however fast they go: after a random number of
+    # checkpoints (each epoch replaces train.pt, a new inode) and a random part of the next epoch
+    checkpoints, rng = random.Random().randint(1, 9), random.Random()
+    seen = [(run / "train.pt").stat().st_ino]
+    while len(seen) < checkpoints and time.time() < deadline:
+        try:
+            inode = (run / "train.pt").stat().st_ino
+        except FileNotFoundError:  # between unlink and rename
+            continue
+        if inode != seen[-1]:
+            seen.append(inode)
+    moment = rng.uniform(0, 0.01)
     time.sleep(moment)
     workers = worker_pids()
     assert len(workers) == 1, workers
     os.kill(workers[0], signal.SIGKILL)
     thread.join(120)
-    assert errors and "diagonal_p_s0 died" in str(errors[0]), (moment, errors)
+    assert errors and "diagonal_p_s0 died" in str(errors[0]), (checkpoints, moment, errors)
     assert campaign.read_status(run)["status"] != "finished"
     campaign.run_campaign(config, deadline=time.time() + HOUR, workers=1, root=str(tmp_path))
     status = campaign.read_status(run)
@@ -164,7 +176,37 @@ def test_a_worker_killed_at_a_random_moment_fails_clearly_and_resumes_to_the_uni
     resumed = status["stretches"][-1]
     assert 1 <= resumed["from_epoch"] < 12 and resumed["to_epoch"] == 12, "from the epoch the checkpoint held"
     for a, b in zip(weights(run / "train.snapshots/e12.pt"), weights(uninterrupted / "train.snapshots/e12.pt")):
-        assert torch.equal(a, b), f"killed after {moment:.3f} s"
+        assert torch.equal(a, b), f"killed {moment:.3f} s after checkpoint {checkpoints}"
+
+
+@pytest.mark.slow
+def test_a_killed_campaign_leaves_no_worker_training_on(tmp_path):
+    """Killing the campaign's process ends its workers too: none trains on into a run's files
+    beside the next campaign (as an orphaned worker did on 2026-12-06, until it was found)."""
+    import subprocess
+    import sys
+
+    write_params(tmp_path, [{"family": "diagonal", "seed": 0, "protocol": "p", "epochs": 100_000}])
+    env = {**os.environ, "PYTHONPATH": str(Path(campaign.__file__).parents[1])}
+    parent = subprocess.Popen([sys.executable, "-m", "amortgap.campaign", "run", "--params", "params.yaml", "--workers", "1"],
+                              cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    checkpoint, deadline = tmp_path / "models/campaign/diagonal_p_s0/train.pt", time.time() + 120
+    while not checkpoint.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    children = [int(pid) for task in Path(f"/proc/{parent.pid}/task").iterdir() for pid in (task / "children").read_text().split()]
+    workers = [pid for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    assert checkpoint.exists() and len(workers) == 1, (children, workers)
+    parent.kill()
+    parent.wait()
+    deadline = time.time() + 20
+
+    def training(pid: int) -> bool:
+        stat = Path(f"/proc/{pid}/stat")
+        return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+    while training(workers[0]) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not training(workers[0]), "the worker outlived the campaign that started it"
 
 
 def test_the_campaign_stage_depends_on_every_module_it_imports():
@@ -291,6 +333,28 @@ def test_every_run_trains_on_one_thread_whoever_calls_and_records_each_stretch(t
     assert [(s["from_epoch"], s["to_epoch"], s["threads"]) for s in diagonal["stretches"]] == [(0, 3, 1), (3, 14, 1)]
     for stretch in diagonal["stretches"]:
         assert stretch["kernels"] == torch.backends.cpu.get_cpu_capability() and stretch["cpu"] and stretch["seconds"] > 0
+        assert stretch["step"] == campaign.STEP, "each stretch names the training step that trained it"
+
+
+def test_the_seconds_per_epoch_are_todays_steps_once_it_has_trained(tmp_path):
+    """A run's time left is priced at the step that will train it: the stretches it trained (or
+    its kind's) with today's step; before those, every epoch's median. A stretch recorded before
+    the step was named was the autograd step's."""
+    entries = [{"family": "diagonal", "seed": 0, "protocol": "p"}, {"family": "diagonal", "seed": 1, "protocol": "p"}]
+    config = campaign.load_config(write_params(tmp_path, entries))
+    older = {"from_epoch": 0, "to_epoch": 10, "seconds": 40.0}
+    for seed, stretches in ((0, [older]), (1, [older, {"from_epoch": 10, "to_epoch": 30, "seconds": 50.0,
+                                                       "step": campaign.STEP}])):  # fmt: skip
+        run_dir = config.run_dir(f"diagonal_p_s{seed}", tmp_path)
+        run_dir.mkdir(parents=True)
+        status = {"status": "paused", "epoch": stretches[-1]["to_epoch"], "epoch_seconds_median": 4.0, "stretches": stretches}
+        (run_dir / "run.json").write_text(json.dumps(status))
+    assert campaign.step_epoch_seconds(campaign.read_status(run_dir)) == 2.5
+    assert campaign.step_epoch_seconds(campaign.read_status(run_dir), campaign.STEP_BEFORE) == 4.0
+    assert campaign.epoch_seconds(config, tmp_path) == {"diagonal_p_s0": 2.5, "diagonal_p_s1": 2.5}, "its kind's, today"
+    table = campaign.status_table(config, root=str(tmp_path))
+    assert table.steps.tolist() == [campaign.STEP_BEFORE, f"{campaign.STEP_BEFORE}+{campaign.STEP}"]
+    assert table[f"s_per_epoch_{campaign.STEP}"].isna().tolist() == [True, False]
 
 
 def test_no_run_starts_that_cannot_train_a_worthwhile_stretch_before_the_deadline(tmp_path, capsys):

@@ -12,7 +12,8 @@ produced so far:
 - ``best.pt``: the early-stopped model, written when the run reaches the protocol's last epoch;
 - ``history.csv`` (one row per epoch) and ``run.json`` (status, epochs, timings; the epoch whose
   weights a patience rule would have chosen, kept to show what such a rule costs; and one record per
-  stretch that trained it: epochs, host, CPU, kernels, threads, torch).
+  stretch that trained it: epochs, host, CPU, kernels, threads, torch, and the training step; a
+  stretch without a step was trained by the autograd step that came before the hand-written one).
 
 An entry may ask for more epochs than its protocol (``epochs``): the same run goes on past the
 protocol's end, at its final rate, for the longer-schedule check; ``best.pt`` stays the protocol's.
@@ -26,10 +27,13 @@ to commit. ``python -m amortgap.campaign status`` shows where each run stands.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import math
+import multiprocessing
 import os
 import platform
+import signal
 import socket
 import sys
 import time
@@ -49,10 +53,11 @@ from .config import FromSection
 from .models import VAE, VAEConfig, CheckpointError, atomic_write
 from .models import save as save_model
 from .parallel import worker_pool
-from .train import TrainConfig, train
+from .train import STEP, TrainConfig, train
 
 STARTUP_SECONDS = 60.0  # a worker's start, the data's loading and a resume, with room to spare
 MIN_START_MINUTES = 10.0  # the least training worth a new checkpoint in the repository (7-10 MB)
+STEP_BEFORE = "autograd"  # the step of the stretches recorded before run.json named it
 
 
 @dataclass(frozen=True)
@@ -144,10 +149,22 @@ def train_entry(config: CampaignConfig, entry: Entry, deadline: float, root: str
     trained on), and restores the caller's thread count after."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    die_with_parent()
     try:
         return _train_entry(config, entry, deadline, root)
     finally:
         torch.set_num_threads(threads)
+
+
+def die_with_parent() -> None:
+    """In a worker process: end it when the process that started it dies (Linux), so that a killed
+    campaign leaves no worker training on, beside the next campaign, into the same run's files (the
+    checkpoint of its last finished epoch stays: checkpoints are written atomically)."""
+    if sys.platform != "linux" or multiprocessing.parent_process() is None:
+        return
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if not multiprocessing.parent_process().is_alive():  # it died before prctl took effect
+        os._exit(1)
 
 
 def _train_entry(config: CampaignConfig, entry: Entry, deadline: float, root: str) -> dict:
@@ -180,12 +197,12 @@ def cpu_name() -> str:
 
 def stretch_record() -> dict:
     """Where and how a stretch of training runs: its start (UTC), host, CPU, the kernels torch
-    picked for it (``ATEN_CPU_CAPABILITY``), threads and torch version. Its first epoch adds the
+    picked for it (``ATEN_CPU_CAPABILITY``), threads, torch version and training step. Its first epoch adds the
     epoch it began from (:func:`_on_epoch`), and :func:`_train_to` the epoch it reached and its
     training seconds."""
     return {"started": datetime.now(timezone.utc).isoformat(timespec="microseconds"), "host": socket.gethostname(),
             "cpu": cpu_name(), "kernels": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
-            "torch": torch.__version__}  # fmt: skip
+            "torch": torch.__version__, "step": STEP}  # fmt: skip
 
 
 def _with_stretch(status: Mapping, stretch: dict) -> list[dict]:
@@ -361,14 +378,30 @@ def _on_epoch(entry: Entry, config: TrainConfig, run_dir: Path, status: Mapping,
 
 
 def epoch_seconds(config: CampaignConfig, root: str | os.PathLike = ".") -> dict[str, float | None]:
-    """Each run's seconds per epoch: its own median (``run.json``), else the median of the runs of
-    its family and protocol, else None (nothing of its kind has trained yet)."""
-    own = {run: read_status(config.run_dir(run, root)).get("epoch_seconds_median")
-           for run in dict.fromkeys(e.run for e in config.entries)}  # fmt: skip
-    kind = {run: run.rsplit("_", 1)[0] for run in own}  # family_protocol
-    known = pd.Series({run: s for run, s in own.items() if s is not None}, dtype=float)
-    by_kind = known.groupby(lambda run: kind[run]).median().to_dict() if len(known) else {}
-    return {run: s if s is not None else by_kind.get(kind[run]) for run, s in own.items()}
+    """Each run's seconds per epoch: measured with today's training step (:func:`step_epoch_seconds`)
+    if any run of its family and protocol has trained with it, else its median over every epoch
+    (``run.json``); each the run's own, else the median of the runs of its kind; None where nothing
+    of its kind has trained yet."""
+    runs = {run: read_status(config.run_dir(run, root)) for run in dict.fromkeys(e.run for e in config.entries)}
+    kind = {run: run.rsplit("_", 1)[0] for run in runs}  # family_protocol
+
+    def with_kind(own: dict[str, float | None]) -> dict[str, float | None]:
+        known = pd.Series({run: s for run, s in own.items() if s is not None}, dtype=float)
+        by_kind = known.groupby(lambda run: kind[run]).median().to_dict() if len(known) else {}
+        return {run: s if s is not None else by_kind.get(kind[run]) for run, s in own.items()}
+
+    now = with_kind({run: step_epoch_seconds(s) for run, s in runs.items()})
+    ever = with_kind({run: s.get("epoch_seconds_median") for run, s in runs.items()})
+    return {run: now[run] if now[run] is not None else ever[run] for run in runs}
+
+
+def step_epoch_seconds(status: Mapping, step: str = STEP) -> float | None:
+    """A run's measured seconds per epoch with training step ``step``: over its stretches with that
+    step, their seconds over their epochs (None if it has none)."""
+    stretches = [s for s in status.get("stretches", []) if s.get("step", STEP_BEFORE) == step
+                 and s.get("to_epoch", 0) > s.get("from_epoch", 0)]  # fmt: skip
+    epochs = sum(s["to_epoch"] - s["from_epoch"] for s in stretches)
+    return sum(s["seconds"] for s in stretches) / epochs if epochs else None
 
 
 def start_need(epoch_seconds: float | None, min_minutes: float = MIN_START_MINUTES) -> float:
@@ -425,8 +458,9 @@ def run_campaign(config: CampaignConfig, deadline: float, workers: int = 2, only
 
 def status_table(config: CampaignConfig, root: str = ".") -> pd.DataFrame:
     """One row per run: its status, epoch and last epoch, the best epoch and validation ELBO of its
-    protocol, hours spent, and hours left at its :func:`epoch_seconds` (per worker, one thread each;
-    NaN where nothing of its kind has trained)."""
+    protocol, the training steps that trained it, its measured seconds per epoch with each step
+    (``s_per_epoch_<step>``), hours spent, and hours left at its :func:`epoch_seconds` (per worker,
+    one thread each; NaN where nothing of its kind has trained with today's step)."""
     rows = []
     seconds = epoch_seconds(config, root)
     for run in seconds:
@@ -434,6 +468,9 @@ def status_table(config: CampaignConfig, root: str = ".") -> pd.DataFrame:
         epoch = s.get("training_epoch", s.get("epoch", 0))  # in training: where its checkpoint is
         rows.append({"run": run, "status": s["status"], "epoch": epoch, "last_epoch": config.last_target(run),
                      "best_epoch": s.get("best_epoch"), "best_valid_elbo": s.get("best_valid_elbo"),
+                     "steps": "+".join(dict.fromkeys(r.get("step", STEP_BEFORE) for r in s.get("stretches", []))) or "-",
+                     **{f"s_per_epoch_{step}": math.nan if (t := step_epoch_seconds(s, step)) is None else round(t, 2)
+                        for step in (STEP_BEFORE, STEP)},  # fmt: skip
                      "hours": round(s.get("train_seconds", 0) / 3600, 2),
                      "hours_left": math.nan if seconds[run] is None else round((config.last_target(run) - epoch)
                                                                            * seconds[run] / 3600, 2)})  # fmt: skip

@@ -32,11 +32,19 @@ import pandas as pd
 import torch
 
 from .models import atomic_write
-from .train import tensor_digest
 
 PACKAGE = Path(__file__).resolve().parent
 PRESENTATION = {"amortgap.plots", "amortgap.report"}  # modules that only draw and format: no part depends on them
 SUFFIX = ".pkl.xz"
+
+
+def tensor_digest(*tensors: torch.Tensor) -> str:
+    """A short hash of the tensors' shapes and bytes."""
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def code_digest(source: str) -> str:

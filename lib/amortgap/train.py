@@ -3,7 +3,9 @@ validation-based early stopping, a wall-clock budget, and atomic per-epoch check
 interrupted run resumes to the identical result.
 
 Models of one architecture train together as one stacked computation (:mod:`amortgap.stacked`);
-a single model is a stack of one. Each member keeps its own seed, data order, Adam state, early
+a single model is a stack of one. Each step is the loss's gradient by hand
+(:mod:`amortgap.elbo_gradient`) and torch's fused Adam over one flat buffer (:mod:`amortgap.adam`);
+``STEP`` names that step in every run's record (:mod:`amortgap.campaign`). Each member keeps its own seed, data order, Adam state, early
 stopping and checkpoint: its randomness (shuffling, dynamic binarization, reparameterization noise)
 comes from its own generator, seeded with its ``TrainConfig.seed`` and saved in its checkpoint, and
 validation draws from a generator seeded afresh, so it neither depends on nor disturbs training.
@@ -27,17 +29,19 @@ from typing import Callable, Literal, Sequence
 import pandas as pd
 import torch
 from torch import Tensor
-from torch.distributions import Independent
 
 from .config import FromSection
 from . import stacked
 from .data import Binarization, binarize
-from .families import kl_to_standard_normal, reparameterize
-from .models import VAE, CheckpointError, atomic_save, safe_load, standard_normal_log_prob
+from .adam import FlatAdam
+from .elbo_gradient import NegativeElbo
+from .models import VAE, CheckpointError, atomic_save, safe_load
 from .models import save as save_model
+from .parts import tensor_digest
 from .progress import bar as progress_bar
 
 TRAIN_FORMAT = "amortgap.train/4"
+STEP = "by-hand"  # the training step (amortgap.elbo_gradient and amortgap.adam), as run.json names it
 SCHEDULES = ("constant", "exponential", "cosine", "plateau", "stages")
 RESUMABLE_CHANGES = ("epochs", "after_patience", "snapshot_epochs")  # none changes the path a run takes
 
@@ -191,33 +195,18 @@ class _Member:
         return self.epoch < self.config.epochs and not stopped
 
 
-def negative_elbo(stack: stacked.Stack, x: Tensor, eps: Tensor, kl_weight: float = 1.0) -> tuple[Tensor, Tensor]:
-    """The training loss, sum over members of -(E_q[log p(x|z)] - kl_weight KL(q || p(z))) averaged
-    over the member's batch, for x [M, B, D] and noise eps [S, M, B, d]; and the per-datapoint ELBO
-    [M, B] (at kl_weight 1). The KL of a diagonal Gaussian is analytic; for other families it is the
-    Monte Carlo estimate log q(z) - log p(z) on the same samples."""
-    q = stacked.encode(stack, x)
-    z = reparameterize(q, eps)
-    expected_log_lik = stacked.log_likelihood(stack, x, z).mean(0)
-    if isinstance(q, Independent):
-        kl = kl_to_standard_normal(q.base_dist.loc, q.base_dist.scale)
-    else:
-        kl = (q.log_prob(z) - standard_normal_log_prob(z)).mean(0)
-    loss = -(expected_log_lik - kl_weight * kl).mean(-1).sum()
-    return loss, (expected_log_lik - kl).detach()
-
-
 @torch.no_grad()
 def mean_elbo(stack: stacked.Stack, x: Tensor, batch_size: int = 1000, seed: int = 0) -> Tensor:
     """Each member's mean single-sample ELBO over the same x [N, D]: [M]. The noise comes from a
     generator seeded with ``seed`` (the same for every member, and the global RNG untouched)."""
     generator = torch.Generator(x.device).manual_seed(seed)
     d, M = stack.template.latent_dim, stack.size
+    loss = NegativeElbo(stack)
     total = torch.zeros(M, device=x.device)
     for start in range(0, len(x), batch_size):
         xb = x[start : start + batch_size]
         eps = torch.randn(1, 1, len(xb), d, generator=generator, device=x.device).expand(1, M, -1, -1)
-        total += negative_elbo(stack, xb.expand(M, -1, -1), eps)[1].sum(-1)
+        total += loss.elbo(xb.expand(M, -1, -1), eps).sum(-1)
     return total / len(x)
 
 
@@ -277,7 +266,8 @@ def train_stack(
     config = configs[0]
     device = next(models[0].parameters()).device
     train_x, valid_x = train_x.to(device), valid_x.to(device)
-    static = binarize(train_x, "static") if config.binarization == "static" else None
+    # static: binarized once, kept as bytes (a quarter of the memory each batch's gather reads)
+    static = binarize(train_x, "static").to(torch.uint8) if config.binarization == "static" else None
     data = tensor_digest(train_x, valid_x) if checkpoints is not None else ""
     batches = math.ceil(len(train_x) / config.batch_size)
     members = []
@@ -323,20 +313,19 @@ def _train_epoch(group: list[_Member], train_x: Tensor, valid_x: Tensor, epoch: 
     start = time.perf_counter()
     config = group[0].config
     stack = stacked.stack_models([m.model for m in group])
-    names = list(stack.trainable)
     lr = group[0].lr
     if epoch > 0 and config.stage(epoch) != config.stage(epoch - 1):  # a new stage: a fresh Adam
         for member in group:
             member.adam = {}
-    optimizer = torch.optim.Adam(list(stack.trainable.values()), lr=lr, fused=True)
-    for name, p in stack.trainable.items():
-        if name in group[0].adam:
-            state = [m.adam[name] for m in group]
-            optimizer.state[p] = {"step": state[0]["step"].clone(),
-                                  "exp_avg": stacked.stack_tensors([s["exp_avg"] for s in state]),
-                                  "exp_avg_sq": stacked.stack_tensors([s["exp_avg_sq"] for s in state])}  # fmt: skip
+    adam = FlatAdam(stack)
+    if group[0].adam:
+        adam.load_state({name: {"step": group[0].adam[name]["step"],
+                                **{k: stacked.stack_tensors([m.adam[name][k] for m in group]) for k in ("exp_avg", "exp_avg_sq")}}
+                         for name in stack.trainable_names})  # fmt: skip
+    loss = NegativeElbo(stack, adam.grads)
 
     dynamic = config.binarization == "dynamic"
+    dtype = next(iter(stack.params.values())).dtype
     n, bs, d = train_x.shape[0], config.batch_size, stack.template.latent_dim
     batches = math.ceil(n / bs)
     orders = [torch.randperm(n, generator=m.generator, device=train_x.device) for m in group]
@@ -347,11 +336,8 @@ def _train_epoch(group: list[_Member], train_x: Tensor, valid_x: Tensor, epoch: 
             xb = train_x[order[b * bs : (b + 1) * bs]]
             xs.append(binarize(xb, "dynamic", member.generator) if dynamic else xb)
             noise.append(torch.randn(config.samples, len(xb), d, generator=member.generator, device=xb.device))
-        loss, elbo = negative_elbo(stack, torch.stack(xs), torch.stack(noise, 1),
-                                           config.kl_weight(epoch, b, batches))  # fmt: skip
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        elbo = loss(torch.stack(xs).to(dtype), torch.stack(noise, 1), config.kl_weight(epoch, b, batches))
+        adam.step(lr)
         elbo_sum += elbo.sum(-1)
     valid = mean_elbo(stack, valid_x, config.valid_batch_size).tolist()
     for member, train_sum, valid_elbo in zip(group, elbo_sum.tolist(), valid):
@@ -370,7 +356,7 @@ def _train_epoch(group: list[_Member], train_x: Tensor, valid_x: Tensor, epoch: 
         member.adam = {name: {"step": state["step"].clone(),
                               "exp_avg": stacked.member_tensor(state["exp_avg"], i).clone(memory_format=torch.contiguous_format),
                               "exp_avg_sq": stacked.member_tensor(state["exp_avg_sq"], i).clone(memory_format=torch.contiguous_format)}
-                       for name, state in ((n, optimizer.state[stack.trainable[n]]) for n in names)}  # fmt: skip
+                       for name, state in adam.state().items()}  # fmt: skip
         if not config.best_after_warmup or epoch + 1 > config.warmup_epochs:
             _track_best(member, valid[i], epoch + 1)
         if epoch + 1 in config.snapshot_epochs:
@@ -450,24 +436,16 @@ def train_stack_cached(
     return train_stack(models, train_x, valid_x, configs, paths, resume=True, progress=progress)
 
 
-def tensor_digest(*tensors: Tensor) -> str:
-    """A short hash of the tensors' shapes and bytes."""
-    h = hashlib.sha256()
-    for t in tensors:
-        h.update(str(tuple(t.shape)).encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
 def fingerprint(*configs, **extra) -> str:
     """A short hash of the given configs (dataclasses or plain values), ``extra`` values, and the
     source of the modules that load data, build and train models: a cached model is reused only
     when settings and training code are the same."""
-    from . import data, families, models, stacked
+    from . import adam, data, elbo_gradient, families, models, stacked
 
     payload = json.dumps([asdict(c) if is_dataclass(c) else c for c in configs] + [extra], sort_keys=True,
                          default=str)  # fmt: skip
-    code = "".join(inspect.getsource(module) for module in (data, families, models, stacked, sys.modules[__name__]))
+    code = "".join(inspect.getsource(module) for module in (adam, data, elbo_gradient, families, models, stacked,
+                                                            sys.modules[__name__]))  # fmt: skip
     return hashlib.sha256((payload + code).encode()).hexdigest()[:12]
 
 
