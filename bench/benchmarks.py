@@ -180,9 +180,9 @@ def bench_step(train_x: torch.Tensor, valid_x: torch.Tensor, config: models.VAEC
     the floor (matrix products and fused Adam, :func:`step_floor_seconds`) and the same products in
     a step's order (:func:`step_chain_seconds`), the plain loop (autograd and torch's fused Adam,
     the tests' oracle), the step (:mod:`amortgap.elbo_gradient` and :mod:`amortgap.adam`, on one
-    batch), the trainer's step (its second epoch's time over its batches: data order, validation and
-    checkpoint included), the shares of the trainer's epoch that validation and the data order take,
-    and where the step's time goes."""
+    batch), the trainer's step (its second epoch's time over its batches, as its history records
+    it: data order and validation included, the checkpoint's write not), the shares of the
+    trainer's epoch that validation and the data order take, and where the step's time goes."""
     threads_before = torch.get_num_threads()
     torch.set_num_threads(threads)
     results: dict = {"step_threads": threads}

@@ -3,9 +3,10 @@
 Each ``--lib`` is the ``lib`` folder of a checkout (for the code before a change, check out its commit
 beside this one: ``git worktree add --detach ../before <commit>``). Every checkout trains, in its own
 single-thread process, the reference FFG VAE, the planar VAE and the FFG encoder on a frozen decoder
-for two epochs of the 50,000 training images (batch 100, validation and per-epoch checkpoint
-included, as the campaign trains) and reports the second epoch's seconds; the checkouts take turns,
-``--rounds`` times, and each keeps its fastest round.
+for two epochs of the 50,000 training images (batch 100, checkpointed as the campaign trains) and
+reports the second epoch's seconds as its history records them (validation included, the
+checkpoint's write not); the checkouts take turns, ``--rounds`` times, and each keeps its fastest
+round.
 
     python bench/epoch_seconds.py --lib ../before/lib lib
 """

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         run_dir = config.run_dir(entry.run, ROOT)
         earlier = pd.read_csv(run_dir / "history.csv").set_index("epoch")
         steps = {s.get("step", campaign.STEP_BEFORE) for s in campaign.read_status(run_dir).get("stretches", [])
-                 if s["from_epoch"] < args.epochs}  # fmt: skip
+                 if s.get("from_epoch", 0) < args.epochs}  # fmt: skip
         if args.epochs not in earlier.index or STEP in steps:
             raise SystemExit(f"{entry.run} has no epoch {args.epochs} trained by an earlier step (steps: {sorted(steps)})")
         torch.manual_seed(seed)  # the campaign's initial weights

@@ -118,7 +118,7 @@ def test_the_step_is_measured_against_its_floor_side_by_side(bench, tiny):
         assert s["speedup"] == pytest.approx(s["plain_seconds"] / s["seconds"])
         assert 0 < s["validation_share"] and 0 < s["data_order_share"] and s["chain_over_floor"] > 0
         assert s["profile"]["matmul"] > 0 and s["profile"]["optimizer"] > 0, "the step's products and its Adam"
-        assert math.isclose(sum(s["profile"].values()), 1.0)
+        assert s["profile"]["other"] < 1, "the groups find the step's own kernels"
 
 
 @pytest.mark.slow

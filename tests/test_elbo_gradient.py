@@ -3,6 +3,7 @@ per family, activation, width, KL weight, sample count and stack, and the flat A
 
 import pytest
 import torch
+from torch import Tensor
 
 from amortgap import models, stacked
 from amortgap.adam import FlatAdam
@@ -13,17 +14,19 @@ from autograd_elbo import negative_elbo
 SMALL = dict(data_dim=12, latent_dim=3, encoder_hidden=(5, 4), decoder_hidden=(6,), flow_length=4)
 
 
-def members(config: models.VAEConfig, count: int, frozen: bool = False) -> list[models.VAE]:
-    """``count`` fresh float64 models; with ``frozen``, all share one frozen decoder."""
+def members(config: models.VAEConfig, count: int, frozen: str = "") -> list[models.VAE]:
+    """``count`` fresh float64 models; ``frozen="shared"``: all on one frozen decoder (the stack
+    keeps it once), ``"own"``: each on its own frozen decoder (stacked, without gradients)."""
     torch.manual_seed(0)
     if not frozen:
         return [models.VAE(config).double() for _ in range(count)]
     reference = models.VAE(config).double()
-    return [reference.with_frozen_decoder(config).double() for _ in range(count)]
+    return [(reference if frozen == "shared" else models.VAE(config).double()).with_frozen_decoder(config).double()
+            for _ in range(count)]  # fmt: skip
 
 
 def both(config: models.VAEConfig, count: int = 2, samples: int = 1, batch: int = 7, kl_weight: float = 0.3,
-         frozen: bool = False) -> tuple[stacked.Stack, tuple, tuple, dict]:  # fmt: skip
+         frozen: str = "") -> tuple[stacked.Stack, tuple, Tensor, dict]:  # fmt: skip
     """(stack, autograd's (loss, elbo), the hand-written elbo, its gradients) on random binary
     x [count, batch, D] and noise [samples, count, batch, d]; autograd's gradients are in .grad."""
     stack = stacked.stack_models(members(config, count, frozen))
@@ -37,7 +40,8 @@ def both(config: models.VAEConfig, count: int = 2, samples: int = 1, batch: int 
 
 @pytest.mark.parametrize("family", ["diagonal", "planar"])
 @pytest.mark.parametrize("case", ["elu", "relu", "tanh", "softplus", "3 samples", "KL weight 1, one model",
-                                  "frozen decoder", "wide encoder", "one hidden layer"])  # fmt: skip
+                                  "frozen decoder", "frozen decoders, one each", "wide encoder",
+                                  "one hidden layer"])  # fmt: skip
 def test_the_hand_written_gradient_is_autograds(family, case):
     settings = {"family": family, "activation": case if case in ("elu", "relu", "tanh", "softplus") else "elu",
                 **{k: v for k, v in SMALL.items()}}  # fmt: skip
@@ -46,10 +50,14 @@ def test_the_hand_written_gradient_is_autograds(family, case):
     if case == "one hidden layer":
         settings["encoder_hidden"], settings["decoder_hidden"] = (8,), (9, 7)
     options = {"3 samples": {"samples": 3}, "KL weight 1, one model": {"kl_weight": 1.0, "count": 1},
-               "frozen decoder": {"frozen": True, "count": 3}}.get(case, {})  # fmt: skip
+               "frozen decoder": {"frozen": "shared", "count": 3},
+               "frozen decoders, one each": {"frozen": "own", "count": 3, "samples": 2}}.get(case, {})  # fmt: skip
     stack, (_, elbo), hand_elbo, grads = both(models.VAEConfig(**settings), **options)
     assert set(grads) == {n for n in stack.params if n.startswith("encoder")} | (
-        set() if case == "frozen decoder" else {n for n in stack.params if n.startswith("decoder")})
+        set() if case.startswith("frozen") else {n for n in stack.params if n.startswith("decoder")})
+    if case.startswith("frozen"):
+        shapes = {n: stack.params[n].dim() for n in stack.params if n.startswith("decoder") and n.endswith("weight")}
+        assert set(shapes.values()) == {2 if case == "frozen decoder" else 3}, "shared once, or one per model"
     torch.testing.assert_close(hand_elbo, elbo, rtol=1e-12, atol=1e-12)
     for name, p in stack.trainable.items():
         torch.testing.assert_close(grads[name], p.grad, rtol=1e-10, atol=1e-12, msg=f"{name}'s gradient")
@@ -116,7 +124,7 @@ def test_flat_adam_is_torchs_fused_adam():
 def test_the_likelihood_survives_a_pixel_so_wrong_that_its_sigmoid_underflows():
     from amortgap.elbo_gradient import bernoulli_fit
 
-    logits = torch.tensor([[[[-120.0, 3.0, 0.5]]]])  # [M, S, B, D]: the first pixel is 120 nats wrong
+    logits = torch.tensor([[[[-120.0, 3.0, 0.5]]]])  # [M, B, S, D]: the first pixel is 120 nats wrong
     x = torch.ones(1, 1, 3)
     log_lik, fit, sign = bernoulli_fit(logits, x)
     expected = torch.nn.functional.logsigmoid(logits).sum(-1)
