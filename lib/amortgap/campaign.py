@@ -37,7 +37,6 @@ import signal
 import socket
 import sys
 import time
-import warnings
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
@@ -160,15 +159,10 @@ def train_entry(config: CampaignConfig, entry: Entry, deadline: float, root: str
 def die_with_parent() -> None:
     """In a worker process: end it when the process that started it dies (Linux), so that a killed
     campaign leaves no worker training on, beside the next campaign, into the same run's files (the
-    checkpoint of its last finished epoch stays: checkpoints are written atomically). Linux ties the
-    signal to the thread that started the worker: the pool's caller, which outlives the pool."""
+    checkpoint of its last finished epoch stays: checkpoints are written atomically)."""
     if sys.platform != "linux" or multiprocessing.parent_process() is None:
         return
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(1, signal.SIGKILL) != 0:  # PR_SET_PDEATHSIG
-        warnings.warn(f"this worker will outlive a killed campaign: prctl failed ({os.strerror(ctypes.get_errno())})",
-                      stacklevel=2)  # fmt: skip
-        return
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     if not multiprocessing.parent_process().is_alive():  # it died before prctl took effect
         os._exit(1)
 

@@ -18,6 +18,7 @@ weight against it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -59,13 +60,13 @@ def bernoulli_fit(logits: Tensor, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """log p(x|z) summed over pixels [M, B, S] for logits [M, B, S, D] and binary x [M, B, D], with
     what its gradient needs: sigmoid(t) [M, B, S, D] and 2x - 1 [M, B, 1, D], t = logits (2x - 1).
     log p = sum log sigmoid(t): one sigmoid serves the value and the gradient (a softplus per pixel
-    costs more than both); where sigmoid(t) leaves the normal range (t below about -87 in float32),
-    the batch is summed again with logsigmoid."""
+    costs more than both); where sigmoid(t) underflows (t below about -87 in float32), the batch
+    is summed again with logsigmoid."""
     sign = x.mul(2).sub_(1).unsqueeze(2)
     t = logits * sign
     fit = torch.sigmoid(t)
     log_lik = fit.log().sum(-1)
-    if fit.amin().item() < torch.finfo(fit.dtype).tiny:  # zero or subnormal: its log is off
+    if math.isinf(log_lik.sum().item()):
         log_lik = nn.functional.logsigmoid(t).sum(-1)
     return log_lik, fit, sign
 
@@ -91,9 +92,8 @@ class _Layer:
         return torch.baddbmm(self.bias.unsqueeze(1), h, self.weight)
 
     def backward(self, h: Tensor, grad: Tensor, need_input: bool = True) -> Tensor | None:
-        """Given the layer's input h [M, N, in] and d loss / d output ``grad`` [M, N, out], write the
-        weight and bias gradients into their buffers (if trainable) and return d loss / d input (if
-        ``need_input``)."""
+        """Given the layer's input h [M, N, in] and d loss / d output ``grad`` [M, N, out], add the
+        weight and bias gradients (if trainable) and return d loss / d input (if ``need_input``)."""
         if self.weight_grad is not None:
             torch.bmm(h.transpose(1, 2), grad, out=self.weight_grad)
             torch.sum(grad, 1, out=self.bias_grad)
