@@ -125,11 +125,11 @@ def test_the_committed_campaign_names_its_protocols():
     assert snapshots["planar_cremer_s1"] == (3280,), "an entry's snapshots replace its protocol's"
 
 
-def worker_pids() -> list[int]:
-    """This process's children that are the campaign's spawned workers (not multiprocessing's resource
-    tracker)."""
+def worker_pids(parent: int | None = None) -> list[int]:
+    """The children of ``parent`` (default: this process) that are the campaign's spawned workers
+    (not multiprocessing's resource tracker)."""
     pids = []
-    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+    for task in Path(f"/proc/{parent or os.getpid()}/task").iterdir():
         pids += [int(p) for p in (task / "children").read_text().split()]
     return [pid for pid in pids if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
 
@@ -200,10 +200,8 @@ def test_a_killed_campaign_leaves_no_worker_training_on(tmp_path):
     try:
         while not checkpoint.exists() and time.time() < deadline:
             time.sleep(0.05)
-        children = [int(pid) for task in Path(f"/proc/{parent.pid}/task").iterdir()
-                    for pid in (task / "children").read_text().split()]  # fmt: skip
-        workers = [pid for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
-        assert checkpoint.exists() and len(workers) == 1, (children, workers)
+        workers = worker_pids(parent.pid)
+        assert checkpoint.exists() and len(workers) == 1, workers
         parent.kill()
         parent.wait()
         deadline = time.time() + 20
