@@ -140,33 +140,69 @@ def step_chain_seconds(model: models.VAE, batch_size: int = 100, repeats: int = 
     """The same matrix products as :func:`step_floor_seconds`, in the order and with the data flow
     of a training step (the encoder's layers, the decoder's on a latent batch, then the backward pass
     in reverse, each product on the previous one's output), so that operands leave the cache between
-    a layer's forward and backward products as they do in training; the best of five rounds."""
+    a layer's forward and backward products as they do in training; the best of five rounds. The
+    latent batch and the gradients that enter the backward pass are drawn once, outside the timing."""
     encoder = [m for m in model.encoder if isinstance(m, nn.Linear)]
     decoder = [m for m in model.decoder if isinstance(m, nn.Linear)]
     weights = [m.weight.detach().clone() for m in encoder + decoder]
     biases = [m.bias.detach().clone() for m in encoder + decoder]
     trains = [m.weight.requires_grad for m in encoder + decoder]
     x = torch.bernoulli(torch.full((batch_size, encoder[0].in_features), 0.5))
+    latent = torch.randn(batch_size, decoder[0].in_features)
+    grad_logits, grad_out = torch.randn(batch_size, decoder[-1].out_features), torch.randn(batch_size, encoder[-1].out_features)
 
     def chain() -> None:
         for _ in range(repeats):
             inputs, h = [], x
             for i, (w, b) in enumerate(zip(weights, biases)):
                 if i == len(encoder):
-                    h = torch.randn(batch_size, w.shape[1])  # the latent sample
+                    h = latent
                 inputs.append(h)
                 h = torch.addmm(b, h, w.t())
-            g = torch.randn_like(h)
+            g = grad_logits
             for i in reversed(range(len(weights))):
                 if trains[i]:
                     g.t() @ inputs[i]  # the weight's gradient
                 if i > 0:
                     g = g @ weights[i]  # the input's gradient (none for the data)
                 if i == len(encoder):  # from the latent sample's gradient to the encoder output's
-                    g = torch.randn(batch_size, weights[i - 1].shape[0])
+                    g = grad_out
 
     chain()  # warm-up
     return min(timed(chain)[1] for _ in range(5)) / repeats
+
+
+def step_kernels_seconds(model: models.VAE, batch_size: int = 100, repeats: int = 200) -> float:
+    """The elementwise work that no training step of ``model``'s architecture can skip, each kernel
+    alone and once, in eager PyTorch: the noise draw, the activation and its derivative on every
+    hidden layer, the sigmoid (the likelihood's gradient) and its log (the loss's value) on every
+    pixel and one pass to scale the gradient, and the bias gradient (a sum over the batch) of every
+    trainable layer; the best of five rounds. With :func:`step_chain_seconds` and the fused Adam it
+    bounds the step from below: a fused kernel could save only the passes over memory, not the
+    transcendental functions."""
+    layers = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    hidden = [torch.randn(batch_size, m.out_features) for part in (model.encoder, model.decoder)
+              for m in [m for m in part if isinstance(m, nn.Linear)][:-1]]  # fmt: skip
+    outputs = [torch.empty_like(h) for h in hidden]
+    logits = torch.randn(batch_size, layers[-1].out_features)
+    fit, log_lik = torch.empty_like(logits), torch.empty(batch_size)
+    grads = [torch.randn(batch_size, m.out_features) for m in layers if m.weight.requires_grad]
+    latent_dim = model.config.latent_dim
+
+    def kernels() -> None:
+        for _ in range(repeats):
+            torch.randn(batch_size, latent_dim)
+            for h, out in zip(hidden, outputs):
+                torch.ops.aten.elu.out(h, 1.0, 1, 1, out=out)
+                torch.ops.aten.elu_backward.grad_input(h, 1.0, 1, 1, True, out, grad_input=h)
+            torch.sigmoid(logits, out=fit)
+            torch.sum(fit.log(), -1, out=log_lik)
+            fit.mul_(0.5)
+            for g in grads:
+                g.sum(0)
+
+    kernels()  # warm-up
+    return min(timed(kernels)[1] for _ in range(5)) / repeats
 
 
 STEP_CASES = {"ffg": ("diagonal", False), "planar": ("planar", False), "frozen": ("diagonal", True)}
@@ -177,9 +213,9 @@ def bench_step(train_x: torch.Tensor, valid_x: torch.Tensor, config: models.VAEC
     """The training step against its floor, side by side in one run, in ``threads`` threads (1: as
     the campaign's workers train), for three models of ``config``'s widths: the FFG VAE, the planar
     VAE, and the FFG encoder on a frozen decoder (``STEP_CASES``). For each (``step_<case>_...``):
-    the floor (matrix products and fused Adam, :func:`step_floor_seconds`) and the same products in
-    a step's order (:func:`step_chain_seconds`), the plain loop (autograd and torch's fused Adam,
-    the tests' oracle), the step (:mod:`amortgap.elbo_gradient` and :mod:`amortgap.adam`, on one
+    the floor (matrix products and fused Adam, :func:`step_floor_seconds`), the same products in a
+    step's order (:func:`step_chain_seconds`) and the kernels no step skips
+    (:func:`step_kernels_seconds`), the plain loop (autograd and torch's fused Adam, the tests' oracle), the step (:mod:`amortgap.elbo_gradient` and :mod:`amortgap.adam`, on one
     batch), the trainer's step (its second epoch's time over its batches, as its history records
     it: data order and validation included, the checkpoint's write not), the shares of the
     trainer's epoch that validation and the data order take, and where the step's time goes."""
@@ -197,6 +233,7 @@ def bench_step(train_x: torch.Tensor, valid_x: torch.Tensor, config: models.VAEC
                 model = model.with_frozen_decoder(case_config)
             floor = step_floor_seconds(model, batch_size, steps)
             chain = step_chain_seconds(model, batch_size, steps)
+            kernels = step_kernels_seconds(model, batch_size, steps)
             plain, step = (min(timed(run, [copy.deepcopy(model)], batch, steps)[1] for _ in range(3)) / steps
                            for run in (autograd_steps, training_steps))  # fmt: skip
             with tempfile.TemporaryDirectory() as tmp:  # the trainer checkpoints every epoch, as in the campaign
@@ -211,6 +248,7 @@ def bench_step(train_x: torch.Tensor, valid_x: torch.Tensor, config: models.VAEC
             results |= {f"step_{case}_{key}": value for key, value in {
                 "products": floor["products"], "floor_seconds": step_floor, "matmul_seconds": floor["matmuls"],
                 "adam_seconds": floor["adam"], "chain_over_floor": (chain + floor["adam"]) / step_floor,
+                "kernels_seconds": kernels, "bound_over_floor": (chain + floor["adam"] + kernels) / step_floor,
                 "plain_seconds": plain, "plain_over_floor": plain / step_floor, "seconds": step,
                 "over_floor": step / step_floor, "speedup": plain / step, "trainer_epoch_seconds": epoch_seconds,
                 "trainer_seconds": trainer, "trainer_over_floor": trainer / step_floor,
@@ -625,6 +663,8 @@ def print_table(r: dict) -> None:
             (f"8 {name} step floor ({r.get('step_threads', 2)} thread(s)): {c['products']} matmuls + fused Adam",
              f"{c['floor_seconds'] * 1e3:.2f} ms", f"({c['matmul_seconds'] * 1e3:.2f} + {c['adam_seconds'] * 1e3:.2f})"),
             (f"8 {name}: the products in a step's order / floor", f"{c['chain_over_floor']:.2f}x", ""),
+            (f"8 {name}: those + Adam + the kernels no step skips / floor", f"{c['bound_over_floor']:.2f}x",
+             f"({c['kernels_seconds'] * 1e3:.2f} ms of kernels)"),
             (f"8 {name}: plain loop (autograd, torch's fused Adam) / floor", f"{c['plain_over_floor']:.2f}x", ""),
             (f"8 {name}: the training step / floor", f"{c['over_floor']:.2f}x", "<= 1.25x"),
             (f"8 {name}: the trainer's epoch per step / floor", f"{c['trainer_over_floor']:.2f}x", ""),

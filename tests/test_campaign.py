@@ -95,6 +95,33 @@ def test_a_finished_run_is_not_extended_from_nothing(tmp_path, uninterrupted):
         campaign.train_entry(config, config.entries[0], deadline=time.time() + 60, root=str(tmp_path))
 
 
+@pytest.mark.slow
+def test_an_encoder_entry_waits_for_its_decoder_then_trains_a_fresh_encoder_against_it_frozen(tmp_path, uninterrupted):
+    entry = {"family": "diagonal", "seed": 3, "protocol": "p", "decoder": "diagonal_p_s0/best.pt", "encoder_hidden": [32, 8]}
+    config = campaign.load_config(write_params(tmp_path, [entry]))
+    run = "diagonal_enc32x8_on_diagonal_p_s0.best_p_s3"
+    assert [e.run for e in config.entries] == [run]
+    assert campaign.run_campaign(config, deadline=time.time() + HOUR, workers=1, root=str(tmp_path)) == []
+    assert campaign.read_status(config.run_dir(run, tmp_path))["status"] == "not started", "no decoder yet: it waits"
+    decoder_run = config.run_dir("diagonal_p_s0", tmp_path)
+    decoder_run.mkdir(parents=True)
+    shutil.copy(uninterrupted / "best.pt", decoder_run / "best.pt")
+    [status] = campaign.run_campaign(config, deadline=time.time() + HOUR, workers=1, root=str(tmp_path))
+    assert status["status"] == "finished" and status["epoch"] == 12
+    trained, decoder = models.load(config.run_dir(run, tmp_path) / "best.pt"), models.load(uninterrupted / "best.pt")
+    assert trained.config.encoder_hidden == (32, 8) and trained.config.decoder_hidden == decoder.config.decoder_hidden
+    for a, b in zip(trained.decoder.state_dict().values(), decoder.decoder.state_dict().values()):
+        assert torch.equal(a, b), "the decoder stays frozen"
+    history = pd.read_csv(config.run_dir(run, tmp_path) / "history.csv")
+    assert history.valid_elbo.iloc[-1] > history.valid_elbo.iloc[0], "the encoder trains"
+
+
+def test_an_encoder_entry_names_its_decoder_file_and_widths(tmp_path):
+    for bad in ({"decoder": "diagonal_p_s0/best.pt"}, {"decoder": "best.pt", "encoder_hidden": [8]}):
+        with pytest.raises(ValueError, match="names the decoder as '<run>/<weights file>' and its encoder's widths"):
+            campaign.load_config(write_params(tmp_path, [{"family": "diagonal", "seed": 0, "protocol": "p", **bad}]))
+
+
 def test_a_past_deadline_pauses_without_losing_anything(tmp_path):
     config = campaign.load_config(write_params(tmp_path, [{"family": "diagonal", "seed": 1, "protocol": "p"}]))
     status = campaign.train_entry(config, config.entries[0], deadline=time.time() - 1, root=str(tmp_path))

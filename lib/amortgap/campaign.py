@@ -17,6 +17,9 @@ produced so far:
 
 An entry may ask for more epochs than its protocol (``epochs``): the same run goes on past the
 protocol's end, at its final rate, for the longer-schedule check; ``best.pt`` stays the protocol's.
+An entry that names a ``decoder`` (a weights file of another run, ``diagonal_cremer_s0/best.pt``)
+trains a fresh encoder of its own widths (``encoder_hidden``) against a frozen copy of that decoder:
+the width study's encoders. It waits until its decoder's file exists.
 Entries run in the order given, in single-thread worker processes, never one run in two at once,
 and all stop cleanly at a wall-clock deadline, leaving checkpoints that the next call continues
 from, on this machine or another. No run starts that could not train a worthwhile stretch before
@@ -51,6 +54,7 @@ import yaml
 from . import data
 from .config import FromSection
 from .models import VAE, VAEConfig, CheckpointError, atomic_write
+from .models import load as load_model
 from .models import save as save_model
 from .parallel import worker_pool
 from .train import STEP, TrainConfig, train
@@ -65,18 +69,31 @@ class Entry(FromSection):
     """One line of the campaign's priority list: train ``family``'s model of ``seed`` under
     ``protocol`` to its last epoch, or on to ``epochs`` (more than the protocol's: its final rate
     continues); ``snapshot_epochs``, if given, replaces the protocol's (fewer weight files to commit
-    for a run that only needs its end)."""
+    for a run that only needs its end). With ``decoder`` (``<run>/<weights file>`` in the campaign's
+    folder), the model is a fresh encoder of widths ``encoder_hidden`` on a frozen copy of that
+    decoder."""
 
     family: str
     seed: int
     protocol: str = "cremer"
     epochs: int | None = None
     snapshot_epochs: tuple[int, ...] | None = None
+    decoder: str | None = None
+    encoder_hidden: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.decoder is not None and (self.encoder_hidden is None or len(Path(self.decoder).parts) != 2):
+            raise ValueError(f"an entry on a frozen decoder names the decoder as '<run>/<weights file>' and its encoder's "
+                             f"widths (encoder_hidden), not decoder={self.decoder!r}, encoder_hidden={self.encoder_hidden}")  # fmt: skip
 
     @property
     def run(self) -> str:
-        """The run's name, e.g. ``diagonal_cremer_s0``."""
-        return f"{self.family}_{self.protocol}_s{self.seed}"
+        """The run's name: ``diagonal_cremer_s0``, or for an encoder on a frozen decoder
+        ``diagonal_enc200x200_on_diagonal_cremer_s0.best_encoder_s0``."""
+        if self.decoder is None:
+            return f"{self.family}_{self.protocol}_s{self.seed}"
+        widths = "x".join(map(str, self.encoder_hidden))
+        return f"{self.family}_enc{widths}_on_{Path(self.decoder).with_suffix('').as_posix().replace('/', '.')}_{self.protocol}_s{self.seed}"
 
 
 @dataclass(frozen=True)
@@ -110,7 +127,23 @@ class CampaignConfig(FromSection):
         return Path(root) / self.model_dir / run
 
     def model_config(self, entry: Entry) -> VAEConfig:
-        return replace(self.architecture, family=entry.family)
+        """The architecture with the entry's family (and encoder widths, if it names them)."""
+        return replace(self.architecture, family=entry.family,
+                       encoder_hidden=entry.encoder_hidden or self.architecture.encoder_hidden)  # fmt: skip
+
+    def decoder_path(self, entry: Entry, root: str | os.PathLike = ".") -> Path | None:
+        """The weights file whose decoder ``entry`` trains against (None: it trains its own)."""
+        return None if entry.decoder is None else Path(root) / self.model_dir / entry.decoder
+
+    def initial_model(self, entry: Entry, root: str | os.PathLike = ".") -> VAE:
+        """The run's model at epoch 0, from the entry's seed: a fresh VAE, or a fresh encoder on a
+        frozen copy of the entry's decoder."""
+        decoder = self.decoder_path(entry, root)
+        if decoder is not None and not decoder.exists():
+            raise ValueError(f"{entry.run} trains against the decoder of {decoder}, which does not exist (yet)")
+        source = None if decoder is None else load_model(decoder)
+        torch.manual_seed(entry.seed)  # the initial weights, as in amortgap.sweep
+        return VAE(self.model_config(entry)) if source is None else source.with_frozen_decoder(self.model_config(entry))
 
     def target(self, entry: Entry) -> int:
         """The epoch ``entry`` trains its run to."""
@@ -181,7 +214,7 @@ def _train_entry(config: CampaignConfig, entry: Entry, deadline: float, root: st
     stretch = stretch_record()
     for epochs in sorted({protocol.epochs, config.target(entry)}):
         if status.get("epoch", 0) < epochs:
-            status = _train_to(config, entry, epochs, deadline, run_dir, status, stretch, train_x, valid_x)
+            status = _train_to(config, entry, epochs, deadline, root, status, stretch, train_x, valid_x)
             if status["epoch"] < epochs:
                 break  # the deadline
     return status
@@ -212,11 +245,11 @@ def _with_stretch(status: Mapping, stretch: dict) -> list[dict]:
     return earlier + [stretch] if stretch["to_epoch"] > stretch["from_epoch"] else earlier
 
 
-def _train_to(config: CampaignConfig, entry: Entry, epochs: int, deadline: float, run_dir: Path, status: Mapping,
+def _train_to(config: CampaignConfig, entry: Entry, epochs: int, deadline: float, root: str, status: Mapping,
               stretch: dict, train_x: torch.Tensor, valid_x: torch.Tensor) -> dict:  # fmt: skip
+    run_dir = config.run_dir(entry.run, root)
     train_config = config.train_config(entry, epochs)
-    torch.manual_seed(entry.seed)  # the initial weights, as in amortgap.sweep
-    model = VAE(config.model_config(entry))
+    model = config.initial_model(entry, root)
     checkpoint = run_dir / "train.pt"
     result = train(model, train_x, valid_x, train_config, checkpoint, resume=True, progress=False,
                    callback=_on_epoch(entry, train_config, run_dir, status, stretch),
@@ -431,6 +464,9 @@ def run_campaign(config: CampaignConfig, deadline: float, workers: int = 2, only
                     continue  # never one run in two processes
                 if any(e.run == entry.run for e in pending[: pending.index(entry)]):
                     continue  # an earlier entry of the same run goes first
+                decoder = config.decoder_path(entry, root)
+                if decoder is not None and not decoder.exists():
+                    continue  # it waits for the run that trains its decoder
                 pending.remove(entry)
                 if reached(config, entry, read_status(config.run_dir(entry.run, root))):
                     continue

@@ -1,0 +1,73 @@
+"""The width study's encoders on a fixed decoder (issue 39): fresh encoders, trained by the campaign
+against a frozen copy of a long-trained decoder, compared with the encoder trained jointly with it.
+
+The pilot gates the study: with the decoder fixed, a fresh encoder of the joint encoder's width must
+do as well as the joint one, or the encoders' schedule is too short for any width to be reported."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import yaml
+from torch import Tensor
+
+from .. import data
+from ..bounds import elbo
+from ..models import VAE, load
+from ..stats import mean_se, t_quantile
+
+PILOT_MARGIN = 0.3  # nats of mean ELBO a fresh encoder may fall short of the joint one (one-sided)
+
+
+@torch.no_grad()
+def pilot(joint: VAE, fresh: VAE, x: Tensor, samples: int = 1000, margin: float = PILOT_MARGIN,
+          level: float = 0.95, seed: int = 0) -> dict[str, float | bool]:  # fmt: skip
+    """Does ``fresh`` (an encoder trained against ``joint``'s frozen decoder) reach the mean ELBO of
+    ``joint``'s own encoder less ``margin``? Per image of x [N, D], L[q] with ``samples`` samples
+    under both encoders, and the paired difference fresh - joint: its mean, standard error and
+    one-sided lower bound at ``level``. The pilot ``passes`` when that bound lies above -margin."""
+    for name, p_joint, p_fresh in zip(joint.decoder.state_dict(), joint.decoder.state_dict().values(),
+                                      fresh.decoder.state_dict().values()):  # fmt: skip
+        if not torch.equal(p_joint, p_fresh):
+            raise ValueError(f"the fresh encoder's decoder is not the joint model's ({name} differs)")
+    torch.manual_seed(seed)
+    joint_elbo = elbo(joint, x, num_samples=samples).value
+    torch.manual_seed(seed)
+    fresh_elbo = elbo(fresh, x, num_samples=samples).value
+    mean, se = mean_se((fresh_elbo - joint_elbo).double().numpy())
+    lower = mean - t_quantile(level, len(x) - 1) * se
+    return {"images": len(x), "samples": samples, "joint_elbo": float(joint_elbo.mean()),
+            "fresh_elbo": float(fresh_elbo.mean()), "difference": mean, "difference_se": se,
+            "lower_bound": lower, "level": level, "margin": margin, "passes": bool(lower > -margin)}  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m amortgap.study.encoder_width``: the pilot of ``params.yaml``'s ``encoder_width``
+    section, on the gap table's random training images, written as JSON."""
+    parser = argparse.ArgumentParser(prog="python -m amortgap.study.encoder_width", description=pilot.__doc__.split("\n")[0])
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args(argv)
+    section = yaml.safe_load(Path(args.params).read_text())["encoder_width"]
+    run_dir = Path(section["run_dir"])
+    fresh_path = run_dir / section["pilot"]
+    if not fresh_path.exists():
+        print(f"error: the pilot encoder {fresh_path} is not trained yet (python -m amortgap.campaign run)", file=sys.stderr)
+        return 2
+    torch.set_num_threads(1)
+    train_x = data.binarize(data.load("train", split_seed=section["split_seed"]).x, section["binarization"])
+    x = train_x[data.random_subset(len(train_x), section["num_points"], section["subset_seed"])]  # the gap table's
+    result = pilot(load(run_dir / section["joint"]), load(fresh_path), x, section["samples"], section["margin"])
+    out = Path(section["out"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"joint": section["joint"], "pilot": section["pilot"], **result}, indent=1) + "\n")
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
