@@ -56,6 +56,7 @@ from .config import FromSection
 from .models import VAE, VAEConfig, CheckpointError, atomic_write
 from .models import load as load_model
 from .models import save as save_model
+from .lease import LeaseHeld, lease
 from .parallel import worker_pool
 from .train import STEP, TrainConfig, train
 
@@ -179,12 +180,14 @@ def train_entry(config: CampaignConfig, entry: Entry, deadline: float, root: str
     ``deadline`` (``time.time()``), write its files, and return its ``run.json``. A run always
     stops at its protocol's last epoch first, where ``best.pt`` is written. It trains with one
     thread whoever calls it (the campaign's rule: a run resumes bit for bit only on the code path it
-    trained on), and restores the caller's thread count after."""
+    trained on), and restores the caller's thread count after. It holds the run's lease
+    (:mod:`amortgap.lease`) meanwhile: a run another job trains raises :class:`LeaseHeld`."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     die_with_parent()
     try:
-        return _train_entry(config, entry, deadline, root)
+        with lease(config.run_dir(entry.run, root)):
+            return _train_entry(config, entry, deadline, root)
     finally:
         torch.set_num_threads(threads)
 
@@ -230,12 +233,21 @@ def cpu_name() -> str:
 
 def stretch_record() -> dict:
     """Where and how a stretch of training runs: its start (UTC), host, CPU, the kernels torch
-    picked for it (``ATEN_CPU_CAPABILITY``), threads, torch version and training step. Its first epoch adds the
+    picked for it (``ATEN_CPU_CAPABILITY``), threads, torch version, training step and scheduler. Its first epoch adds the
     epoch it began from (:func:`_on_epoch`), and :func:`_train_to` the epoch it reached and its
     training seconds."""
     return {"started": datetime.now(timezone.utc).isoformat(timespec="microseconds"), "host": socket.gethostname(),
             "cpu": cpu_name(), "kernels": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
-            "torch": torch.__version__, "step": STEP}  # fmt: skip
+            "torch": torch.__version__, "step": STEP, "scheduler": scheduler()}  # fmt: skip
+
+
+def scheduler() -> str:
+    """The batch job this process runs in (``slurm <job>[ task <array task>]``), or ``none``."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job:
+        return "none"
+    task = os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"slurm {job}" + (f" task {task}" if task else "")
 
 
 def _with_stretch(status: Mapping, stretch: dict) -> list[dict]:
@@ -484,6 +496,9 @@ def run_campaign(config: CampaignConfig, deadline: float, workers: int = 2, only
                 entry = busy.pop(future)
                 try:
                     status = future.result()
+                except LeaseHeld as err:
+                    print(f"campaign: not training {entry.run}: {err}", flush=True)
+                    continue
                 except BrokenProcessPool as err:
                     raise RuntimeError(f"the worker training {entry.run} died (killed, or out of memory?); "
                                        f"rerun to resume it from its last checkpoint") from err  # fmt: skip
