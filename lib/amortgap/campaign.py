@@ -241,6 +241,18 @@ def stretch_record() -> dict:
             "torch": torch.__version__, "step": STEP, "scheduler": scheduler()}  # fmt: skip
 
 
+def slurm_minutes(left: str) -> int:
+    """Whole minutes in Slurm's time format (``squeue -o %L``: ``[days-]hours:minutes:seconds``,
+    ``minutes:seconds``), e.g. ``1-02:03:04`` -> 1563."""
+    days, _, clock = left.strip().rpartition("-")
+    parts = clock.split(":")
+    if not 1 <= len(parts) <= 3 or not all(p.isdigit() for p in parts) or not (days.isdigit() or days == ""):
+        raise ValueError(f"not a Slurm time: {left!r}")  # UNLIMITED, INVALID, NOT_SET
+    parts = [int(p) for p in parts]
+    hours, minutes, seconds = [0] * (3 - len(parts)) + parts
+    return (int(days or 0) * 24 + hours) * 60 + minutes + seconds // 60
+
+
 def scheduler() -> str:
     """The batch job this process runs in (``slurm <job>[ task <array task>]``), or ``none``."""
     job = os.environ.get("SLURM_JOB_ID")
@@ -457,12 +469,15 @@ def start_need(epoch_seconds: float | None, min_minutes: float = MIN_START_MINUT
 
 
 def run_campaign(config: CampaignConfig, deadline: float, workers: int = 2, only: Sequence[str] = (),
-                 root: str = ".", min_minutes: float = MIN_START_MINUTES) -> list[dict]:  # fmt: skip
-    """Work through the entries (those of runs named in ``only``, if given) in order, ``workers`` at a
-    time in single-thread processes, until all are reached or ``deadline``; an entry starts only if
-    the time left covers :func:`start_need`. A worker that dies (out of memory, killed) fails the
-    campaign with the entry's name; its run resumes from its last epoch."""
-    pending = [e for e in config.entries if not only or e.run in only]
+                 root: str = ".", min_minutes: float = MIN_START_MINUTES, entry: int | None = None) -> list[dict]:  # fmt: skip
+    """Work through the entries (those of runs named in ``only``, or the one numbered ``entry``, if
+    given) in order, ``workers`` at a time in single-thread processes, until all are reached or
+    ``deadline``; an entry starts only if the time left covers :func:`start_need`. A worker that
+    dies (out of memory, killed) fails the campaign with the entry's name; its run resumes from its
+    last epoch. A run that another job holds the lease of (:mod:`amortgap.lease`) is left alone."""
+    if entry is not None and not 0 <= entry < len(config.entries):
+        raise ValueError(f"entry {entry}: the campaign's entries are numbered 0-{len(config.entries) - 1}")
+    pending = [e for i, e in enumerate(config.entries) if (not only or e.run in only) and entry in (None, i)]
     if only and not pending:
         raise ValueError(f"no entry of the campaign is a run named {list(only)}; runs: {sorted({e.run for e in config.entries})}")
     results: list[dict] = []
@@ -530,9 +545,12 @@ def status_table(config: CampaignConfig, root: str = ".") -> pd.DataFrame:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m amortgap.campaign", description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=["run", "status"])
+    parser.add_argument("command", choices=["run", "status", "list"],
+                        help="run: train; status: where each run stands; list: the entries, numbered from 0")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--only", nargs="*", default=(), help="train only these runs (by name)")
+    parser.add_argument("--entry", type=int, default=None,
+                        help="train only the entry of this number (`list`; a Slurm array task's SLURM_ARRAY_TASK_ID)")
     parser.add_argument("--budget-minutes", type=float, default=None,
                         help="stop cleanly after this many minutes (default: no limit)")
     parser.add_argument("--workers", type=int, default=2)
@@ -541,6 +559,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = load_config(args.params)
+        if args.command == "list":
+            for number, entry in enumerate(config.entries):
+                print(number, entry.run, config.target(entry))
+            return 0
+        if args.entry is not None and args.only:
+            raise ValueError("--entry and --only both pick what to train: give one")
         if args.command == "status":
             table = status_table(config)
             print(table.to_string(index=False))
@@ -553,7 +577,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(f"a budget of {args.budget_minutes:g} minutes starts no run: none starts with fewer than "
                              f"{args.min_minutes:g} minutes left (--min-minutes, make retrain's MIN_MINUTES)")  # fmt: skip
         deadline = time.time() + (args.budget_minutes * 60 if args.budget_minutes is not None else 1e12)
-        run_campaign(config, deadline, args.workers, args.only, min_minutes=args.min_minutes)
+        run_campaign(config, deadline, args.workers, args.only, min_minutes=args.min_minutes, entry=args.entry)
         print(status_table(config).to_string(index=False))
     except (ValueError, CheckpointError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -1,0 +1,66 @@
+"""The campaign on a cluster: the Slurm array script's body, run here with the variables Slurm would
+set (no Slurm runs here), trains the entry its task number names, for the job's time less a
+margin, and records the job in each stretch."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from amortgap import campaign
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "cluster" / "campaign.sbatch"
+
+
+def write_params(root: Path) -> campaign.CampaignConfig:
+    section = {"model_dir": "models/campaign", "num_train": 400,
+               "architecture": {"latent_dim": 3, "encoder_hidden": [16], "decoder_hidden": [16]},
+               "protocols": {"p": {"epochs": 3, "batch_size": 100, "snapshot_epochs": [3]}},
+               "entries": [{"family": "diagonal", "seed": 0, "protocol": "p"},
+                           {"family": "diagonal", "seed": 1, "protocol": "p"}]}  # fmt: skip
+    (root / "params.yaml").write_text(yaml.safe_dump({"campaign": section}))
+    return campaign.load_config(root / "params.yaml")
+
+
+def array_task(root: Path, task: int, **env: str) -> subprocess.CompletedProcess:
+    variables = {**os.environ, "SLURM_ARRAY_TASK_ID": str(task), "SLURM_ARRAY_JOB_ID": "77", "SLURM_JOB_ID": f"{78 + task}",
+                 "PYTHON": sys.executable, "MIN_MINUTES": "1", **env}  # fmt: skip
+    return subprocess.run(["bash", str(SCRIPT)], cwd=root, env=variables, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_each_array_task_trains_its_entry_for_the_jobs_time_and_records_the_job(tmp_path):
+    config = write_params(tmp_path)
+    end = str(int(time.time()) + 30 * 60)  # a 30-minute job: 20 minutes of training after the margin
+    for task in (1, 0):
+        done = array_task(tmp_path, task, SLURM_JOB_END_TIME=end)
+        assert done.returncode == 0, done.stderr
+        assert f"task {task} of job 77" in done.stdout and any(f": {m} minutes" in done.stdout for m in (19, 20))
+        run = config.entries[task].run
+        status = campaign.read_status(config.run_dir(run, tmp_path))
+        assert status["status"] == "finished" and status["epoch"] == 3
+        assert status["stretches"][-1]["scheduler"] == f"slurm {78 + task} task {task}"
+        others = [e.run for e in config.entries if e.run != run]
+        if task == 1:
+            assert all(campaign.read_status(config.run_dir(r, tmp_path))["status"] == "not started" for r in others)
+
+
+def test_a_task_without_a_known_time_limit_or_outside_an_array_says_what_is_missing(tmp_path):
+    write_params(tmp_path)
+    missing = array_task(tmp_path, 0, PATH=f"{Path(sys.executable).parent}:/usr/bin:/bin")  # no squeue, no budget
+    assert missing.returncode != 0 and "no time limit known: set BUDGET_MINUTES" in missing.stderr
+    outside = subprocess.run(["bash", str(SCRIPT)], cwd=tmp_path, capture_output=True, text=True,
+                             env={k: v for k, v in os.environ.items() if not k.startswith("SLURM")})  # fmt: skip
+    assert outside.returncode != 0 and "submit this script as an array job" in outside.stderr
+
+
+def test_slurm_times_read_as_minutes():
+    assert [campaign.slurm_minutes(t) for t in ("1-02:03:04", "2:03:04", "3:04", "0:59")] == [1563, 123, 3, 0]
+    for bad in ("UNLIMITED", "INVALID", "1:2:3:4", "x-1:00"):
+        with pytest.raises(ValueError, match="not a Slurm time"):
+            campaign.slurm_minutes(bad)
