@@ -2,16 +2,17 @@
 against a frozen copy of a long-trained decoder, compared with the encoder trained jointly with it.
 
 The pilot gates the study: with the decoder fixed, a fresh encoder of the joint encoder's width must
-do as well as the joint one, or the encoders' schedule is too short for any width to be reported."""
+do as well as the joint one, or the encoders' schedule is too short for any width to be reported. It
+runs as a command (DVC stage ``encoder_width``); the study's notebook comes with its first widths."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Sequence
 
+import pandas as pd
 import torch
 import yaml
 from torch import Tensor
@@ -48,24 +49,28 @@ def pilot(joint: VAE, fresh: VAE, x: Tensor, samples: int = 1000, margin: float 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m amortgap.study.encoder_width``: the pilot of ``params.yaml``'s ``encoder_width``
-    section, on the gap table's random training images, written as JSON."""
+    section for each schedule it names, on the gap table's random training images: one CSV row per
+    schedule."""
     parser = argparse.ArgumentParser(prog="python -m amortgap.study.encoder_width", description=pilot.__doc__.split("\n")[0])
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
     section = yaml.safe_load(Path(args.params).read_text())["encoder_width"]
     run_dir = Path(section["run_dir"])
-    fresh_path = run_dir / section["pilot"]
-    if not fresh_path.exists():
-        print(f"error: the pilot encoder {fresh_path} is not trained yet (python -m amortgap.campaign run)", file=sys.stderr)
+    missing = [str(run_dir / path) for path in section["pilots"].values() if not (run_dir / path).exists()]
+    if missing:
+        print(f"error: not trained yet (python -m amortgap.campaign run): {missing}", file=sys.stderr)
         return 2
     torch.set_num_threads(1)
     train_x = data.binarize(data.load("train", split_seed=section["split_seed"]).x, section["binarization"])
     x = train_x[data.random_subset(len(train_x), section["num_points"], section["subset_seed"])]  # the gap table's
-    result = pilot(load(run_dir / section["joint"]), load(fresh_path), x, section["samples"], section["margin"])
+    joint = load(run_dir / section["joint"])
+    rows = [{"schedule": schedule, "pilot": path, **pilot(joint, load(run_dir / path), x, section["samples"], section["margin"])}
+            for schedule, path in section["pilots"].items()]  # fmt: skip
+    table = pd.DataFrame(rows)
     out = Path(section["out"])
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"joint": section["joint"], "pilot": section["pilot"], **result}, indent=1) + "\n")
-    print(json.dumps(result, indent=1))
+    table.to_csv(out, index=False, float_format="%.6f")
+    print(table.to_string(index=False))
     return 0
 
 
