@@ -51,7 +51,9 @@ model = VAE(config.model_config(entry))
 began = time.perf_counter()
 history = train(model, train_x, valid_x, replace(config.train_config(entry, epochs), snapshot_epochs=()),
                 progress=False).history.set_index("epoch")
-print(json.dumps({"valid_elbo": float(history.valid_elbo[epochs]), "seconds": time.perf_counter() - began}))
+import amortgap
+print(json.dumps({"valid_elbo": float(history.valid_elbo[epochs]), "seconds": time.perf_counter() - began,
+                  "library": amortgap.__file__}))
 """
 
 
@@ -62,7 +64,10 @@ def train_seed(lib: Path, family: str, protocol: str, seed: int, epochs: int) ->
     params = lib.resolve().parent / "params.yaml"
     args = [sys.executable, "-c", TRAIN, family, protocol, str(seed), str(epochs), str(params)]
     out = subprocess.run(args, env=env, capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    result = json.loads(out.strip().splitlines()[-1])
+    if not Path(result.pop("library")).resolve().is_relative_to(lib.resolve()):
+        raise SystemExit(f"the run meant for {lib} imported another amortgap (is it installed over PYTHONPATH?)")
+    return result
 
 
 def earlier_run(config: campaign.CampaignConfig, entry: campaign.Entry, epochs: int) -> float | None:

@@ -28,7 +28,8 @@ def write_params(root: Path) -> campaign.CampaignConfig:
 
 
 def array_task(root: Path, task: int, **env: str) -> subprocess.CompletedProcess:
-    variables = {**os.environ, "SLURM_ARRAY_TASK_ID": str(task), "SLURM_ARRAY_JOB_ID": "77", "SLURM_JOB_ID": f"{78 + task}",
+    outside = {k: v for k, v in os.environ.items() if not k.startswith("SLURM") and k != "BUDGET_MINUTES"}
+    variables = {**outside, "SLURM_ARRAY_TASK_ID": str(task), "SLURM_ARRAY_JOB_ID": "77", "SLURM_JOB_ID": f"{78 + task}",
                  "PYTHON": sys.executable, "MIN_MINUTES": "1", **env}  # fmt: skip
     return subprocess.run(["bash", str(SCRIPT)], cwd=root, env=variables, capture_output=True, text=True, timeout=600)
 

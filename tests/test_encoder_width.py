@@ -6,7 +6,7 @@ import copy
 import pytest
 import torch
 
-from amortgap import models
+from amortgap import models, stats
 from amortgap.study import encoder_width
 
 
@@ -34,7 +34,8 @@ def test_an_encoder_worse_by_more_than_the_margin_fails(joint):
         fresh.encoder[-1].bias[config.latent_dim :] += 3.0  # q's scale e^3: far too wide
     result = encoder_width.pilot(joint, fresh, images(), samples=50)
     assert result["difference"] < -encoder_width.PILOT_MARGIN and not result["passes"]
-    assert result["lower_bound"] < result["difference"]
+    t = stats.t_quantile(0.95, 39)  # one-sided, 40 images
+    assert result["lower_bound"] == pytest.approx(result["difference"] - t * result["difference_se"])
 
 
 def test_a_model_with_another_decoder_is_refused(joint):

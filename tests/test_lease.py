@@ -2,6 +2,7 @@
 that takes it over says so), the heartbeat moves, and the campaign leaves a leased run alone."""
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -12,7 +13,7 @@ import pytest
 import yaml
 
 from amortgap import campaign
-from amortgap.lease import LEASE_FILE, LeaseHeld, acquire, lease, read_lease, release
+from amortgap.lease import LEASE_FILE, LeaseHeld, LeaseLost, acquire, lease, read_lease, release
 
 
 def test_a_live_lease_is_refused_to_a_second_job_with_its_holder_named(tmp_path):
@@ -53,8 +54,8 @@ def test_the_lease_of_a_killed_holder_on_this_host_is_taken_over_at_once(tmp_pat
 def test_the_holder_refreshes_its_heartbeat_and_releases_the_lease_after(tmp_path):
     with lease(tmp_path, heartbeat=0.05) as held:
         time.sleep(0.4)
-        assert read_lease(tmp_path)["heartbeat"] > held["taken"]
-        assert read_lease(tmp_path)["token"] == held["token"]
+        assert read_lease(tmp_path)["heartbeat"] > held.record["taken"]
+        assert read_lease(tmp_path)["token"] == held.record["token"]
     assert not (tmp_path / LEASE_FILE).exists()
 
 
@@ -74,3 +75,27 @@ def test_the_campaign_leaves_a_run_that_another_job_trains_alone(tmp_path, capsy
     [status] = campaign.run_campaign(config, deadline=time.time() + 3600, workers=1, root=str(tmp_path))
     assert status["epoch"] == 2 and not (run_dir / LEASE_FILE).exists()
     assert status["stretches"][-1]["scheduler"] == "none"
+
+
+def test_a_holder_whose_lease_was_taken_over_stops_and_never_writes_over_the_new_one(tmp_path):
+    with lease(tmp_path, heartbeat=0.05) as held:
+        held.check()  # still ours
+        theirs = {"host": "elsewhere", "pid": 2, "token": "theirs", "taken": time.time(), "heartbeat": time.time()}
+        (tmp_path / LEASE_FILE).write_text(json.dumps(theirs))  # taken over while this holder was silent
+        with pytest.raises(LeaseLost, match="lost its lease \\(now held by process 2 on elsewhere\\)"):
+            held.check()
+        time.sleep(0.3)  # heartbeats come and go
+        assert read_lease(tmp_path) == theirs
+    assert read_lease(tmp_path) == theirs, "the old holder releases nothing of the new one's"
+
+
+def test_an_unreadable_lease_waits_while_fresh_and_is_taken_over_once_stale(tmp_path, capsys):
+    (tmp_path / LEASE_FILE).write_text("")  # a holder killed between creating the file and writing it
+    with pytest.raises(LeaseHeld, match="other jobs keep taking it"):
+        acquire(tmp_path, stale=600)
+    old = time.time() - 700
+    os.utime(tmp_path / LEASE_FILE, (old, old))
+    held = acquire(tmp_path, stale=600)
+    assert read_lease(tmp_path)["token"] == held["token"]
+    assert "it is unreadable and 700 s old" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [LEASE_FILE], "no temporary file is left behind"

@@ -45,7 +45,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -181,13 +181,14 @@ def train_entry(config: CampaignConfig, entry: Entry, deadline: float, root: str
     stops at its protocol's last epoch first, where ``best.pt`` is written. It trains with one
     thread whoever calls it (the campaign's rule: a run resumes bit for bit only on the code path it
     trained on), and restores the caller's thread count after. It holds the run's lease
-    (:mod:`amortgap.lease`) meanwhile: a run another job trains raises :class:`LeaseHeld`."""
+    (:mod:`amortgap.lease`) meanwhile: a run another job trains raises :class:`LeaseHeld`, and a
+    lease lost to another job stops the training after the epoch in flight (:class:`LeaseLost`)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     die_with_parent()
     try:
-        with lease(config.run_dir(entry.run, root)):
-            return _train_entry(config, entry, deadline, root)
+        with lease(config.run_dir(entry.run, root)) as held:
+            return _train_entry(config, entry, deadline, root, held.check)
     finally:
         torch.set_num_threads(threads)
 
@@ -203,7 +204,7 @@ def die_with_parent() -> None:
         os._exit(1)
 
 
-def _train_entry(config: CampaignConfig, entry: Entry, deadline: float, root: str) -> dict:
+def _train_entry(config: CampaignConfig, entry: Entry, deadline: float, root: str, check: Callable[[], None]) -> dict:
     run_dir = config.run_dir(entry.run, root)
     run_dir.mkdir(parents=True, exist_ok=True)
     status = read_status(run_dir)
@@ -217,7 +218,7 @@ def _train_entry(config: CampaignConfig, entry: Entry, deadline: float, root: st
     stretch = stretch_record()
     for epochs in sorted({protocol.epochs, config.target(entry)}):
         if status.get("epoch", 0) < epochs:
-            status = _train_to(config, entry, epochs, deadline, root, status, stretch, train_x, valid_x)
+            status = _train_to(config, entry, epochs, deadline, root, status, stretch, train_x, valid_x, check)
             if status["epoch"] < epochs:
                 break  # the deadline
     return status
@@ -270,13 +271,13 @@ def _with_stretch(status: Mapping, stretch: dict) -> list[dict]:
 
 
 def _train_to(config: CampaignConfig, entry: Entry, epochs: int, deadline: float, root: str, status: Mapping,
-              stretch: dict, train_x: torch.Tensor, valid_x: torch.Tensor) -> dict:  # fmt: skip
+              stretch: dict, train_x: torch.Tensor, valid_x: torch.Tensor, check: Callable[[], None]) -> dict:  # fmt: skip
     run_dir = config.run_dir(entry.run, root)
     train_config = config.train_config(entry, epochs)
     model = config.initial_model(entry, root)
     checkpoint = run_dir / "train.pt"
     result = train(model, train_x, valid_x, train_config, checkpoint, resume=True, progress=False,
-                   callback=_on_epoch(entry, train_config, run_dir, status, stretch),
+                   callback=_on_epoch(entry, train_config, run_dir, status, stretch, check),
                    budget_seconds=max(deadline - time.time(), 0))  # fmt: skip
     history = result.history
     history.to_csv(run_dir / "history.csv", index=False, float_format="%.6f")
@@ -398,17 +399,19 @@ RECORD_SECONDS = 300.0  # how often run.json says where a run in training is
 
 
 def _on_epoch(entry: Entry, config: TrainConfig, run_dir: Path, status: Mapping, stretch: dict,
-              every: float = 60.0, record_every: float = RECORD_SECONDS):  # fmt: skip
+              check: Callable[[], None] = lambda: None, every: float = 60.0, record_every: float = RECORD_SECONDS):  # fmt: skip
     """A training callback that prints a run's epoch, ELBOs, rate and time left about once a minute,
     and every ``record_every`` seconds writes its ``run.json`` as it stands: status "training",
     ``training_epoch`` (where its checkpoint was at most ``record_every`` seconds ago) and this
     stretch so far, so that a state committed in the middle of a stretch says where it is. ``epoch``
     stays the last pause's, whose ``history.csv`` and ``best.pt`` are complete: a run killed in
-    training is resumed, never taken for reached."""
+    training is resumed, never taken for reached. Each epoch first calls ``check`` (the lease's:
+    it raises when another job took the run over)."""
     last, recorded = [0.0], [time.monotonic()]
     seconds = [status.get("train_seconds", 0.0), stretch.get("seconds", 0.0)]  # the run's, this stretch's
 
     def record(row: dict) -> None:
+        check()
         if "from_epoch" not in stretch:  # its first epoch: it began where the checkpoint was (run.json may lag)
             stretch["from_epoch"] = row["epoch"] - 1
         seconds[0] += row["seconds"]
@@ -481,6 +484,7 @@ def run_campaign(config: CampaignConfig, deadline: float, workers: int = 2, only
     if only and not pending:
         raise ValueError(f"no entry of the campaign is a run named {list(only)}; runs: {sorted({e.run for e in config.entries})}")
     results: list[dict] = []
+    waiting: list[Entry] = []
     with worker_pool(workers) as pool:
         busy: dict[Future, Entry] = {}
         while pending or busy:
@@ -493,7 +497,10 @@ def run_campaign(config: CampaignConfig, deadline: float, workers: int = 2, only
                     continue  # an earlier entry of the same run goes first
                 decoder = config.decoder_path(entry, root)
                 if decoder is not None and not decoder.exists():
-                    continue  # it waits for the run that trains its decoder
+                    if entry not in waiting:
+                        print(f"campaign: {entry.run} waits for its decoder {decoder}", flush=True)
+                        waiting.append(entry)
+                    continue  # until the run that trains its decoder writes it
                 pending.remove(entry)
                 if reached(config, entry, read_status(config.run_dir(entry.run, root))):
                     continue
@@ -511,7 +518,7 @@ def run_campaign(config: CampaignConfig, deadline: float, workers: int = 2, only
                 entry = busy.pop(future)
                 try:
                     status = future.result()
-                except LeaseHeld as err:
+                except LeaseHeld as err:  # LeaseLost too: the other job goes on with the run
                     print(f"campaign: not training {entry.run}: {err}", flush=True)
                     continue
                 except BrokenProcessPool as err:

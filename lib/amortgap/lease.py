@@ -5,7 +5,8 @@ the process and a heartbeat time, which a thread of the holder refreshes every `
 seconds. A second job refuses the run while the heartbeat is fresh. A lease whose heartbeat is older
 than ``stale`` seconds (its holder was killed, or its machine lost) may be taken over, and the job
 that takes it over says so; on the holder's own host a lease whose process is gone is taken over at
-once. The holder removes the lease when it stops. Lease files are neither committed nor tracked
+once. A holder that finds its lease taken over (it fell silent, suspended or cut off, for longer than
+the limit) stops before its next checkpoint. The holder removes the lease when it stops. Lease files are neither committed nor tracked
 (``.gitignore``, ``.dvcignore``): they belong to a job, not to the run's results."""
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import threading
 import time
 import uuid
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -31,10 +33,15 @@ class LeaseHeld(RuntimeError):
 
 
 def read_lease(run_dir: str | os.PathLike) -> dict | None:
-    """The run's lease (host, pid, token, taken, heartbeat: ``time.time()`` seconds), or None."""
+    """The run's lease (host, pid, token, taken, heartbeat: ``time.time()`` seconds), or None (none,
+    or unreadable)."""
+    return _read(Path(run_dir) / LEASE_FILE)
+
+
+def _read(path: Path) -> dict | None:
     try:
-        return json.loads((Path(run_dir) / LEASE_FILE).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):  # none, or caught between a holder's write and rename
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
         return None
 
 
@@ -73,29 +80,50 @@ def acquire(run_dir: str | os.PathLike, stale: float = STALE_SECONDS) -> dict:
     now = time.time()
     lease = {"host": socket.gethostname(), "pid": os.getpid(), "token": uuid.uuid4().hex, "taken": now,
              "heartbeat": now}  # fmt: skip
-    for _ in range(10):  # a few rounds of losing races to other jobs
-        try:
-            with open(path, "x") as f:  # exclusive: of two jobs, one creates it
-                f.write(json.dumps(lease, indent=1) + "\n")
-            return lease
-        except FileExistsError:
-            held = read_lease(path.parent)
-        if held is None:
-            time.sleep(0.05)
-            continue
-        reason = holder_gone(held, stale)
-        if reason is None:
-            age = time.time() - held["heartbeat"]
-            raise LeaseHeld(f"{path.parent.name} is being trained by process {held['pid']} on {held['host']} "
-                            f"(heartbeat {age:.0f} s ago); it may be taken over once its heartbeat is {stale:.0f} s old")  # fmt: skip
-        try:  # move the stale lease aside: of two jobs that try, one succeeds
-            os.rename(path, path.with_name(f".{LEASE_FILE}.{lease['token']}.stale"))
-        except FileNotFoundError:
-            continue
-        path.with_name(f".{LEASE_FILE}.{lease['token']}.stale").unlink()
-        print(f"lease: taking over {path.parent.name} from process {held['pid']} on {held['host']}: {reason}",
-              file=sys.stderr, flush=True)  # fmt: skip
-    raise LeaseHeld(f"could not take the lease of {path.parent.name}: other jobs keep taking it")
+    mine = path.with_name(f".{LEASE_FILE}.{lease['token']}.tmp")
+    aside = path.with_name(f".{LEASE_FILE}.{lease['token']}.stale")
+    mine.write_text(json.dumps(lease, indent=1) + "\n")
+    try:
+        for _ in range(10):  # a few rounds of losing races to other jobs
+            try:
+                os.link(mine, path)  # exclusive and whole: of two jobs, one creates it, with its content
+                return lease
+            except FileExistsError:
+                held = read_lease(path.parent)
+            if held is None:  # unreadable: a holder killed while writing it long ago, or one mid-write now
+                try:
+                    age = time.time() - path.stat().st_mtime
+                except FileNotFoundError:
+                    continue
+                if age <= stale:
+                    time.sleep(0.05)
+                    continue
+                held = {"pid": "?", "host": "?", "token": None}
+                reason = f"it is unreadable and {age:.0f} s old"
+            else:
+                reason = holder_gone(held, stale)
+            if reason is None:
+                age = time.time() - held["heartbeat"]
+                raise LeaseHeld(f"{path.parent.name} is being trained by process {held['pid']} on {held['host']} "
+                                f"(heartbeat {age:.0f} s ago); it may be taken over once its heartbeat is {stale:.0f} s old")  # fmt: skip
+            try:  # move the stale lease aside: of two jobs that try, one succeeds
+                os.rename(path, aside)
+            except FileNotFoundError:
+                continue
+            moved = _read(aside)
+            if moved is not None and moved.get("token") != held["token"]:  # another job's fresh lease: put it back
+                try:
+                    os.link(aside, path)
+                except FileExistsError:
+                    pass
+                aside.unlink()
+                continue
+            aside.unlink()
+            print(f"lease: taking over {path.parent.name} from process {held['pid']} on {held['host']}: {reason}",
+                  file=sys.stderr, flush=True)  # fmt: skip
+        raise LeaseHeld(f"could not take the lease of {path.parent.name}: other jobs keep taking it")
+    finally:
+        mine.unlink(missing_ok=True)
 
 
 def release(run_dir: str | os.PathLike, lease: dict) -> None:
@@ -105,27 +133,50 @@ def release(run_dir: str | os.PathLike, lease: dict) -> None:
         (Path(run_dir) / LEASE_FILE).unlink(missing_ok=True)
 
 
+class LeaseLost(LeaseHeld):
+    """Another job took over the lease this job held (it fell silent for longer than the limit)."""
+
+
+@dataclass
+class Lease:
+    """A held lease: its record in ``lease.json`` and :meth:`check`, which the holder calls before
+    each checkpoint it writes."""
+
+    run_dir: Path
+    record: dict
+
+    def check(self) -> None:
+        """Raise :class:`LeaseLost` if the run's lease is no longer this one."""
+        current = read_lease(self.run_dir)
+        if current is None or current["token"] != self.record["token"]:
+            holder = "nobody" if current is None else f"process {current['pid']} on {current['host']}"
+            raise LeaseLost(f"{self.run_dir.name}: this job lost its lease (now held by {holder}); it stops training")
+
+
 @contextmanager
 def lease(run_dir: str | os.PathLike, stale: float = STALE_SECONDS,
-          heartbeat: float = HEARTBEAT_SECONDS) -> Iterator[dict]:  # fmt: skip
+          heartbeat: float = HEARTBEAT_SECONDS) -> Iterator[Lease]:  # fmt: skip
     """Hold the run's lease (:func:`acquire`) for the block, its heartbeat refreshed every
     ``heartbeat`` seconds by a daemon thread, and release it after."""
-    held = acquire(run_dir, stale)
+    held = Lease(Path(run_dir), acquire(run_dir, stale))
     stop = threading.Event()
 
     def beat() -> None:
-        path = Path(run_dir) / LEASE_FILE
+        path = held.run_dir / LEASE_FILE
         while not stop.wait(heartbeat):
-            current = read_lease(run_dir)
-            if current is None or current["token"] != held["token"]:
-                return  # taken over: never write over another holder
-            _write(path, held | {"heartbeat": time.time()})
+            current = read_lease(held.run_dir)
+            if current is None or current["token"] != held.record["token"]:
+                return  # taken over: never write over another holder (check() stops the training)
+            try:
+                _write(path, held.record | {"heartbeat": time.time()})
+            except OSError as err:  # a full disk, a network file system's hiccup: try again next beat
+                print(f"lease: could not refresh the heartbeat of {held.run_dir.name}: {err}", file=sys.stderr, flush=True)
 
-    thread = threading.Thread(target=beat, name=f"lease heartbeat {Path(run_dir).name}", daemon=True)
+    thread = threading.Thread(target=beat, name=f"lease heartbeat {held.run_dir.name}", daemon=True)
     thread.start()
     try:
         yield held
     finally:
         stop.set()
         thread.join()
-        release(run_dir, held)
+        release(run_dir, held.record)

@@ -1,5 +1,6 @@
 """The width study's encoders on a fixed decoder (issue 39): fresh encoders, trained by the campaign
-against a frozen copy of a long-trained decoder, compared with the encoder trained jointly with it.
+against a frozen copy of a campaign run's decoder (seed 0's early-stopped one), compared with the
+encoder trained jointly with it.
 
 The pilot gates the study: with the decoder fixed, a fresh encoder of the joint encoder's width must
 do as well as the joint one, or the encoders' schedule is too short for any width to be reported. It
@@ -32,9 +33,9 @@ def pilot(joint: VAE, fresh: VAE, x: Tensor, samples: int = 1000, margin: float 
     ``joint``'s own encoder less ``margin``? Per image of x [N, D], L[q] with ``samples`` samples
     under both encoders, and the paired difference fresh - joint: its mean, standard error and
     one-sided lower bound at ``level``. The pilot ``passes`` when that bound lies above -margin."""
-    for name, p_joint, p_fresh in zip(joint.decoder.state_dict(), joint.decoder.state_dict().values(),
-                                      fresh.decoder.state_dict().values()):  # fmt: skip
-        if not torch.equal(p_joint, p_fresh):
+    ours, theirs = joint.decoder.state_dict(), fresh.decoder.state_dict()
+    for name in ours.keys() | theirs.keys():
+        if name not in ours or name not in theirs or not torch.equal(ours[name], theirs[name]):
             raise ValueError(f"the fresh encoder's decoder is not the joint model's ({name} differs)")
     torch.manual_seed(seed)
     joint_elbo = elbo(joint, x, num_samples=samples).value
