@@ -472,15 +472,15 @@ def start_need(epoch_seconds: float | None, min_minutes: float = MIN_START_MINUT
 
 
 def run_campaign(config: CampaignConfig, deadline: float, workers: int = 2, only: Sequence[str] = (),
-                 root: str = ".", min_minutes: float = MIN_START_MINUTES, entry: int | None = None) -> list[dict]:  # fmt: skip
-    """Work through the entries (those of runs named in ``only``, or the one numbered ``entry``, if
+                 root: str = ".", min_minutes: float = MIN_START_MINUTES, number: int | None = None) -> list[dict]:  # fmt: skip
+    """Work through the entries (those of runs named in ``only``, or the one numbered ``number``, if
     given) in order, ``workers`` at a time in single-thread processes, until all are reached or
     ``deadline``; an entry starts only if the time left covers :func:`start_need`. A worker that
     dies (out of memory, killed) fails the campaign with the entry's name; its run resumes from its
     last epoch. A run that another job holds the lease of (:mod:`amortgap.lease`) is left alone."""
-    if entry is not None and not 0 <= entry < len(config.entries):
-        raise ValueError(f"entry {entry}: the campaign's entries are numbered 0-{len(config.entries) - 1}")
-    pending = [e for i, e in enumerate(config.entries) if (not only or e.run in only) and entry in (None, i)]
+    if number is not None and not 0 <= number < len(config.entries):
+        raise ValueError(f"entry {number}: the campaign's entries are numbered 0-{len(config.entries) - 1}")
+    pending = [e for i, e in enumerate(config.entries) if (not only or e.run in only) and number in (None, i)]
     if only and not pending:
         raise ValueError(f"no entry of the campaign is a run named {list(only)}; runs: {sorted({e.run for e in config.entries})}")
     results: list[dict] = []
@@ -584,7 +584,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(f"a budget of {args.budget_minutes:g} minutes starts no run: none starts with fewer than "
                              f"{args.min_minutes:g} minutes left (--min-minutes, make retrain's MIN_MINUTES)")  # fmt: skip
         deadline = time.time() + (args.budget_minutes * 60 if args.budget_minutes is not None else 1e12)
-        run_campaign(config, deadline, args.workers, args.only, min_minutes=args.min_minutes, entry=args.entry)
+        run_campaign(config, deadline, args.workers, args.only, min_minutes=args.min_minutes, number=args.entry)
         print(status_table(config).to_string(index=False))
     except (ValueError, CheckpointError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from .models import atomic_write
+
 LEASE_FILE = "lease.json"
 HEARTBEAT_SECONDS = 60.0
 STALE_SECONDS = 600.0  # ten missed heartbeats: a holder that alive never falls this far behind
@@ -64,12 +66,6 @@ def _process_alive(pid: int) -> bool:
     except PermissionError:  # another user's process
         return True
     return True
-
-
-def _write(path: Path, lease: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{lease['token']}.tmp")  # the holder's own temp file
-    tmp.write_text(json.dumps(lease, indent=1) + "\n")
-    os.replace(tmp, path)
 
 
 def acquire(run_dir: str | os.PathLike, stale: float = STALE_SECONDS) -> dict:
@@ -168,7 +164,8 @@ def lease(run_dir: str | os.PathLike, stale: float = STALE_SECONDS,
             if current is None or current["token"] != held.record["token"]:
                 return  # taken over: never write over another holder (check() stops the training)
             try:
-                _write(path, held.record | {"heartbeat": time.time()})
+                beat_record = json.dumps(held.record | {"heartbeat": time.time()}, indent=1) + "\n"
+                atomic_write(path, lambda tmp: tmp.write_text(beat_record))
             except OSError as err:  # a full disk, a network file system's hiccup: try again next beat
                 print(f"lease: could not refresh the heartbeat of {held.run_dir.name}: {err}", file=sys.stderr, flush=True)
 
