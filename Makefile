@@ -67,7 +67,7 @@ repro: setup
 # to retrain from scratch), then records the stage's outputs in dvc.lock.
 retrain: setup
 	$(PY) -m amortgap.campaign run $(if $(BUDGET),--budget-minutes $(BUDGET)) $(if $(MIN_MINUTES),--min-minutes $(MIN_MINUTES))
-	$(DVC) commit -f campaign
+	$(DVC) commit -f train train_encoder
 
 campaign-status: setup
 	$(PY) -m amortgap.campaign status

@@ -242,9 +242,9 @@ def test_a_killed_campaign_leaves_no_worker_training_on(tmp_path):
                 os.kill(pid, signal.SIGKILL)
 
 
-def test_the_campaign_stage_depends_on_every_module_it_imports():
-    """The frozen DVC stage lists its code file by file (so that a change elsewhere in the library
-    does not mark days of training stale): the list must cover what `amortgap.campaign` imports."""
+def test_the_campaign_stages_depend_on_every_module_it_imports():
+    """The campaign's DVC stages list their code file by file (so that a change elsewhere in the
+    library does not mark days of training stale): the list must cover what `amortgap.campaign` imports."""
     import subprocess
     import sys
 
@@ -252,10 +252,24 @@ def test_the_campaign_stage_depends_on_every_module_it_imports():
     imported = subprocess.run([sys.executable, "-c", "import sys, amortgap.campaign; print(' '.join(m.__file__ "
                                "for n, m in sys.modules.items() if n.split('.')[0] == 'amortgap'))"],
                               capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
-    deps = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]["campaign"]["deps"]
-    missing = sorted(str(Path(f).resolve().relative_to(root)) for f in imported) 
-    missing = [f for f in missing if f not in deps]
-    assert len(imported) >= 8 and not missing, f"add to the campaign stage's deps: {missing}"
+    stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    modules = sorted(str(Path(f).resolve().relative_to(root)) for f in imported)
+    for name in ("train", "train_encoder"):
+        missing = [f for f in modules if f not in stages[name]["do"]["deps"]]
+        assert len(imported) >= 8 and not missing, f"add to the {name} stage's deps: {missing}"
+
+
+def test_the_dvc_matrix_has_one_stage_per_run_of_the_campaign_in_its_order():
+    """dvc.yaml's train@<run> and train_encoder@<run> (with its decoder file) are the campaign's runs."""
+    root = Path(__file__).parents[1]
+    stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    config = campaign.load_config(root / "params.yaml")
+    runs = list(dict.fromkeys(e.run for e in config.entries))
+    plain = [r for r in runs if all(e.decoder is None for e in config.entries if e.run == r)]
+    encoders = {e.run: e.decoder for e in config.entries if e.decoder is not None}
+    assert stages["train"]["foreach"] == plain, f"dvc.yaml's train stage should list {plain}"
+    assert stages["train_encoder"]["foreach"] == encoders, f"dvc.yaml's train_encoder stage should map {encoders}"
+    assert "retrain" in yaml.safe_load((root / "params.yaml").read_text())
 
 
 def test_the_longer_schedule_check_compares_the_protocols_best_with_the_longer_runs():

@@ -3,6 +3,7 @@ set (no Slurm runs here), trains the entry its task number names, for the job's 
 margin, and records the job in each stretch."""
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -65,3 +66,39 @@ def test_slurm_times_read_as_minutes():
     for bad in ("UNLIMITED", "INVALID", "1:2:3:4", "x-1:00"):
         with pytest.raises(ValueError, match="not a Slurm time"):
             campaign.slurm_minutes(bad)
+
+
+@pytest.mark.slow
+def test_the_dvc_matrix_leaves_runs_alone_in_repro_and_trains_them_as_queued_experiments(tmp_path):
+    """dvc.yaml's train stage, its matrix set to two runs at test scale in a fresh repository: `dvc
+    repro` trains nothing (params.yaml's retrain is false); `dvc exp run --queue -S retrain=true
+    train@<run>` for each, run two at a time, trains both, each in its own workspace, and
+    `python -m amortgap.campaign collect` brings both directories back for `dvc commit`."""
+    config = write_params(tmp_path)
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"retrain": False, **params}))
+    runs = [e.run for e in config.entries]
+    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["train"] | {"foreach": runs}
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"train": stage}}))
+    shutil.copytree(ROOT / "lib", tmp_path / "lib", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
+           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}  # fmt: skip
+
+    def sh(*command: str) -> str:
+        done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, f"{command}: {done.stdout}\n{done.stderr}"
+        return done.stdout + done.stderr
+
+    sh("git", "init", "-q"), sh("dvc", "init", "-q"), sh("git", "add", "-A"), sh("git", "commit", "-qm", "campaign")
+    assert "not trained here" in sh("dvc", "repro")
+    assert [campaign.read_status(config.run_dir(r, tmp_path))["status"] for r in runs] == ["not started"] * 2
+    sh("git", "add", "-A"), sh("git", "commit", "-qm", "the runs' stages, nothing trained")
+    for run in runs:
+        sh("dvc", "exp", "run", "--queue", "-S", "retrain=true", f"train@{run}")
+    sh("dvc", "exp", "run", "--run-all", "-j", "2")
+    assert f"brought back {runs}" in sh(sys.executable, "-m", "amortgap.campaign", "collect")
+    for run in runs:
+        status = campaign.read_status(config.run_dir(run, tmp_path))
+        assert status["status"] == "finished" and status["epoch"] == 3 and (config.run_dir(run, tmp_path) / "best.pt").exists()
+    sh("dvc", "commit", "-f", "train")
+    assert "up to date" in sh("dvc", "status")
