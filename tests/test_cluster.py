@@ -73,7 +73,7 @@ def test_the_dvc_matrix_leaves_runs_alone_in_repro_and_trains_them_as_queued_exp
     """dvc.yaml's train stage, its matrix set to two runs at test scale in a fresh repository: `dvc
     repro` trains nothing (params.yaml's retrain is false); `dvc exp run --queue -S retrain=true
     train@<run>` for each, run two at a time, trains both, each in its own workspace, and
-    `python -m amortgap.campaign collect` brings both directories back for `dvc commit`."""
+    `python -m amortgap.build.collect` brings both directories back, with their lock entries."""
     config = write_params(tmp_path)
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"retrain": False, **params}))
@@ -96,9 +96,12 @@ def test_the_dvc_matrix_leaves_runs_alone_in_repro_and_trains_them_as_queued_exp
     for run in runs:
         sh("dvc", "exp", "run", "--queue", "-S", "retrain=true", f"train@{run}")
     sh("dvc", "exp", "run", "--run-all", "-j", "2")
-    assert f"brought back {runs}" in sh(sys.executable, "-m", "amortgap.campaign", "collect")
+    collected = sh(sys.executable, "-m", "amortgap.build.collect")
+    assert sorted(line.split(": ")[1] for line in collected.splitlines()) == sorted(f"train@{r}" for r in runs)
     for run in runs:
         status = campaign.read_status(config.run_dir(run, tmp_path))
         assert status["status"] == "finished" and status["epoch"] == 3 and (config.run_dir(run, tmp_path) / "best.pt").exists()
+    status = sh("dvc", "status")  # the experiments' lock entries hold their command with --retrain true
+    assert all(f"train@{run}:\n\tchanged command" in status for run in runs), status
     sh("dvc", "commit", "-f", "train")
     assert "up to date" in sh("dvc", "status")

@@ -63,3 +63,23 @@ def test_two_experiments_that_ran_one_stage_are_refused(repo):
     assert (repo / "a.csv").read_text() == "old a\n", "a refused collection changes nothing"
     with pytest.raises(ValueError, match="no experiments"):
         collect.collect(repo, ["missing"])
+
+
+def test_a_file_the_experiment_deleted_goes_from_the_workspace_too_and_its_settings_stay(repo):
+    """A campaign run that finishes deletes its checkpoint: collecting it deletes the file here; the
+    experiment's parameter overrides stay in it."""
+    (repo / "train.pt").write_text("checkpoint\n")
+    git(repo, "add", "train.pt")
+    git(repo, "commit", "-qm", "a run in training")
+    base = git(repo, "rev-parse", "HEAD")
+    git(repo, "checkout", "-q", base)
+    git(repo, "rm", "-q", "train.pt")
+    (repo / "params.yaml").write_text("retrain: true\n")  # the experiment's setting (dvc exp run -S), not a result
+    git(repo, "add", "params.yaml")
+    git(repo, "commit", "-qm", "finished")
+    git(repo, "update-ref", f"refs/exps/{base[:2]}/{base[2:]}/exp-done", git(repo, "rev-parse", "HEAD"))
+    git(repo, "checkout", "-q", "main")
+    commit_experiment(repo, base, "exp-a", "a", "a.csv", "new a\n")
+    assert collect.collect(repo) == {"exp-done": [], "exp-a": ["a"]}
+    assert not (repo / "train.pt").exists() and (repo / "a.csv").read_text() == "new a\n"
+    assert not (repo / "params.yaml").exists(), "settings stay in the experiment"

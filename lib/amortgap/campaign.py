@@ -36,10 +36,8 @@ import math
 import multiprocessing
 import os
 import platform
-import shutil
 import signal
 import socket
-import subprocess
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, wait
@@ -58,7 +56,7 @@ from .config import FromSection
 from .models import VAE, VAEConfig, CheckpointError, atomic_write
 from .models import load as load_model
 from .models import save as save_model
-from .lease import STALE_SECONDS, LeaseHeld, holder_gone, lease, read_lease
+from .lease import LeaseHeld, lease
 from .parallel import worker_pool
 from .train import STEP, TrainConfig, train
 
@@ -552,43 +550,6 @@ def run_stage(config: CampaignConfig, run: str, retrain: bool, deadline: float =
     return status
 
 
-def collect_experiments(config: CampaignConfig, root: str = ".") -> list[str]:
-    """Bring into the workspace the run directories that DVC experiments of the current commit trained
-    (``dvc exp run --queue -S retrain=true train@<run>``, then ``dvc queue start``): each
-    experiment's workspace is its own, so each run comes back from the one experiment that changed
-    its directory (two that changed one run are refused: pick with ``git checkout <exp> -- <dir>``).
-    The directories are staged in git; the runs brought back are returned, in campaign order. Record
-    them in dvc.lock with ``dvc commit -f train train_encoder``."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout
-
-    listed = subprocess.run([sys.executable, "-m", "dvc", "exp", "ls", "--sha-only"], cwd=root, capture_output=True,
-                            text=True, check=True).stdout.split()  # fmt: skip
-    experiments = [line for line in listed if len(line) == 40 and all(c in "0123456789abcdef" for c in line)]
-    changed: dict[str, list[str]] = {}
-    runs = list(dict.fromkeys(e.run for e in config.entries))
-    for sha in experiments:
-        paths = git("diff", "--name-only", "HEAD", sha, "--", config.model_dir).split()
-        for run in {Path(p).relative_to(config.model_dir).parts[0] for p in paths} & set(runs):
-            changed.setdefault(run, []).append(sha)
-    twice = {run: shas for run, shas in changed.items() if len(shas) > 1}
-    if twice:
-        raise ValueError(f"more than one experiment changed {sorted(twice)}: bring back the one you want with "
-                         f"`git checkout <experiment> -- {config.model_dir}/<run>` ({twice})")  # fmt: skip
-    collected = [run for run in runs if run in changed]
-    for run in collected:
-        held = read_lease(config.run_dir(run, root))
-        if held is not None and holder_gone(held, STALE_SECONDS) is None:
-            raise LeaseHeld(f"{run} is in training here ({held['host']}, process {held['pid']}): "
-                            f"bring it back when that job has stopped")  # fmt: skip
-    for run in collected:
-        directory = f"{config.model_dir}/{run}"
-        git("rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", directory)
-        shutil.rmtree(Path(root) / directory, ignore_errors=True)  # what the experiment deleted goes too
-        git("checkout", changed[run][0], "--", directory)
-    return collected
-
-
 def status_table(config: CampaignConfig, root: str = ".") -> pd.DataFrame:
     """One row per run: its status, epoch and last epoch, the best epoch and validation ELBO of its
     protocol, the training steps that trained it, its measured seconds per epoch with each step
@@ -612,10 +573,9 @@ def status_table(config: CampaignConfig, root: str = ".") -> pd.DataFrame:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m amortgap.campaign", description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=["run", "status", "list", "stage", "collect"],
+    parser.add_argument("command", choices=["run", "status", "list", "stage"],
                         help="run: train; status: where each run stands; list: the entries, numbered from 0; "
-                             "stage RUN: DVC's stage of one run (trains it only with --retrain true); collect: bring "
-                             "back the runs that DVC experiments trained")  # fmt: skip
+                             "stage RUN: DVC's stage of one run (trains it only with --retrain true)")  # fmt: skip
     parser.add_argument("run", nargs="?", help="stage: the run (dvc.yaml's train@<run>)")
     parser.add_argument("--retrain", choices=["true", "false"], default="false",
                         help="stage: train the run (params.yaml's retrain), or leave it as committed")
@@ -634,11 +594,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "list":
             for number, entry in enumerate(config.entries):
                 print(number, entry.run, config.target(entry))
-            return 0
-        if args.command == "collect":
-            runs = collect_experiments(config)
-            print(f"brought back {runs}: now `dvc commit -f train train_encoder`, then commit" if runs
-                  else "no experiment of this commit changed a run")  # fmt: skip
             return 0
         if (args.command == "stage") != (args.run is not None):
             raise ValueError("name one run with the stage command (and only with it)")

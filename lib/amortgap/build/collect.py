@@ -4,7 +4,9 @@
 temporary workspace, and keep each result as a Git commit under ``refs/exps/``. ``dvc exp apply``
 brings back one experiment's *whole* workspace, so applying a second one undoes the first. When
 every experiment ran different stages (say, different branches of the width sweep), this module
-takes from each one only what it changed: the files, and its stages' entries in ``dvc.lock``.
+takes from each one only what it changed: the files (those it deleted too, such as a finished
+campaign run's checkpoint), and its stages' entries in ``dvc.lock``; not ``params.yaml``, whose
+overrides (``dvc exp run -S``) were the experiment's settings, not its results.
 Afterwards ``dvc status`` shows those stages as done, and ``dvc repro`` runs only what is left.
 
     python -m amortgap.build.collect              # every experiment based on the current commit
@@ -58,16 +60,20 @@ def collect(root: Path, names: Sequence[str] | None = None) -> dict[str, list[st
         if clashes:
             raise ValueError(f"experiment {name!r} reran stages another experiment also ran: {clashes}")
         owner.update(dict.fromkeys(stages, name))
-        files = [f for f in git(["diff", "--name-only", base, rev], root).splitlines() if f != "dvc.lock"]
-        plans.append((name, rev, stages, files))
+        changes = [line.split("\t", 1) for line in git(["diff", "--name-status", "--no-renames", base, rev], root).splitlines()]
+        files = [f for kind, f in changes if f not in ("dvc.lock", "params.yaml") and kind != "D"]
+        deleted = [f for kind, f in changes if kind == "D"]
+        plans.append((name, rev, stages, files, deleted))
     lock_path = root / "dvc.lock"
     lock = yaml.safe_load(lock_path.read_text()) if lock_path.exists() else {"schema": "2.0", "stages": {}}
-    for name, rev, stages, files in plans:
+    for name, rev, stages, files, deleted in plans:
         if files:
             git(["checkout", rev, "--", *files], root)
+        if deleted:
+            git(["rm", "-q", "--ignore-unmatch", "--", *deleted], root)
         lock["stages"].update(stages)
     lock_path.write_text(yaml.safe_dump(lock, sort_keys=False))
-    return {name: list(stages) for name, _, stages, _ in plans}
+    return {name: list(stages) for name, _, stages, *_ in plans}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
