@@ -242,6 +242,44 @@ def test_a_killed_campaign_leaves_no_worker_training_on(tmp_path):
                 os.kill(pid, signal.SIGKILL)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("to", ["the campaign", "every process of the job"])
+def test_a_sigterm_stops_the_campaign_with_its_leases_released_so_the_next_job_starts_at_once(tmp_path, to):
+    """A scheduler's time limit or scancel sends SIGTERM (Slurm: to every process of the job, then
+    SIGKILL after KillWait): the workers stop, release their leases and keep their last checkpoints,
+    and the campaign exits with a message; the next job resumes the run at once, without waiting
+    out the lease's limit."""
+    import subprocess
+    import sys
+
+    write_params(tmp_path, [{"family": "diagonal", "seed": 0, "protocol": "p", "epochs": 100_000}])
+    env = {**os.environ, "PYTHONPATH": str(Path(campaign.__file__).parents[1])}
+    command = [sys.executable, "-m", "amortgap.campaign", "run", "--params", "params.yaml", "--workers", "1"]
+    parent = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, start_new_session=True)  # fmt: skip
+    run = tmp_path / "models/campaign/diagonal_p_s0"
+    try:
+        deadline = time.time() + 120
+        while not (run / "train.pt").exists() and time.time() < deadline:
+            time.sleep(0.05)
+        assert (run / "lease.json").exists() and len(worker_pids(parent.pid)) == 1
+        if to == "the campaign":
+            parent.send_signal(signal.SIGTERM)
+        else:
+            os.killpg(parent.pid, signal.SIGTERM)
+        out, err = parent.communicate(timeout=60)
+    finally:
+        os.killpg(parent.pid, signal.SIGKILL) if parent.poll() is None else None
+    assert parent.returncode == 2 and "stopped by SIGTERM" in err, (out, err)
+    assert "diagonal_p_s0 stopped by SIGTERM; it resumes from its last checkpoint" in out
+    assert not (run / "lease.json").exists(), "the lease was released"
+    epoch = torch.load(run / "train.pt", weights_only=False)["epoch"]
+    config = campaign.load_config(tmp_path / "params.yaml")
+    status = campaign.train_entry(config, config.entries[0], time.time() + 5, str(tmp_path))  # a 5-second job
+    stretch = status["stretches"][-1]
+    assert stretch["from_epoch"] == epoch and stretch["to_epoch"] > epoch, "resumed at once, from the last checkpoint"
+
+
 def test_the_campaign_stages_depend_on_every_module_it_imports():
     """The campaign's DVC stages list their code file by file (so that a change elsewhere in the
     library does not mark days of training stale): the list must cover what `amortgap.campaign` imports."""

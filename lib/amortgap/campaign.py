@@ -39,13 +39,15 @@ import platform
 import signal
 import socket
 import sys
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -182,15 +184,45 @@ def train_entry(config: CampaignConfig, entry: Entry, deadline: float, root: str
     thread whoever calls it (the campaign's rule: a run resumes bit for bit only on the code path it
     trained on), and restores the caller's thread count after. It holds the run's lease
     (:mod:`amortgap.lease`) meanwhile: a run another job trains raises :class:`LeaseHeld`, and a
-    lease lost to another job stops the training after the epoch in flight (:class:`LeaseLost`)."""
+    lease lost to another job stops the training after the epoch in flight (:class:`LeaseLost`). A
+    SIGTERM stops it at once, with its lease released (:func:`stopped_by_sigterm`)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     die_with_parent()
     try:
-        with lease(config.run_dir(entry.run, root)) as held:
+        with stopped_by_sigterm(), lease(config.run_dir(entry.run, root)) as held:
             return _train_entry(config, entry, deadline, root, held.check)
     finally:
         torch.set_num_threads(threads)
+
+
+class Terminated(RuntimeError):
+    """A SIGTERM (a scheduler's time limit, ``scancel``, ``kill``) stopped the training: the run
+    resumes from the checkpoint of its last finished epoch."""
+
+
+@contextmanager
+def stopped_by_sigterm() -> Iterator[None]:
+    """For the block, in the main thread: a SIGTERM raises :class:`Terminated`, so that the lease
+    and files are let go in order before the process ends, and the next job need not wait out the
+    lease's limit. After one, the process ignores SIGTERM for good: the copy its campaign passes on
+    (:func:`sigterm_to_workers`) must not kill it before its answer is sent. Elsewhere, nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+
+    def stop(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        received.append(signum)
+        raise Terminated("stopped by SIGTERM; it resumes from its last checkpoint")
+
+    before = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        if not received:
+            signal.signal(signal.SIGTERM, before)
 
 
 def die_with_parent() -> None:
@@ -477,7 +509,9 @@ def run_campaign(config: CampaignConfig, deadline: float, workers: int = 2, only
     given) in order, ``workers`` at a time in single-thread processes, until all are reached or
     ``deadline``; an entry starts only if the time left covers :func:`start_need`. A worker that
     dies (out of memory, killed) fails the campaign with the entry's name; its run resumes from its
-    last epoch. A run that another job holds the lease of (:mod:`amortgap.lease`) is left alone."""
+    last epoch. A run that another job holds the lease of (:mod:`amortgap.lease`) is left alone. A
+    SIGTERM (to this process, or to every process of the job, as Slurm sends it) stops every worker
+    with its lease released, starts nothing more, and raises :class:`Terminated` once they have."""
     if number is not None and not 0 <= number < len(config.entries):
         raise ValueError(f"entry {number}: the campaign's entries are numbered 0-{len(config.entries) - 1}")
     pending = [e for i, e in enumerate(config.entries) if (not only or e.run in only) and number in (None, i)]
@@ -485,10 +519,10 @@ def run_campaign(config: CampaignConfig, deadline: float, workers: int = 2, only
         raise ValueError(f"no entry of the campaign is a run named {list(only)}; runs: {sorted({e.run for e in config.entries})}")
     results: list[dict] = []
     waiting: list[Entry] = []
-    with worker_pool(workers) as pool:
+    with worker_pool(workers) as pool, sigterm_to_workers() as terminating:
         busy: dict[Future, Entry] = {}
-        while pending or busy:
-            for entry in list(pending):
+        while (pending and not terminating) or busy:
+            for entry in [] if terminating else list(pending):
                 if len(busy) >= workers:
                     break
                 if entry.run in {e.run for e in busy.values()}:
@@ -521,12 +555,42 @@ def run_campaign(config: CampaignConfig, deadline: float, workers: int = 2, only
                 except LeaseHeld as err:  # LeaseLost too: the other job goes on with the run
                     print(f"campaign: not training {entry.run}: {err}", flush=True)
                     continue
+                except Terminated as err:
+                    print(f"campaign: {entry.run} {err}", flush=True)
+                    continue
                 except BrokenProcessPool as err:
                     raise RuntimeError(f"the worker training {entry.run} died (killed, or out of memory?); "
                                        f"rerun to resume it from its last checkpoint") from err  # fmt: skip
                 print(f"campaign: {entry.run} {status['status']} at epoch {status['epoch']}", flush=True)
                 results.append(status)
+    if terminating:
+        raise Terminated("the campaign stopped by SIGTERM; each run resumes from its last checkpoint")
     return results
+
+
+@contextmanager
+def sigterm_to_workers() -> Iterator[list[int]]:
+    """For the block, in the main thread: a SIGTERM is passed on to this process's worker processes
+    (each stops its run, :func:`stopped_by_sigterm`) and recorded in the list yielded, so that this
+    process waits for them instead of ending first (its workers would die with it, leases held)."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def forward(signum: int, frame: object) -> None:
+        received.append(signum)
+        for child in multiprocessing.active_children():
+            try:
+                os.kill(child.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    before = signal.signal(signal.SIGTERM, forward)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def run_stage(config: CampaignConfig, run: str, retrain: bool, deadline: float = math.inf, root: str = ".") -> dict:
