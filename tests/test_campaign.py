@@ -302,12 +302,14 @@ def test_the_dvc_matrix_has_one_stage_per_run_of_the_campaign_in_its_order():
     root = Path(__file__).parents[1]
     stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
     config = campaign.load_config(root / "params.yaml")
-    runs = list(dict.fromkeys(e.run for e in config.entries))
+    runs = config.runs
     plain = [r for r in runs if all(e.decoder is None for e in config.entries if e.run == r)]
     encoders = {e.run: e.decoder for e in config.entries if e.decoder is not None}
     assert stages["train"]["foreach"] == plain, f"dvc.yaml's train stage should list {plain}"
     assert stages["train_encoder"]["foreach"] == encoders, f"dvc.yaml's train_encoder stage should map {encoders}"
-    assert "retrain" in yaml.safe_load((root / "params.yaml").read_text())
+    assert yaml.safe_load((root / "params.yaml").read_text())["retrain"] is False, "make repro must never train"
+    missing = [d for d in encoders.values() if not (root / config.model_dir / d).exists()]
+    assert not missing, f"an encoder's entry comes once its decoder's run has written {missing} (dvc repro needs it)"
 
 
 def test_the_longer_schedule_check_compares_the_protocols_best_with_the_longer_runs():

@@ -70,16 +70,23 @@ def test_slurm_times_read_as_minutes():
 
 @pytest.mark.slow
 def test_the_dvc_matrix_leaves_runs_alone_in_repro_and_trains_them_as_queued_experiments(tmp_path):
-    """dvc.yaml's train stage, its matrix set to two runs at test scale in a fresh repository: `dvc
-    repro` trains nothing (params.yaml's retrain is false); `dvc exp run --queue -S retrain=true
-    train@<run>` for each, run two at a time, trains both, each in its own workspace, and
-    `python -m amortgap.build.collect` brings both directories back, with their lock entries."""
+    """dvc.yaml's campaign stages, their matrices set to test scale in a fresh repository: `dvc
+    repro` trains nothing (params.yaml's retrain is false); `dvc exp run --queue -s -S retrain=true
+    train@<run>` for two runs, run two at a time, trains both, each in its own workspace, and
+    `python -m amortgap.build.collect` brings both directories back, with their lock entries; then
+    an encoder on one of their decoders, committed, trains the same way without rerunning its
+    decoder's stage."""
     config = write_params(tmp_path)
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"retrain": False, **params}))
     runs = [e.run for e in config.entries]
-    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["train"] | {"foreach": runs}
-    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"train": stage}}))
+    encoder = {"family": "diagonal", "seed": 2, "protocol": "p", "decoder": f"{runs[0]}/best.pt", "encoder_hidden": [8]}
+    params["campaign"]["entries"].append(encoder)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"retrain": False, **params}))
+    config = campaign.load_config(tmp_path / "params.yaml")
+    fresh = config.runs[-1]
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    matrix = {"train": stages["train"] | {"foreach": runs}, "train_encoder": stages["train_encoder"] | {"foreach": {fresh: encoder["decoder"]}}}
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"train": matrix["train"]}}))
     shutil.copytree(ROOT / "lib", tmp_path / "lib", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}  # fmt: skip
@@ -89,19 +96,27 @@ def test_the_dvc_matrix_leaves_runs_alone_in_repro_and_trains_them_as_queued_exp
         assert done.returncode == 0, f"{command}: {done.stdout}\n{done.stderr}"
         return done.stdout + done.stderr
 
+    def queued(*stages: str) -> list[str]:
+        for stage in stages:
+            sh("dvc", "exp", "run", "--queue", "-s", "-S", "retrain=true", stage)
+        sh("dvc", "exp", "run", "--run-all", "-j", "2")
+        collected = sh(sys.executable, "-m", "amortgap.build.collect").splitlines()
+        sh("dvc", "commit", "-f", *stages)  # the lock as params.yaml has it (retrain: false)
+        sh("git", "add", "-A"), sh("git", "commit", "-qm", "collected")
+        return sorted(line.split(": ")[1] for line in collected)
+
     sh("git", "init", "-q"), sh("dvc", "init", "-q"), sh("git", "add", "-A"), sh("git", "commit", "-qm", "campaign")
     assert "not trained here" in sh("dvc", "repro")
     assert [campaign.read_status(config.run_dir(r, tmp_path))["status"] for r in runs] == ["not started"] * 2
     sh("git", "add", "-A"), sh("git", "commit", "-qm", "the runs' stages, nothing trained")
-    for run in runs:
-        sh("dvc", "exp", "run", "--queue", "-S", "retrain=true", f"train@{run}")
-    sh("dvc", "exp", "run", "--run-all", "-j", "2")
-    collected = sh(sys.executable, "-m", "amortgap.build.collect")
-    assert sorted(line.split(": ")[1] for line in collected.splitlines()) == sorted(f"train@{r}" for r in runs)
+    assert queued(*(f"train@{r}" for r in runs)) == sorted(f"train@{r}" for r in runs)
     for run in runs:
         status = campaign.read_status(config.run_dir(run, tmp_path))
         assert status["status"] == "finished" and status["epoch"] == 3 and (config.run_dir(run, tmp_path) / "best.pt").exists()
-    status = sh("dvc", "status")  # the experiments' lock entries hold their command with --retrain true
-    assert all(f"train@{run}:\n\tchanged command" in status for run in runs), status
-    sh("dvc", "commit", "-f", "train")
+    assert "up to date" in sh("dvc", "status")
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": matrix}))  # the encoder, once its decoder exists
+    decoder = (config.run_dir(runs[0], tmp_path) / "best.pt").read_bytes()
+    assert queued(f"train_encoder@{fresh}") == [f"train_encoder@{fresh}"], "its decoder's stage did not rerun"
+    assert campaign.read_status(config.run_dir(fresh, tmp_path))["status"] == "finished"
+    assert (config.run_dir(runs[0], tmp_path) / "best.pt").read_bytes() == decoder
     assert "up to date" in sh("dvc", "status")

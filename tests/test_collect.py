@@ -65,21 +65,53 @@ def test_two_experiments_that_ran_one_stage_are_refused(repo):
         collect.collect(repo, ["missing"])
 
 
-def test_a_file_the_experiment_deleted_goes_from_the_workspace_too_and_its_settings_stay(repo):
-    """A campaign run that finishes deletes its checkpoint: collecting it deletes the file here; the
-    experiment's parameter overrides stay in it."""
-    (repo / "train.pt").write_text("checkpoint\n")
-    git(repo, "add", "train.pt")
+def campaign_experiment(repo: Path) -> str:
+    """On a commit where run/ (stage r's output) holds a checkpoint, an experiment that finishes the
+    run (deletes the checkpoint, writes best.pt, records stage r) with retrain=true set by -S, and
+    whose snapshot also held an uncommitted other.txt; returns the commit it is based on."""
+    (repo / "run").mkdir()
+    (repo / "run" / "train.pt").write_text("checkpoint\n")
+    (repo / "other.txt").write_text("committed\n")
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    lock["stages"]["r"] = {"cmd": "train --retrain false", "outs": [{"path": "run", "md5": "1"}]}
+    (repo / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False))
+    git(repo, "add", "-A")
     git(repo, "commit", "-qm", "a run in training")
     base = git(repo, "rev-parse", "HEAD")
-    git(repo, "checkout", "-q", base)
-    git(repo, "rm", "-q", "train.pt")
-    (repo / "params.yaml").write_text("retrain: true\n")  # the experiment's setting (dvc exp run -S), not a result
-    git(repo, "add", "params.yaml")
+    git(repo, "rm", "-q", "run/train.pt")  # (git takes the emptied folder away)
+    (repo / "run").mkdir()
+    (repo / "run" / "best.pt").write_text("weights\n")
+    (repo / "params.yaml").write_text("retrain: true\n")
+    (repo / "other.txt").write_text("uncommitted when queued\n")
+    lock["stages"]["r"] = {"cmd": "train --retrain true", "outs": [{"path": "run", "md5": "2"}]}
+    (repo / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False))
+    git(repo, "add", "-A")
     git(repo, "commit", "-qm", "finished")
     git(repo, "update-ref", f"refs/exps/{base[:2]}/{base[2:]}/exp-done", git(repo, "rev-parse", "HEAD"))
+    git(repo, "checkout", "-q", base)
+    git(repo, "branch", "-qf", "main", base)
     git(repo, "checkout", "-q", "main")
+    return base
+
+
+def test_only_the_changed_stages_outputs_come_back_deletions_included(repo):
+    """A finished campaign run deletes its checkpoint: collecting it deletes the file here too. The
+    experiment's settings and whatever else its snapshot held stay in it."""
+    base = campaign_experiment(repo)
     commit_experiment(repo, base, "exp-a", "a", "a.csv", "new a\n")
-    assert collect.collect(repo) == {"exp-done": [], "exp-a": ["a"]}
-    assert not (repo / "train.pt").exists() and (repo / "a.csv").read_text() == "new a\n"
+    assert collect.collect(repo) == {"exp-done": ["r"], "exp-a": ["a"]}
+    assert not (repo / "run" / "train.pt").exists() and (repo / "run" / "best.pt").read_text() == "weights\n"
+    assert (repo / "a.csv").read_text() == "new a\n"
     assert not (repo / "params.yaml").exists(), "settings stay in the experiment"
+    assert (repo / "other.txt").read_text() == "committed\n", "not an output of a stage it ran"
+
+
+def test_identical_entries_are_one_result_and_local_changes_are_never_overwritten(repo):
+    base = git(repo, "rev-parse", "HEAD")
+    commit_experiment(repo, base, "exp-a-again", "a", "a.csv", "new a\n")  # the same stage, the same result
+    assert collect.collect(repo, ["exp-a", "exp-a-again"]) == {"exp-a": ["a"], "exp-a-again": ["a"]}
+    git(repo, "reset", "-q", "--hard")
+    (repo / "b.csv").write_text("edited here\n")
+    with pytest.raises(ValueError, match="also changed here"):
+        collect.collect(repo)
+    assert (repo / "b.csv").read_text() == "edited here\n" and (repo / "a.csv").read_text() == "old a\n", "nothing touched"

@@ -22,6 +22,8 @@ PREAMBLE = "\\documentclass[11pt]{article}\n\\usepackage[margin=1in]{geometry}\n
 TOO_SMALL_UNTIL_REBUILD = {
     "training_protocols/protocol_curves.pdf", "results/gaps_against_units.pdf", "model_setup/learning_curves.pdf",
     "validation/search_shortfalls.pdf", "refinement/frontier.pdf", "width_sweep/width_sweep.pdf",
+    "oracle/oracle_posterior.pdf", "oracle/oracle_errors.pdf", "background/gaps_vs_capacity.pdf",
+    "background/posterior_contours.pdf",
 }  # fmt: skip
 
 
@@ -33,11 +35,16 @@ def test_a_figures_text_prints_at_its_font_size_times_its_scale(tmp_path):
     ax.tick_params(labelsize=9)
     fig.savefig(tmp_path / "figures" / "fig.pdf")
     plt.close(fig)
-    (tmp_path / "main.tex").write_text(PREAMBLE + "\\includegraphics[width=0.5\\linewidth]{fig.pdf}\n")
-    [figure] = print_size.inclusions(tmp_path)
-    assert figure.natural_width == pytest.approx(288) and figure.width == pytest.approx(0.5 * 468)
-    assert figure.smallest_font == pytest.approx(8)
-    assert figure.smallest_printed == pytest.approx(8 * 234 / 288)
+    side_by_side = ("\\begin{minipage}[t]{0.6\\linewidth}\\begin{minipage}{0.5\\linewidth}\\includegraphics[width=\\linewidth]{fig.pdf}"
+                    "\\end{minipage}\\end{minipage}\\hfill\\begin{minipage}[t]{0.4\\linewidth}\\end{minipage}\n")  # fmt: skip
+    (tmp_path / "main.tex").write_text(PREAMBLE + "\\includegraphics[width=0.5\\linewidth]{fig.pdf}\n" + side_by_side
+                                       + "\\includegraphics[width=0.9\\textwidth]{fig.pdf}\n")  # fmt: skip
+    half, nested, after = print_size.inclusions(tmp_path)
+    assert half.natural_width == pytest.approx(288) and half.width == pytest.approx(0.5 * 468)
+    assert half.smallest_font == pytest.approx(8)
+    assert half.smallest_printed == pytest.approx(8 * 234 / 288)
+    assert nested.width == pytest.approx(0.6 * 0.5 * 468), "a minipage's \\linewidth is its own width"
+    assert after.width == pytest.approx(0.9 * 468), "after the minipages, the text width again"
 
 
 def test_the_text_width_is_the_paper_less_its_margins_and_an_unread_layout_is_refused(tmp_path):
@@ -48,6 +55,9 @@ def test_the_text_width_is_the_paper_less_its_margins_and_an_unread_layout_is_re
         print_size.text_width("\\documentclass{book}\n")
     (tmp_path / "main.tex").write_text(PREAMBLE + "\\includegraphics[height=3cm]{fig.pdf}\n")
     with pytest.raises(ValueError, match="as a fraction of"):
+        print_size.inclusions(tmp_path)
+    (tmp_path / "main.tex").write_text(PREAMBLE + "\\begin{minipage}{5cm}\\includegraphics[width=\\linewidth]{fig.pdf}\\end{minipage}\n")
+    with pytest.raises(ValueError, match="minipage"):
         print_size.inclusions(tmp_path)
 
 

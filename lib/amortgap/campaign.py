@@ -126,6 +126,11 @@ class CampaignConfig(FromSection):
                                  f"{protocols[entry.protocol].epochs}: the early-stopped model needs the whole schedule")  # fmt: skip
         return config
 
+    @property
+    def runs(self) -> list[str]:
+        """The campaign's runs, each once, in the order of their first entries."""
+        return list(dict.fromkeys(e.run for e in self.entries))
+
     def run_dir(self, run: str, root: str | os.PathLike = ".") -> Path:
         return Path(root) / self.model_dir / run
 
@@ -196,17 +201,19 @@ def train_entry(config: CampaignConfig, entry: Entry, deadline: float, root: str
         torch.set_num_threads(threads)
 
 
-class Terminated(RuntimeError):
+class Terminated(BaseException):
     """A SIGTERM (a scheduler's time limit, ``scancel``, ``kill``) stopped the training: the run
-    resumes from the checkpoint of its last finished epoch."""
+    resumes from the checkpoint of its last finished epoch. Like KeyboardInterrupt, no ``except
+    Exception`` on the way (a checkpoint's load, say) mistakes it for an error of its own."""
 
 
 @contextmanager
 def stopped_by_sigterm() -> Iterator[None]:
     """For the block, in the main thread: a SIGTERM raises :class:`Terminated`, so that the lease
     and files are let go in order before the process ends, and the next job need not wait out the
-    lease's limit. After one, the process ignores SIGTERM for good: the copy its campaign passes on
-    (:func:`sigterm_to_workers`) must not kill it before its answer is sent. Elsewhere, nothing changes."""
+    lease's limit. A worker process ignores SIGTERM after the block (after one, for good), so that
+    the copy its campaign passes on (:func:`sigterm_to_workers`), or a SIGTERM while it waits for its
+    next run, cannot kill it and break the campaign's pool. Outside the main thread nothing changes."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -221,8 +228,8 @@ def stopped_by_sigterm() -> Iterator[None]:
     try:
         yield
     finally:
-        if not received:
-            signal.signal(signal.SIGTERM, before)
+        worker = multiprocessing.parent_process() is not None
+        signal.signal(signal.SIGTERM, signal.SIG_IGN if received or worker else before)
 
 
 def die_with_parent() -> None:
@@ -474,7 +481,7 @@ def epoch_seconds(config: CampaignConfig, root: str | os.PathLike = ".") -> dict
     if any run of its family and protocol has trained with it, else its median over every epoch
     (``run.json``); each the run's own, else the median of the runs of its kind; None where nothing
     of its kind has trained yet."""
-    runs = {run: read_status(config.run_dir(run, root)) for run in dict.fromkeys(e.run for e in config.entries)}
+    runs = {run: read_status(config.run_dir(run, root)) for run in config.runs}
     kind = {run: run.rsplit("_", 1)[0] for run in runs}  # family_protocol
 
     def with_kind(own: dict[str, float | None]) -> dict[str, float | None]:
@@ -559,6 +566,9 @@ def run_campaign(config: CampaignConfig, deadline: float, workers: int = 2, only
                     print(f"campaign: {entry.run} {err}", flush=True)
                     continue
                 except BrokenProcessPool as err:
+                    if terminating:  # a worker the SIGTERM reached before its run began
+                        print(f"campaign: {entry.run} stopped by SIGTERM before it began", flush=True)
+                        continue
                     raise RuntimeError(f"the worker training {entry.run} died (killed, or out of memory?); "
                                        f"rerun to resume it from its last checkpoint") from err  # fmt: skip
                 print(f"campaign: {entry.run} {status['status']} at epoch {status['epoch']}", flush=True)
@@ -598,9 +608,8 @@ def run_stage(config: CampaignConfig, run: str, retrain: bool, deadline: float =
     to its last entry's epoch or ``deadline``); without, leave it as committed, so that ``dvc repro``
     never trains. Either way its directory, the stage's output, exists afterwards (a run not yet
     started gets its ``run.json``), and its ``run.json`` is returned."""
-    runs = list(dict.fromkeys(e.run for e in config.entries))
-    if run not in runs:
-        raise ValueError(f"{run!r} is no run of the campaign; its runs are {runs}")
+    if run not in config.runs:
+        raise ValueError(f"{run!r} is no run of the campaign; its runs are {config.runs}")
     if retrain:
         run_campaign(config, deadline, workers=1, only=[run], root=root)
     run_dir = config.run_dir(run, root)
@@ -609,8 +618,9 @@ def run_stage(config: CampaignConfig, run: str, retrain: bool, deadline: float =
         run_dir.mkdir(parents=True, exist_ok=True)
         write_status(run_dir, status | {"run": run})
     if status["status"] != "finished" and not retrain:
-        print(f"{run}: {status['status']} at epoch {status.get('epoch', 0)} of {config.last_target(run)}; not trained "
-              f"here (params.yaml's retrain is false): `dvc exp run --queue -S retrain=true train@{run}` trains it", flush=True)  # fmt: skip
+        epoch = status.get("training_epoch", status.get("epoch", 0))
+        print(f"{run}: {status['status']} at epoch {epoch} of {config.last_target(run)}; not trained here (params.yaml's "
+              f"retrain is false): `dvc exp run --queue -s -S retrain=true <its stage>` trains it", flush=True)  # fmt: skip
     return status
 
 
@@ -641,15 +651,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="run: train; status: where each run stands; list: the entries, numbered from 0; "
                              "stage RUN: DVC's stage of one run (trains it only with --retrain true)")  # fmt: skip
     parser.add_argument("run", nargs="?", help="stage: the run (dvc.yaml's train@<run>)")
-    parser.add_argument("--retrain", choices=["true", "false"], default="false",
-                        help="stage: train the run (params.yaml's retrain), or leave it as committed")
+    parser.add_argument("--retrain", choices=["true", "false"], default=None,
+                        help="stage (and only stage): train the run (params.yaml's retrain), or leave it as committed")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--only", nargs="*", default=(), help="train only these runs (by name)")
     parser.add_argument("--entry", type=int, default=None,
                         help="train only the entry of this number (`list`; a Slurm array task's SLURM_ARRAY_TASK_ID)")
     parser.add_argument("--budget-minutes", type=float, default=None,
                         help="stop cleanly after this many minutes (default: no limit)")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=None, help="run: worker processes (default: 2)")
     parser.add_argument("--min-minutes", type=float, default=MIN_START_MINUTES,
                         help="start no run with fewer minutes left before the deadline (default: %(default)s)")
     args = parser.parse_args(argv)
@@ -659,18 +669,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             for number, entry in enumerate(config.entries):
                 print(number, entry.run, config.target(entry))
             return 0
-        if (args.command == "stage") != (args.run is not None):
-            raise ValueError("name one run with the stage command (and only with it)")
+        if (args.command == "stage") != (args.run is not None) or (args.command == "stage") != (args.retrain is not None):
+            raise ValueError("the stage command, and only it, takes a run and --retrain true|false")
+        if args.command == "stage" and (args.only or args.entry is not None or args.workers is not None):
+            raise ValueError("the stage command trains its one run in one worker: --only, --entry and --workers do not apply")
         if args.entry is not None and args.only:
             raise ValueError("--entry and --only both pick what to train: give one")
+        workers = 2 if args.workers is None else args.workers
         if args.command == "status":
             table = status_table(config)
             print(table.to_string(index=False))
-            print(f"about {table.hours_left.sum() / args.workers:.1f} h left on {args.workers} workers "
+            print(f"about {table.hours_left.sum() / workers:.1f} h left on {workers} workers "
                   f"(runs not started beside none of their kind are not counted)")  # fmt: skip
             return 0
-        if args.workers < 1:
-            raise ValueError(f"--workers must be positive, not {args.workers}")
+        if workers < 1:
+            raise ValueError(f"--workers must be positive, not {workers}")
         if args.budget_minutes is not None and args.budget_minutes < args.min_minutes:
             raise ValueError(f"a budget of {args.budget_minutes:g} minutes starts no run: none starts with fewer than "
                              f"{args.min_minutes:g} minutes left (--min-minutes, make retrain's MIN_MINUTES)")  # fmt: skip
@@ -678,9 +691,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "stage":
             run_stage(config, args.run, args.retrain == "true", deadline)
             return 0
-        run_campaign(config, deadline, args.workers, args.only, min_minutes=args.min_minutes, number=args.entry)
+        run_campaign(config, deadline, workers, args.only, min_minutes=args.min_minutes, number=args.entry)
         print(status_table(config).to_string(index=False))
-    except (ValueError, CheckpointError, RuntimeError) as err:
+    except (ValueError, CheckpointError, RuntimeError, Terminated) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -4,9 +4,9 @@
 temporary workspace, and keep each result as a Git commit under ``refs/exps/``. ``dvc exp apply``
 brings back one experiment's *whole* workspace, so applying a second one undoes the first. When
 every experiment ran different stages (say, different branches of the width sweep), this module
-takes from each one only what it changed: the files (those it deleted too, such as a finished
-campaign run's checkpoint), and its stages' entries in ``dvc.lock``; not ``params.yaml``, whose
-overrides (``dvc exp run -S``) were the experiment's settings, not its results.
+takes from each one only what it changed: its stages' entries in ``dvc.lock`` and those stages'
+outputs (files it deleted too, such as a finished campaign run's checkpoint); not its settings
+(``params.yaml``'s overrides, ``dvc exp run -S``) nor anything else its snapshot held.
 Afterwards ``dvc status`` shows those stages as done, and ``dvc repro`` runs only what is left.
 
     python -m amortgap.build.collect              # every experiment based on the current commit
@@ -42,9 +42,13 @@ def lock_stages(root: Path, rev: str) -> dict:
 
 
 def collect(root: Path, names: Sequence[str] | None = None) -> dict[str, list[str]]:
-    """Bring each named experiment's changed files and ``dvc.lock`` stage entries into the
-    workspace at ``root``; returns the stages taken from each. A stage that two experiments both
-    changed is refused, since their results would silently replace one another."""
+    """Bring each named experiment's stage outputs and ``dvc.lock`` stage entries into the workspace
+    at ``root``; returns the stages taken from each. Only the outputs of the stages whose entries the
+    experiment changed come back: whatever else its snapshot held (uncommitted files when it was
+    queued) stays behind. A stage that two experiments left with different entries is refused,
+    since their results would silently replace one another (identical entries, say an upstream
+    stage both re-recorded, are one result); so is a collection that would overwrite files changed
+    here since the last commit. Nothing is touched unless every experiment can be collected."""
     available = experiments(root)
     names = list(available) if names is None else list(names)
     unknown = sorted(set(names) - set(available))
@@ -56,14 +60,19 @@ def collect(root: Path, names: Sequence[str] | None = None) -> dict[str, list[st
         base = git(["rev-parse", f"{rev}^"], root).strip()
         before, after = lock_stages(root, base), lock_stages(root, rev)
         stages = {s: entry for s, entry in after.items() if before.get(s) != entry}
-        clashes = {s: owner[s] for s in stages if s in owner}
+        clashes = {s: owner[s][0] for s in stages if s in owner and owner[s][1] != stages[s]}
         if clashes:
             raise ValueError(f"experiment {name!r} reran stages another experiment also ran: {clashes}")
-        owner.update(dict.fromkeys(stages, name))
-        changes = [line.split("\t", 1) for line in git(["diff", "--name-status", "--no-renames", base, rev], root).splitlines()]
-        files = [f for kind, f in changes if f not in ("dvc.lock", "params.yaml") and kind != "D"]
-        deleted = [f for kind, f in changes if kind == "D"]
-        plans.append((name, rev, stages, files, deleted))
+        owner.update({s: (name, entry) for s, entry in stages.items()})
+        outs = sorted({out["path"] for entry in stages.values() for out in entry.get("outs", [])})
+        changes = [line.split("\t", 1) for line in git(["diff", "--name-status", "--no-renames", base, rev, "--", *outs],
+                                                       root).splitlines()] if outs else []  # fmt: skip
+        plans.append((name, rev, stages, [f for kind, f in changes if kind != "D"], [f for kind, f in changes if kind == "D"]))
+    touched = [f for *_, files, deleted in plans for f in files + deleted]
+    local = git(["status", "--porcelain", "--", *touched], root).splitlines() if touched else []
+    if local:
+        raise ValueError(f"files the experiments changed are also changed here since the last commit: {local}; "
+                         "commit or restore them first")  # fmt: skip
     lock_path = root / "dvc.lock"
     lock = yaml.safe_load(lock_path.read_text()) if lock_path.exists() else {"schema": "2.0", "stages": {}}
     for name, rev, stages, files, deleted in plans:

@@ -2,7 +2,8 @@
 which ``paper/main.tex`` includes it: a font of s points in a figure W points wide, included at a
 width of w points, prints at s w / W. ``python -m amortgap.build.print_size`` prints the table.
 
-The figures are matplotlib's PDFs: each piece of text sets its font and size with a ``Tf`` operator
+Inside a ``minipage`` of width f ``\\linewidth``, ``\\linewidth`` is f times the enclosing one (nested
+minipages multiply). The figures are matplotlib's PDFs: each piece of text sets its font and size with a ``Tf`` operator
 in a (Flate-compressed) content stream, under a text matrix that rotates but does not scale. The
 text width comes from ``main.tex``'s preamble: the paper size of ``\\documentclass`` (letter, or
 ``a4paper``) less the margins of ``\\usepackage[margin=...]{geometry}``; a layout the module cannot
@@ -67,20 +68,39 @@ def font_sizes(pdf: bytes) -> tuple[float, list[float]]:
     return float(box.group(2)) - float(box.group(1)), sizes
 
 
+def line_widths(tex: str) -> list[tuple[int, float]]:
+    """(position in ``tex``, ``\\linewidth`` there as a fraction of ``\\textwidth``) at every
+    ``\\begin{minipage}`` and ``\\end{minipage}``, in order, from the minipages' widths."""
+    pattern = r"\\begin\{minipage\}(?:\[[^\]]*\])*\{([^}]*)\}|\\end\{minipage\}"
+    stack, changes = [1.0], []
+    for match in re.finditer(pattern, tex):
+        if match.group(0).startswith("\\end"):
+            stack.pop()
+        else:
+            width = re.fullmatch(r"([\d.]*)\\(?:linewidth|textwidth)", match.group(1).strip())
+            if width is None:
+                raise ValueError(f"\\begin{{minipage}}{{{match.group(1)}}}: give its width as a fraction of \\linewidth, "
+                                 f"which amortgap.build.print_size reads")  # fmt: skip
+            stack.append(stack[-1] * float(width.group(1) or 1))
+        changes.append((match.end(), stack[-1]))
+    return changes
+
+
 def inclusions(paper: Path) -> list[Inclusion]:
     """Every figure that ``paper/main.tex`` includes with text in it, at its printed width. A figure
     without text (an image grid) has nothing to read and is left out."""
     tex = (paper / "main.tex").read_text()
-    line = text_width(tex)
+    line, changes = text_width(tex), line_widths(tex)
     found = []
     for match in re.finditer(r"\\includegraphics(?:\[([^\]]*)\])?\{([^}]+)\}", tex):
         width = re.fullmatch(r"width=([\d.]*)\\(?:linewidth|textwidth)", match.group(1) or "")
         if width is None:
             raise ValueError(f"\\includegraphics[{match.group(1)}]{{{match.group(2)}}}: give its width as a fraction "
                              f"of \\linewidth, which amortgap.build.print_size reads")  # fmt: skip
+        here = ([1.0] + [fraction for at, fraction in changes if at <= match.start()])[-1]
         natural, sizes = font_sizes((paper / "figures" / match.group(2)).read_bytes())
         if sizes:
-            found.append(Inclusion(match.group(2), float(width.group(1) or 1) * line, natural, min(sizes)))
+            found.append(Inclusion(match.group(2), float(width.group(1) or 1) * here * line, natural, min(sizes)))
     return found
 
 
