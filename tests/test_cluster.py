@@ -105,7 +105,8 @@ def test_the_dvc_matrix_leaves_runs_alone_in_repro_and_trains_them_as_queued_exp
         sh("git", "add", "-A"), sh("git", "commit", "-qm", "collected")
         return sorted(line.split(": ")[1] for line in collected)
 
-    sh("git", "init", "-q"), sh("dvc", "init", "-q"), sh("git", "add", "-A"), sh("git", "commit", "-qm", "campaign")
+    sh("git", "init", "-q"), sh("git", "config", "user.name", "t"), sh("git", "config", "user.email", "t@t")  # DVC's own git too
+    sh("dvc", "init", "-q"), sh("git", "add", "-A"), sh("git", "commit", "-qm", "campaign")
     assert "not trained here" in sh("dvc", "repro")
     assert [campaign.read_status(config.run_dir(r, tmp_path))["status"] for r in runs] == ["not started"] * 2
     sh("git", "add", "-A"), sh("git", "commit", "-qm", "the runs' stages, nothing trained")
