@@ -214,22 +214,30 @@ def stopped_by_sigterm() -> Iterator[None]:
     lease's limit. A worker process ignores SIGTERM after the block (after one, for good), so that
     the copy its campaign passes on (:func:`sigterm_to_workers`), or a SIGTERM while it waits for its
     next run, cannot kill it and break the campaign's pool. Outside the main thread nothing changes."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received = []
+    received: list[int] = []
 
     def stop(signum: int, frame: object) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         received.append(signum)
         raise Terminated("stopped by SIGTERM; it resumes from its last checkpoint")
 
-    before = signal.signal(signal.SIGTERM, stop)
+    worker = multiprocessing.parent_process() is not None
+    with on_sigterm(stop, lambda before: signal.SIG_IGN if received or worker else before):
+        yield
+
+
+@contextmanager
+def on_sigterm(handler: Callable[[int, object], None], after: Callable[[object], object] = lambda before: before) -> Iterator[None]:
+    """For the block, in the main thread (where Python runs signal handlers), ``handler`` for
+    SIGTERM; after it, ``after(the handler before)``. Outside the main thread nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGTERM, handler)
     try:
         yield
     finally:
-        worker = multiprocessing.parent_process() is not None
-        signal.signal(signal.SIGTERM, signal.SIG_IGN if received or worker else before)
+        signal.signal(signal.SIGTERM, after(before))
 
 
 def die_with_parent() -> None:
@@ -584,9 +592,6 @@ def sigterm_to_workers() -> Iterator[list[int]]:
     (each stops its run, :func:`stopped_by_sigterm`) and recorded in the list yielded, so that this
     process waits for them instead of ending first (its workers would die with it, leases held)."""
     received: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
 
     def forward(signum: int, frame: object) -> None:
         received.append(signum)
@@ -596,11 +601,8 @@ def sigterm_to_workers() -> Iterator[list[int]]:
             except ProcessLookupError:
                 pass
 
-    before = signal.signal(signal.SIGTERM, forward)
-    try:
+    with on_sigterm(forward):
         yield received
-    finally:
-        signal.signal(signal.SIGTERM, before)
 
 
 def run_stage(config: CampaignConfig, run: str, retrain: bool, deadline: float = math.inf, root: str = ".") -> dict:
