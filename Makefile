@@ -64,10 +64,10 @@ repro: setup
 	$(PY) -m amortgap.build.compare --quiet
 
 # Days of CPU over many working stretches: each call resumes from models/campaign (rm -rf it first
-# to retrain from scratch), then records the campaign stages' outputs (train@<run>, train_encoder@<run>) in dvc.lock.
+# to retrain from scratch), then records the campaign stages' outputs (train@, train_encoder@, train_distilled@<run>) in dvc.lock.
 retrain: setup
 	$(PY) -m amortgap.campaign run $(if $(BUDGET),--budget-minutes $(BUDGET)) $(if $(MIN_MINUTES),--min-minutes $(MIN_MINUTES))
-	$(DVC) commit -f train train_encoder
+	$(DVC) commit -f train train_encoder train_distilled
 
 campaign-status: setup
 	$(PY) -m amortgap.campaign status

@@ -18,6 +18,8 @@ import torch
 import yaml
 
 from amortgap import campaign, data, models
+from amortgap.qstar import QStarConfig
+from amortgap.study import split_targets
 from amortgap.parallel import worker_pool
 from amortgap.train import evaluate_elbo
 
@@ -114,6 +116,57 @@ def test_an_encoder_entry_waits_for_its_decoder_then_trains_a_fresh_encoder_agai
         assert torch.equal(a, b), "the decoder stays frozen"
     history = pd.read_csv(config.run_dir(run, tmp_path) / "history.csv")
     assert history.valid_elbo.iloc[-1] > history.valid_elbo.iloc[0], "the encoder trains"
+
+
+@pytest.mark.slow
+def test_a_joint_entry_trains_on_the_decoder_files_own_encoder_and_a_distilled_one_on_its_fit_to_qstar(tmp_path, uninterrupted):
+    decoder_run = tmp_path / "models" / "campaign" / "diagonal_p_s0"
+    decoder_run.mkdir(parents=True)
+    shutil.copy(uninterrupted / "best.pt", decoder_run / "best.pt")
+    source = models.load(decoder_run / "best.pt")
+    entries = [{"family": "diagonal", "seed": 0, "protocol": "p", "decoder": "diagonal_p_s0/best.pt", "encoder_hidden": [16],
+                "init": init} for init in ("joint", "distilled")]  # fmt: skip
+    params = write_params(tmp_path, entries, epochs=4, snapshot_epochs=[])
+    section = yaml.safe_load(params.read_text())
+    section["campaign"]["distill"] = {"epochs": 20, "lr": 3e-3}
+    params.write_text(yaml.safe_dump(section))
+    config = campaign.load_config(params)
+    joint, distilled = config.entries
+    assert [joint.run, distilled.run] == ["diagonal_enc16_joint_on_diagonal_p_s0.best_p_s0",
+                                          "diagonal_enc16_distilled_on_diagonal_p_s0.best_p_s0"]  # fmt: skip
+    start = config.initial_model(joint, tmp_path)
+    for a, b in zip(start.state_dict().values(), source.state_dict().values()):
+        assert torch.equal(a, b), "a joint entry starts from the decoder file's encoder"
+    with pytest.raises(ValueError, match="does not exist"):
+        config.initial_model(distilled, tmp_path)
+    images = split_targets.SplitImages(reported=20, selection=20, targets=300)
+    split_config = split_targets.TargetsConfig(decoders=("diagonal_p_s0/best.pt",), images=images,
+                                               qstar=QStarConfig(max_steps=200, num_samples=4), chunk=150, workers=1)  # fmt: skip
+    targets = split_targets.targets(split_config, "diagonal_p_s0/best.pt", tmp_path)
+    path = config.targets_path(distilled, tmp_path)
+    path.parent.mkdir(parents=True)
+    torch.save({**targets, "split_seed": 1}, path)
+    with pytest.raises(ValueError, match="split_seed"):
+        config.initial_model(distilled, tmp_path)
+    torch.save(targets, path)
+    statuses = campaign.run_campaign(config, deadline=time.time() + HOUR, workers=1, root=str(tmp_path))
+    assert [s["status"] for s in statuses] == ["finished", "finished"]
+    run = config.run_dir(distilled.run, tmp_path)
+    fit = pd.read_csv(run / "distill.csv")
+    assert fit.held_out_kl.min() < 0.9 * fit.held_out_kl.iloc[0], "the encoder moves towards q*"
+    before_elbo = models.load(run / "distilled.pt")
+    for a, b in zip(before_elbo.decoder.state_dict().values(), source.decoder.state_dict().values()):
+        assert torch.equal(a, b), "the decoder stays frozen"
+    assert not torch.equal(before_elbo.encoder[0].weight, source.encoder[0].weight)
+    resumed = config.initial_model(distilled, tmp_path, resuming=True)
+    assert torch.equal(resumed.encoder[0].weight, source.encoder[0].weight), "a resumed run takes its weights from its checkpoint"
+
+
+def test_an_entry_starts_fresh_joint_or_distilled_and_only_on_a_decoder(tmp_path):
+    with pytest.raises(ValueError, match="init is one of"):
+        campaign.Entry(family="diagonal", seed=0, decoder="r/best.pt", encoder_hidden=(8,), init="warm")
+    with pytest.raises(ValueError, match="names the decoder file"):
+        campaign.Entry(family="diagonal", seed=0, init="joint")
 
 
 def test_an_encoder_entry_names_its_decoder_file_and_widths(tmp_path):
@@ -292,23 +345,33 @@ def test_the_campaign_stages_depend_on_every_module_it_imports():
                               capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
     stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
     modules = sorted(str(Path(f).resolve().relative_to(root)) for f in imported)
-    for name in ("train", "train_encoder"):
+    for name in ("train", "train_encoder", "train_distilled"):
         missing = [f for f in modules if f not in stages[name]["do"]["deps"]]
         assert len(imported) >= 8 and not missing, f"add to the {name} stage's deps: {missing}"
 
 
 def test_the_dvc_matrix_has_one_stage_per_run_of_the_campaign_in_its_order():
-    """dvc.yaml's train@<run> and train_encoder@<run> (with its decoder file) are the campaign's runs."""
+    """dvc.yaml's train@<run>, train_encoder@<run> (with its decoder file) and train_distilled@<run>
+    (with its decoder file and q* targets, split_targets@<decoder>'s output) are the campaign's runs."""
     root = Path(__file__).parents[1]
     stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    params = yaml.safe_load((root / "params.yaml").read_text())
     config = campaign.load_config(root / "params.yaml")
     runs = config.runs
     plain = [r for r in runs if all(e.decoder is None for e in config.entries if e.run == r)]
-    encoders = {e.run: e.decoder for e in config.entries if e.decoder is not None}
+    encoders = {e.run: e.decoder for e in config.entries if e.decoder is not None and e.init != "distilled"}
+    distilled = {e.run: {"decoder": e.decoder, "targets": str(config.targets_path(e))} for e in config.entries if e.init == "distilled"}
     assert stages["train"]["foreach"] == plain, f"dvc.yaml's train stage should list {plain}"
     assert stages["train_encoder"]["foreach"] == encoders, f"dvc.yaml's train_encoder stage should map {encoders}"
+    assert stages["train_distilled"]["foreach"] == distilled, f"dvc.yaml's train_distilled stage should map {distilled}"
+    decoders = params["split_targets"]["decoders"]
+    assert stages["split_targets"]["foreach"] == {campaign.dotted(d): d for d in decoders}
+    [template] = stages["split_targets"]["do"]["outs"][0]  # results/split/targets/${key}.pt
+    made = {template.replace("${key}", campaign.dotted(d)) for d in decoders}
+    assert made == {str(campaign.targets_file(config.targets_dir, d)) for d in decoders}, "where the campaign reads them"
+    assert {t["targets"] for t in distilled.values()} <= made, "every distilled run's targets come from split_targets"
     assert yaml.safe_load((root / "params.yaml").read_text())["retrain"] is False, "make repro must never train"
-    missing = [d for d in encoders.values() if not (root / config.model_dir / d).exists()]
+    missing = [d for d in [*encoders.values(), *(t["decoder"] for t in distilled.values())] if not (root / config.model_dir / d).exists()]
     assert not missing, f"an encoder's entry comes once its decoder's run has written {missing} (dvc repro needs it)"
 
 

@@ -18,8 +18,10 @@ produced so far:
 An entry may ask for more epochs than its protocol (``epochs``): the same run goes on past the
 protocol's end, at its final rate, for the longer-schedule check; ``best.pt`` stays the protocol's.
 An entry that names a ``decoder`` (a weights file of another run, ``diagonal_cremer_s0/best.pt``)
-trains a fresh encoder of its own widths (``encoder_hidden``) against a frozen copy of that decoder:
-the width study's encoders. It waits until its decoder's file exists.
+trains an encoder of its own widths (``encoder_hidden``) against a frozen copy of that decoder: the
+width study's fresh encoders, or (``init``) the file's own encoder trained on, or that encoder
+first distilled onto per-image q* (:mod:`amortgap.distill`): the candidates for the best encoder of
+the split of the amortization gap. It waits until its decoder's file (and q* targets) exist.
 Entries run in the order given, in single-thread worker processes, never one run in two at once,
 and all stop cleanly at a wall-clock deadline, leaving checkpoints that the next call continues
 from, on this machine or another. No run starts that could not train a worthwhile stretch before
@@ -55,6 +57,7 @@ import yaml
 
 from . import data
 from .config import FromSection
+from .distill import DistillConfig, distill, dotted, targets_file
 from .models import VAE, VAEConfig, CheckpointError, atomic_write
 from .models import load as load_model
 from .models import save as save_model
@@ -64,7 +67,8 @@ from .train import STEP, TrainConfig, train
 
 STARTUP_SECONDS = 60.0  # a worker's start, the data's loading and a resume, with room to spare
 MIN_START_MINUTES = 10.0  # the least training worth a new checkpoint in the repository (7-10 MB)
-STEP_BEFORE = "autograd"  # the step of the stretches recorded before run.json named it
+STEP_BEFORE = "autograd"
+INITS = ("fresh", "joint", "distilled")  # where an encoder on a frozen decoder starts  # the step of the stretches recorded before run.json named it
 
 
 @dataclass(frozen=True)
@@ -73,8 +77,9 @@ class Entry(FromSection):
     ``protocol`` to its last epoch, or on to ``epochs`` (more than the protocol's: its final rate
     continues); ``snapshot_epochs``, if given, replaces the protocol's (fewer weight files to commit
     for a run that only needs its end). With ``decoder`` (``<run>/<weights file>`` in the campaign's
-    folder), the model is a fresh encoder of widths ``encoder_hidden`` on a frozen copy of that
-    decoder."""
+    folder), the model is an encoder of widths ``encoder_hidden`` on a frozen copy of that decoder,
+    which starts (``init``) ``fresh`` from the entry's seed, from the file's own encoder (``joint``),
+    or from that encoder distilled onto the decoder's q* targets (``distilled``)."""
 
     family: str
     seed: int
@@ -83,20 +88,27 @@ class Entry(FromSection):
     snapshot_epochs: tuple[int, ...] | None = None
     decoder: str | None = None
     encoder_hidden: tuple[int, ...] | None = None
+    init: str = "fresh"
 
     def __post_init__(self) -> None:
-        if self.decoder is not None and (self.encoder_hidden is None or len(Path(self.decoder).parts) != 2):
+        if self.init not in INITS:
+            raise ValueError(f"an entry's init is one of {INITS}, not {self.init!r}")
+        if self.init != "fresh" and self.decoder is None:
+            raise ValueError(f"an entry that starts from a {self.init} encoder names the decoder file it comes from")
+        if self.decoder is not None and (self.encoder_hidden is None or len(Path(self.decoder).parts) < 2):
             raise ValueError(f"an entry on a frozen decoder names the decoder as '<run>/<weights file>' and its encoder's "
                              f"widths (encoder_hidden), not decoder={self.decoder!r}, encoder_hidden={self.encoder_hidden}")  # fmt: skip
 
     @property
     def run(self) -> str:
         """The run's name: ``diagonal_cremer_s0``, or for an encoder on a frozen decoder
-        ``diagonal_enc200x200_on_diagonal_cremer_s0.best_encoder_s0``."""
+        ``diagonal_enc200x200_on_diagonal_cremer_s0.best_encoder_s0`` (a fresh one) or
+        ``diagonal_enc200x200_distilled_on_diagonal_cremer_s0.best_refit_s0``."""
         if self.decoder is None:
             return f"{self.family}_{self.protocol}_s{self.seed}"
-        widths = "x".join(map(str, self.encoder_hidden))
-        return f"{self.family}_enc{widths}_on_{Path(self.decoder).with_suffix('').as_posix().replace('/', '.')}_{self.protocol}_s{self.seed}"
+        widths = "x".join(map(str, self.encoder_hidden)) + ("" if self.init == "fresh" else f"_{self.init}")
+        return f"{self.family}_enc{widths}_on_{dotted(self.decoder)}_{self.protocol}_s{self.seed}"
+
 
 
 @dataclass(frozen=True)
@@ -110,6 +122,8 @@ class CampaignConfig(FromSection):
     architecture: VAEConfig = VAEConfig()
     protocols: Mapping[str, TrainConfig] = field(default_factory=dict)
     entries: tuple[Entry, ...] = ()
+    targets_dir: str = "results/split/targets"
+    distill: DistillConfig = DistillConfig()
 
     @classmethod
     def from_section(cls, section: Mapping) -> "CampaignConfig":
@@ -143,15 +157,56 @@ class CampaignConfig(FromSection):
         """The weights file whose decoder ``entry`` trains against (None: it trains its own)."""
         return None if entry.decoder is None else Path(root) / self.model_dir / entry.decoder
 
-    def initial_model(self, entry: Entry, root: str | os.PathLike = ".") -> VAE:
-        """The run's model at epoch 0, from the entry's seed: a fresh VAE, or a fresh encoder on a
-        frozen copy of the entry's decoder."""
+    def targets_path(self, entry: Entry, root: str | os.PathLike = ".") -> Path | None:
+        """The q* targets a ``distilled`` entry's encoder is fitted to (None for the others):
+        ``<targets_dir>/<decoder, dotted>.pt``, written by ``python -m amortgap.study.split_targets``."""
+        return targets_file(Path(root) / self.targets_dir, entry.decoder) if entry.init == "distilled" else None
+
+    def initial_model(self, entry: Entry, root: str | os.PathLike = ".", resuming: bool = False) -> VAE:
+        """The run's model at epoch 0, from the entry's seed: a fresh VAE, or an encoder on a frozen
+        copy of the entry's decoder (fresh, the decoder file's own, or that one distilled onto the
+        decoder's q* targets). ``resuming``: a checkpoint replaces the weights, so the distillation
+        is skipped."""
         decoder = self.decoder_path(entry, root)
         if decoder is not None and not decoder.exists():
             raise ValueError(f"{entry.run} trains against the decoder of {decoder}, which does not exist (yet)")
         source = None if decoder is None else load_model(decoder)
         torch.manual_seed(entry.seed)  # the initial weights, as in amortgap.sweep
-        return VAE(self.model_config(entry)) if source is None else source.with_frozen_decoder(self.model_config(entry))
+        if source is None:
+            return VAE(self.model_config(entry))
+        model = source.with_frozen_decoder(self.model_config(entry))
+        if entry.init == "fresh":
+            return model
+        if model.config.encoder_hidden != source.config.encoder_hidden or model.family.__class__ is not source.family.__class__:
+            raise ValueError(f"{entry.run} starts from the encoder of {decoder}, which has widths "
+                             f"{source.config.encoder_hidden} and family {source.config.family}, not the entry's")  # fmt: skip
+        model.encoder.load_state_dict(source.encoder.state_dict())
+        if entry.init == "joint" or resuming:
+            return model
+        return self.distilled(entry, model, root)
+
+    def distilled(self, entry: Entry, model: VAE, root: str | os.PathLike) -> VAE:
+        """``model``'s encoder distilled onto the q* targets of ``entry``'s decoder
+        (:func:`amortgap.distill.distill`); the fit's history goes to the run's ``distill.csv`` and the
+        distilled model, before any ELBO training, to its ``distilled.pt``."""
+        path = self.targets_path(entry, root)
+        if not path.exists():
+            raise ValueError(f"{entry.run} distils its encoder onto {path}, which does not exist (yet): "
+                             f"python -m amortgap.study.split_targets")  # fmt: skip
+        targets = torch.load(path, weights_only=True)
+        binarization = self.protocols[entry.protocol].binarization
+        ours = {"decoder": entry.decoder, "binarization": binarization, "split_seed": self.split_seed}
+        if differ := {k: (targets[k], v) for k, v in ours.items() if targets[k] != v}:
+            raise ValueError(f"{path}'s q* is not of {entry.run}'s images and decoder: (targets', run's) {differ}")
+        images = data.load("train", split_seed=self.split_seed).x  # the targets' rows: any of the training split
+        x = data.binarize(images[targets["indices"]], binarization)
+        student, history = distill(model, x, {"loc": targets["loc"], "log_scale": targets["log_scale"]}, self.distill)
+        run_dir = self.run_dir(entry.run, root)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        history.to_csv(run_dir / "distill.csv", index=False, float_format="%.6f")
+        save_model(student, run_dir / "distilled.pt")
+        student.decoder.requires_grad_(False)
+        return student
 
     def target(self, entry: Entry) -> int:
         """The epoch ``entry`` trains its run to."""
@@ -321,8 +376,8 @@ def _train_to(config: CampaignConfig, entry: Entry, epochs: int, deadline: float
               stretch: dict, train_x: torch.Tensor, valid_x: torch.Tensor, check: Callable[[], None]) -> dict:  # fmt: skip
     run_dir = config.run_dir(entry.run, root)
     train_config = config.train_config(entry, epochs)
-    model = config.initial_model(entry, root)
     checkpoint = run_dir / "train.pt"
+    model = config.initial_model(entry, root, resuming=checkpoint.exists())
     result = train(model, train_x, valid_x, train_config, checkpoint, resume=True, progress=False,
                    callback=_on_epoch(entry, train_config, run_dir, status, stretch, check),
                    budget_seconds=max(deadline - time.time(), 0))  # fmt: skip
