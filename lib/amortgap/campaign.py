@@ -688,7 +688,7 @@ def status_table(config: CampaignConfig, root: str = ".") -> pd.DataFrame:
     one thread each; NaN where nothing of its kind has trained with today's step)."""
     rows = []
     seconds = epoch_seconds(config, root)
-    for run in seconds:
+    for run in config.runs:
         s = read_status(config.run_dir(run, root))
         epoch = s.get("training_epoch", s.get("epoch", 0))  # in training: where its checkpoint is
         rows.append({"run": run, "status": s["status"], "epoch": epoch, "last_epoch": config.last_target(run),
