@@ -29,9 +29,9 @@ class DistillConfig(FromSection):
     """Adam on the mean KL over minibatches of (image, q*) pairs; ``held_out`` of the pairs (drawn
     with ``seed``) are kept apart, and the encoder of the epoch with the smallest held-out KL wins."""
 
-    epochs: int = 200
+    epochs: int = 60
     batch_size: int = 100
-    lr: float = 1e-4
+    lr: float = 1e-5
     held_out: float = 0.1
     seed: int = 0
 
