@@ -352,7 +352,7 @@ def test_the_campaign_stages_depend_on_every_module_it_imports():
 
 def test_the_dvc_matrix_has_one_stage_per_run_of_the_campaign_in_its_order():
     """dvc.yaml's train@<run>, train_encoder@<run> (with its decoder file) and train_distilled@<run>
-    (with its decoder file and q* targets, split_targets@<decoder>'s output) are the campaign's runs."""
+    (with its decoder file and q* targets, from the split_targets stage) are the campaign's runs."""
     root = Path(__file__).parents[1]
     stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
     params = yaml.safe_load((root / "params.yaml").read_text())
@@ -365,10 +365,12 @@ def test_the_dvc_matrix_has_one_stage_per_run_of_the_campaign_in_its_order():
     assert stages["train_encoder"]["foreach"] == encoders, f"dvc.yaml's train_encoder stage should map {encoders}"
     assert stages["train_distilled"]["foreach"] == distilled, f"dvc.yaml's train_distilled stage should map {distilled}"
     decoders = params["split_targets"]["decoders"]
-    assert stages["split_targets"]["foreach"] == {campaign.dotted(d): d for d in decoders}
-    [template] = stages["split_targets"]["do"]["outs"][0]  # results/split/targets/${key}.pt
-    made = {template.replace("${key}", campaign.dotted(d)) for d in decoders}
-    assert made == {str(campaign.targets_file(config.targets_dir, d)) for d in decoders}, "where the campaign reads them"
+    targets = stages["split_targets"]
+    assert targets["cmd"] == [f"python -m amortgap.study.split_targets {d} --params params.yaml" for d in decoders]
+    assert {f"models/campaign/{d}" for d in decoders} <= set(targets["deps"])
+    assert [next(iter(out)) for out in targets["outs"]] == [params["split_targets"]["targets_dir"], params["split_targets"]["parts_dir"]]
+    assert params["split_targets"]["targets_dir"] == config.targets_dir, "the campaign reads the targets where they are written"
+    made = {str(campaign.targets_file(config.targets_dir, d)) for d in decoders}
     assert {t["targets"] for t in distilled.values()} <= made, "every distilled run's targets come from split_targets"
     assert yaml.safe_load((root / "params.yaml").read_text())["retrain"] is False, "make repro must never train"
     missing = [d for d in [*encoders.values(), *(t["decoder"] for t in distilled.values())] if not (root / config.model_dir / d).exists()]

@@ -122,7 +122,7 @@ def targets(config: TargetsConfig, decoder: str, root: str | Path = ".", progres
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m amortgap.study.split_targets <decoder>``: write the decoder's q* targets to
-    :func:`amortgap.distill.targets_file` (DVC stage ``split_targets@<decoder, dotted>``)."""
+    :func:`amortgap.distill.targets_file` (DVC stage ``split_targets``, one command per decoder)."""
     parser = argparse.ArgumentParser(prog="python -m amortgap.study.split_targets", description=__doc__.split("\n")[0])
     parser.add_argument("decoder", help="a weights file in the section's run_dir: diagonal_cremer_s0/best.pt")
     parser.add_argument("--params", default="params.yaml")
