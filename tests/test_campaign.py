@@ -366,7 +366,7 @@ def test_the_dvc_matrix_has_one_stage_per_run_of_the_campaign_in_its_order():
     assert stages["train_distilled"]["foreach"] == distilled, f"dvc.yaml's train_distilled stage should map {distilled}"
     decoders = params["split_targets"]["decoders"]
     targets = stages["split_targets"]
-    assert targets["cmd"] == [f"python -m amortgap.study.split_targets {d} --params params.yaml" for d in decoders]
+    assert targets["cmd"] == " && ".join(f"python -m amortgap.study.split_targets {d} --params params.yaml" for d in decoders)
     assert {f"models/campaign/{d}" for d in decoders} <= set(targets["deps"])
     assert [next(iter(out)) for out in targets["outs"]] == [params["split_targets"]["targets_dir"], params["split_targets"]["parts_dir"]]
     assert params["split_targets"]["targets_dir"] == config.targets_dir, "the campaign reads the targets where they are written"

@@ -247,8 +247,7 @@ def stage_scripts() -> dict[str, str]:
     """Every stage that runs a script of this project -> that script (a notebook's runner runs the notebook)."""
     found = {}
     for name, stage in DVC["stages"].items():
-        cmd = stage.get("cmd") or stage["do"]["cmd"]  # a foreach stage: its "do"
-        words = (cmd[0] if isinstance(cmd, list) else cmd).split()  # several commands: the first's script
+        words = (stage.get("cmd") or stage["do"]["cmd"]).split()  # a foreach stage: its "do"
         if words[:4] == ["python", "-m", "amortgap.build.pipeline", "run"]:
             found[name] = words[4]
         elif words[0] == "python" and words[1].endswith(".py"):
