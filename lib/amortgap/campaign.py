@@ -67,8 +67,8 @@ from .train import STEP, TrainConfig, train
 
 STARTUP_SECONDS = 60.0  # a worker's start, the data's loading and a resume, with room to spare
 MIN_START_MINUTES = 10.0  # the least training worth a new checkpoint in the repository (7-10 MB)
-STEP_BEFORE = "autograd"
-INITS = ("fresh", "joint", "distilled")  # where an encoder on a frozen decoder starts  # the step of the stretches recorded before run.json named it
+STEP_BEFORE = "autograd"  # the step of the stretches recorded before run.json named it
+INITS = ("fresh", "joint", "distilled")  # where an encoder on a frozen decoder starts
 
 
 @dataclass(frozen=True)
@@ -165,8 +165,8 @@ class CampaignConfig(FromSection):
     def initial_model(self, entry: Entry, root: str | os.PathLike = ".", resuming: bool = False) -> VAE:
         """The run's model at epoch 0, from the entry's seed: a fresh VAE, or an encoder on a frozen
         copy of the entry's decoder (fresh, the decoder file's own, or that one distilled onto the
-        decoder's q* targets). ``resuming``: a checkpoint replaces the weights, so the distillation
-        is skipped."""
+        decoder's q* targets). ``resuming``: a distilled run starts from the fit it saved
+        (``distilled.pt``), not from a new one."""
         decoder = self.decoder_path(entry, root)
         if decoder is not None and not decoder.exists():
             raise ValueError(f"{entry.run} trains against the decoder of {decoder}, which does not exist (yet)")
@@ -181,8 +181,15 @@ class CampaignConfig(FromSection):
             raise ValueError(f"{entry.run} starts from the encoder of {decoder}, which has widths "
                              f"{source.config.encoder_hidden} and family {source.config.family}, not the entry's")  # fmt: skip
         model.encoder.load_state_dict(source.encoder.state_dict())
-        if entry.init == "joint" or resuming:
+        if entry.init == "joint":
             return model
+        if resuming:  # the checkpoint was made from the fit: train() checks its initial weights' fingerprint
+            fitted = self.run_dir(entry.run, root) / "distilled.pt"
+            if not fitted.exists():
+                raise ValueError(f"{entry.run} has a checkpoint but no {fitted}: remove its train.pt to start it again")
+            start = load_model(fitted)
+            start.decoder.requires_grad_(False)
+            return start
         return self.distilled(entry, model, root)
 
     def distilled(self, entry: Entry, model: VAE, root: str | os.PathLike) -> VAE:
