@@ -42,5 +42,5 @@ def test_a_model_with_another_decoder_is_refused(joint):
     other = copy.deepcopy(joint)
     with torch.no_grad():
         other.decoder[0].weight += 1
-    with pytest.raises(ValueError, match="not the joint model's"):
+    with pytest.raises(ValueError, match="fresh was not trained on this decoder"):
         encoder_width.pilot(joint, other, images())

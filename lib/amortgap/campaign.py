@@ -110,7 +110,6 @@ class Entry(FromSection):
         return f"{self.family}_enc{widths}_on_{dotted(self.decoder)}_{self.protocol}_s{self.seed}"
 
 
-
 @dataclass(frozen=True)
 class CampaignConfig(FromSection):
     """The ``campaign`` section: where runs live, the data, the architecture, the named protocols and
@@ -212,8 +211,7 @@ class CampaignConfig(FromSection):
         run_dir.mkdir(parents=True, exist_ok=True)
         history.to_csv(run_dir / "distill.csv", index=False, float_format="%.6f")
         save_model(student, run_dir / "distilled.pt")
-        student.decoder.requires_grad_(False)
-        return student
+        return student  # its decoder frozen, as distill() leaves it
 
     def target(self, entry: Entry) -> int:
         """The epoch ``entry`` trains its run to."""

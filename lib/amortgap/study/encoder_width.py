@@ -21,6 +21,7 @@ from torch import Tensor
 from .. import data
 from ..bounds import elbo
 from ..models import VAE, load
+from ..split_rows import shares_decoder
 from ..stats import mean_se, t_quantile
 
 PILOT_MARGIN = 0.3  # nats of mean ELBO a fresh encoder may fall short of the joint one (one-sided)
@@ -33,10 +34,7 @@ def pilot(joint: VAE, fresh: VAE, x: Tensor, samples: int = 1000, margin: float 
     ``joint``'s own encoder less ``margin``? Per image of x [N, D], L[q] with ``samples`` samples
     under both encoders, and the paired difference fresh - joint: its mean, standard error and
     one-sided lower bound at ``level``. The pilot ``passes`` when that bound lies above -margin."""
-    ours, theirs = joint.decoder.state_dict(), fresh.decoder.state_dict()
-    for name in ours.keys() | theirs.keys():
-        if name not in ours or name not in theirs or not torch.equal(ours[name], theirs[name]):
-            raise ValueError(f"the fresh encoder's decoder is not the joint model's ({name} differs)")
+    shares_decoder(joint, {"fresh": fresh})
     torch.manual_seed(seed)
     joint_elbo = elbo(joint, x, num_samples=samples).value
     torch.manual_seed(seed)
