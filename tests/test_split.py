@@ -259,7 +259,7 @@ def test_the_papers_numbers_name_each_decoder_and_read_back_their_parts():
     assert numbers["SplitGeneralExpr"].value == pytest.approx(general.loc["expressivity", "mean"])
     gain = selection.set_index(["decoder", "candidate"]).loc[("train.snapshots/e300.pt", "refit")]
     assert numbers["SplitFirstGain"].value == pytest.approx(gain.gain) and numbers["SplitStoppedGain"].value == 0
-    assert "SplitFirstDistilledMinusRefit" not in numbers and numbers["SplitDistilledVerdict"].startswith("ends where")
+    assert "SplitFirstDistilledFromRefit" not in numbers and numbers["SplitDistilledVerdict"].startswith("ends where")
     table = split.table(rows)
     assert list(table.index) == ["epoch 300", "epoch 300", "early-stopped (epoch 3166)", "early-stopped (epoch 3166)"]
     cell = split.summary(train, ["decoder"]).set_index("quantity").loc["expressivity"]
@@ -284,8 +284,8 @@ def test_the_distilled_candidate_is_said_to_end_where_the_refit_one_does_only_wi
     elbos["elbo_distilled"] = elbos.elbo_refit + offset
     selection, rows = chosen_split(elbos)
     numbers = split.numbers(rows, selection)
-    assert numbers["SplitFirstDistilledMinusRefit"].value == pytest.approx(offset)
-    assert numbers["SplitStoppedDistilledMinusRefit"].value == pytest.approx(offset)
+    assert numbers["SplitFirstDistilledFromRefit"].value == pytest.approx(offset)
+    assert numbers["SplitStoppedDistilledFromRefit"].value == pytest.approx(offset)
     assert numbers["SplitDistilledVerdict"].startswith(verdict)
 
 

@@ -315,8 +315,8 @@ def numbers(rows: pd.DataFrame, selection: pd.DataFrame) -> dict[str, Value]:
     """The paper's numbers. For the first decoder's training images and the early-stopped
     decoder's training and test images (:func:`roles`): each part's mean and interval, the lead of
     optimisation over expressivity, the share of images it leads on, the images of negative
-    expressivity; q_best, its gain over q_joint on the selection images, and the distilled
-    candidate's mean ELBO there minus the refit one's. Then the parts' change from the first decoder to the early-stopped
+    expressivity; q_best, its gain over q_joint on the selection images, and how far the distilled
+    candidate's mean ELBO there lies from the refit one's. Then the parts' change from the first decoder to the early-stopped
     one, that decoder's generalisation gap split, and the counts of images and of unconverged q*."""
     epochs = dict(zip(rows.decoder, rows.epoch))
     named = roles(epochs)
@@ -337,7 +337,7 @@ def numbers(rows: pd.DataFrame, selection: pd.DataFrame) -> dict[str, Value]:
         macros[f"{key}Gain"] = Number(best.gain, best.gain_se)
         macros[f"{key}GainCi"] = bounds(Interval(best.gain, best.gain_low, best.gain_high))
         if {"distilled", "refit"} <= set(mine.index):
-            macros[f"{key}DistilledMinusRefit"] = Number(mine.elbo["distilled"] - mine.elbo["refit"], digits=3)
+            macros[f"{key}DistilledFromRefit"] = Number(abs(mine.elbo["distilled"] - mine.elbo["refit"]), digits=3)
             apart.append(abs(mine.elbo["distilled"] - mine.elbo["refit"]) >= mine.gain_se["refit"])
         for split in ("train", "test") if role == "stopped" else ("train",):  # the prose's
             where = f"{key}{split.title()}"
