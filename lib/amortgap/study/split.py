@@ -125,11 +125,12 @@ def images_by_role(images: SplitImages) -> dict[str, RoleImages]:
     training split's roles, and ``test``, as many random test images, drawn as the gap table draws
     its (:func:`amortgap.data.random_subset` with ``subset_seed``)."""
     train, test = data.load("train", split_seed=images.split_seed), data.load("test")
+    pixels = {"train": data.binarize(train.x, images.binarization), "test": data.binarize(test.x, images.binarization)}
     train_rows = images.indices(len(train.x))
-    rows = {"selection": (train, train_rows["selection"]), "train": (train, train_rows["reported"]),
-            "test": (test, data.random_subset(len(test.x), images.reported, images.subset_seed))}  # fmt: skip
-    return {role: RoleImages(data.binarize(split.x, images.binarization)[index], split.labels[index].numpy(), index.numpy())
-            for role, (split, index) in rows.items()}  # fmt: skip
+    rows = {"selection": ("train", train, train_rows["selection"]), "train": ("train", train, train_rows["reported"]),
+            "test": ("test", test, data.random_subset(len(test.x), images.reported, images.subset_seed))}  # fmt: skip
+    return {role: RoleImages(pixels[name][index], split.labels[index].numpy(), index.numpy())
+            for role, (name, split, index) in rows.items()}  # fmt: skip
 
 
 def candidate_columns(table: pd.DataFrame) -> pd.DataFrame:
