@@ -150,10 +150,10 @@ plots.save(fig, root / figure_dir / "split")
 dominance = split.dominance(table)
 print(dominance.assign(interval=[f"[{lo:.1f}, {hi:.1f}]" for lo, hi in zip(dominance.low, dominance.high)],
                        share=(100 * dominance.share).round(0))[["decoder", "split", "mean", "interval", "share"]].round(2).to_string(index=False))  # fmt: skip
-by_class = table[table.decoder == named["stopped"]].assign(item=table.label.map(dict(enumerate(split.CLASSES))))
+classes = split.by_class(table, named["stopped"])
 print("the early-stopped decoder, by class (mean nats; images):")
-print(by_class.pivot_table(index="item", columns="split", values=["expressivity", "optimisation", "image"],
-                           aggfunc={"expressivity": "mean", "optimisation": "mean", "image": "count"}).round(1).to_string())
+print(classes.assign(interval=[f"[{lo:.1f}, {hi:.1f}]" for lo, hi in zip(classes.low, classes.high)])
+      [["split", "item", "images", "mean", "interval", "expressivity", "optimisation"]].round(2).to_string(index=False))  # fmt: skip
 
 # %% [markdown]
 # The early-stopped decoder's training images with the largest amortization gaps, each with its
@@ -183,6 +183,8 @@ written = split.load(out)
 numbers = {**split.numbers(**written), **split.settings(roles, elbo_samples, refit_epochs)}
 report.write_macros(root / generated_dir / "split.tex", numbers)
 report.write_table(root / generated_dir / "split_table.tex", split.table(written["rows"]), caption_note="Made by notebooks/03h_split.py.")
+report.write_table(root / generated_dir / "split_classes.tex", split.class_table(written["rows"], named["stopped"]),
+                   caption_note="Made by notebooks/03h_split.py.")  # fmt: skip
 print(report.macros(report.stable_view(numbers)))
 
 # %% [markdown]

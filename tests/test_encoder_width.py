@@ -1,46 +1,188 @@
-"""The width study's pilot: a fresh encoder on the joint model's frozen decoder against the joint
-encoder, paired per image, one-sided."""
+"""The width study with the decoder fixed: the pilot's one-sided test, the encoders it may use (fresh,
+on the decoder, past the schedule, one schedule), gaps from the split's q* with the split's random
+numbers, intervals over seeds and images, Fieller's ratio, and the schedule check."""
 
-import copy
+import json
+import shutil
+from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
-import torch
+import yaml
 
-from amortgap import models, stats
+from amortgap import campaign, stats
+from amortgap.stats import crossed_interval
 from amortgap.study import encoder_width
 
-
-@pytest.fixture
-def joint() -> models.VAE:
-    torch.manual_seed(0)
-    return models.VAE(models.VAEConfig(data_dim=12, latent_dim=2, encoder_hidden=(8,), decoder_hidden=(8,)))
-
-
-def images(n: int = 40) -> torch.Tensor:
-    return torch.bernoulli(torch.full((n, 12), 0.3), generator=torch.Generator().manual_seed(1))
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = ROOT / "tests/fixtures/encoder_width/params.yaml"
+DECODER = "diagonal_cremer_s0/best.pt"
+STUDY = ["diagonal_enc4_on_diagonal_cremer_s0.best_encoder_cremer_s0", "diagonal_enc16_on_diagonal_cremer_s0.best_encoder_cremer_s0",
+         "diagonal_enc64_on_diagonal_cremer_s0.best_encoder_cremer_s0", "diagonal_enc64_on_diagonal_cremer_s0.best_encoder_cremer_s1"]
 
 
-def test_the_joint_encoder_against_itself_differs_by_nothing_and_passes(joint):
-    result = encoder_width.pilot(joint, copy.deepcopy(joint), images(), samples=50)
-    assert result["difference"] == 0 and result["difference_se"] == 0 and result["passes"]
-    assert result["fresh_elbo"] == result["joint_elbo"] < 0
-
-
-def test_an_encoder_worse_by_more_than_the_margin_fails(joint):
-    config = joint.config
-    torch.manual_seed(5)
-    fresh = joint.with_frozen_decoder(config)  # an untrained encoder on the same decoder
-    with torch.no_grad():
-        fresh.encoder[-1].bias[config.latent_dim :] += 3.0  # q's scale e^3: far too wide
-    result = encoder_width.pilot(joint, fresh, images(), samples=50)
-    assert result["difference"] < -encoder_width.PILOT_MARGIN and not result["passes"]
+def test_the_pilot_passes_an_encoder_as_good_as_the_joint_one_and_fails_one_a_nat_worse():
+    rng = np.random.default_rng(0)
+    joint = -100 + rng.normal(size=40)
+    same = encoder_width.pilot(joint, joint)
+    assert same["difference"] == 0 and same["difference_se"] == 0 and same["passes"]
+    worse = encoder_width.pilot(joint - 1 + 0.1 * rng.normal(size=40), joint)
+    assert worse["difference"] < -encoder_width.PILOT_MARGIN and not worse["passes"]
     t = stats.t_quantile(0.95, 39)  # one-sided, 40 images
-    assert result["lower_bound"] == pytest.approx(result["difference"] - t * result["difference_se"])
+    assert worse["lower_bound"] == pytest.approx(worse["difference"] - t * worse["difference_se"])
+    close = encoder_width.pilot(joint - 0.1 + 0.01 * rng.normal(size=40), joint)
+    assert close["passes"] and close["lower_bound"] > -encoder_width.PILOT_MARGIN
+    with pytest.raises(ValueError, match="pairs two ELBOs per image"):
+        encoder_width.pilot(joint, joint[:-1])
 
 
-def test_a_model_with_another_decoder_is_refused(joint):
-    other = copy.deepcopy(joint)
-    with torch.no_grad():
-        other.decoder[0].weight += 1
-    with pytest.raises(ValueError, match="fresh was not trained on this decoder"):
-        encoder_width.pilot(joint, other, images())
+def test_the_study_takes_fresh_encoders_on_its_decoder_past_their_schedule(tmp_path):
+    config = campaign.load_config(FIXTURE)
+    found = encoder_width.encoders(config, DECODER, STUDY, ROOT)
+    assert list(found.width) == [4, 16, 64, 64] and list(found.seed) == [0, 0, 0, 1]
+    assert list(found.epochs) == [13] * 4 and list(found.longer) == [26, 13, 26, 13]
+    assert all(path.name == "best.pt" and path.exists() for path in found.weights)
+    with pytest.raises(ValueError, match="not a campaign run of a fresh encoder on diagonal_cremer_s0/train"):
+        encoder_width.encoders(config, "diagonal_cremer_s0/train.snapshots/e40.pt", STUDY, ROOT)
+    with pytest.raises(ValueError, match="not a campaign run of a fresh encoder"):
+        encoder_width.encoders(config, DECODER, ["diagonal_cremer_s0"], ROOT)
+    pilots = ["diagonal_enc32_on_diagonal_cremer_s0.best_refit_s0", "diagonal_enc32_on_diagonal_cremer_s0.best_encoder_cremer_s0"]
+    with pytest.raises(ValueError, match="share one schedule"):
+        encoder_width.encoders(config, DECODER, pilots, ROOT)
+    assert list(encoder_width.encoders(config, DECODER, pilots, ROOT, one_schedule=False).protocol) == ["refit", "encoder_cremer"]
+    # a run short of its schedule's end has no final best.pt yet
+    models = tmp_path / config.model_dir
+    shutil.copytree(ROOT / config.model_dir / STUDY[1], models / STUDY[1])
+    record = models / STUDY[1] / "run.json"
+    record.write_text(json.dumps({**json.loads(record.read_text()), "status": "paused", "epoch": 12}))
+    with pytest.raises(ValueError, match="not reached its schedule's end yet"):
+        encoder_width.encoders(config, DECODER, STUDY[1:2], tmp_path)
+
+
+def synthetic_rows(rng: np.random.Generator, n: int = 50) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-image ELBOs of widths 8 (seeds 0-2), 32 (seed 0) and 128 (seeds 0-1) on the same training
+    and test images, and the split's rows: q* 2 nats above the widest encoder, q_joint between."""
+    base = {split: -100 + rng.normal(size=n) for split in ("train", "test")}
+    split_rows = pd.concat([pd.DataFrame({"decoder": "best.pt", "split": split, "image": np.arange(n),
+                                          "qstar_elbo": base[split] + 2, "joint_elbo": base[split] + 1}) for split in base])  # fmt: skip
+    frames = []
+    for width, seeds, shortfall in ((8, (0, 1, 2), 6.0), (32, (0,), 2.0), (128, (0, 1), 0.0)):
+        for seed in seeds:
+            for split in base:
+                frames.append(pd.DataFrame({"run": f"w{width}_s{seed}", "width": width, "seed": seed, "split": split,
+                                            "image": np.arange(n), "label": np.arange(n) % 10,
+                                            "elbo": base[split] - shortfall + 0.2 * rng.normal() + 0.3 * rng.normal(size=n)}))  # fmt: skip
+    return pd.concat(frames, ignore_index=True), split_rows
+
+
+def test_a_gap_is_the_splits_qstar_minus_the_encoders_elbo_and_needs_the_splits_images():
+    elbos, split_rows = synthetic_rows(np.random.default_rng(1))
+    rows = encoder_width.gap_rows(elbos, split_rows, "best.pt")
+    np.testing.assert_allclose(rows.amortization_gap, rows.qstar_elbo - rows.elbo)
+    assert len(rows) == len(elbos)
+    with pytest.raises(ValueError, match="no q\\* of decoder best.pt on 2 of these images"):
+        encoder_width.gap_rows(elbos, split_rows[split_rows.image != 7], "best.pt")
+    with pytest.raises(ValueError, match="no q\\* of decoder e300.pt"):
+        encoder_width.gap_rows(elbos, split_rows, "e300.pt")
+
+
+def test_the_joint_encoders_elbo_must_be_the_splits_to_the_last_digits():
+    _, split_rows = synthetic_rows(np.random.default_rng(2))
+    joint = split_rows[["split", "image"]].assign(elbo=split_rows.joint_elbo + 1e-6)
+    encoder_width.same_draws(joint, split_rows, "best.pt")
+    with pytest.raises(ValueError, match="differs from the split's by 0.0"):
+        encoder_width.same_draws(joint.assign(elbo=joint.elbo + 0.02), split_rows, "best.pt")
+    with pytest.raises(ValueError, match="differs from the split's by nan"):
+        encoder_width.same_draws(joint.assign(image=joint.image + 1000), split_rows, "best.pt")
+
+
+def test_each_widths_interval_is_over_its_seeds_and_images_and_each_step_over_their_common_seeds():
+    elbos, split_rows = synthetic_rows(np.random.default_rng(3))
+    rows = encoder_width.gap_rows(elbos, split_rows, "best.pt")
+    cells = encoder_width.summary(rows).set_index(["split", "width"])
+    train8 = rows[(rows.split == "train") & (rows.width == 8)]
+    crossed = crossed_interval(stats.by_seed_and_image(train8, "amortization_gap"))
+    assert cells.loc[("train", 8), "high"] == pytest.approx(crossed.high) and cells.loc[("train", 8), "seeds"] == 3
+    assert cells.loc[("train", 8), "median"] == pytest.approx(train8.amortization_gap.median())
+    assert cells.loc[("train", 8), "q10"] < cells.loc[("train", 8), "median"] < cells.loc[("train", 8), "q90"]
+    steps = encoder_width.differences(rows).set_index(["split", "narrow", "wide"])
+    assert steps.loc[("train", 8, 32), "seeds"] == 1 and steps.loc[("train", 32, 128), "seeds"] == 1
+    assert steps.loc[("train", 8, 32), "mean"] == pytest.approx(4.0, abs=0.5)
+    a, b = encoder_width.paired(rows[rows.split == "test"], 8, 128)
+    assert a.shape == b.shape == (2, 50)
+    assert crossed_interval(a - b).low > 0
+
+
+def test_fieller_gives_the_ratios_whose_difference_interval_covers_zero():
+    rng = np.random.default_rng(4)
+    wide = 2 + rng.normal(size=(3, 200)) * 0.5 + rng.normal(size=(3, 1)) * 0.1
+    narrow = 3 * wide + rng.normal(size=(3, 200)) * 0.5
+    r = encoder_width.ratio(narrow, wide)
+    assert r.mean == pytest.approx(narrow.mean() / wide.mean())
+    assert r.low < r.mean < r.high and 2.5 < r.low and r.high < 3.5
+    for bound, inside in ((r.low, r.low + 1e-3), (r.high, r.high - 1e-3)):
+        at = crossed_interval(narrow - inside * wide)
+        assert at.low <= 0 <= at.high  # just inside: covers 0
+        outside = crossed_interval(narrow - (2 * bound - inside) * wide)
+        assert not outside.low <= 0 <= outside.high  # just outside: does not
+    unresolved = encoder_width.ratio(narrow, rng.normal(size=(3, 200)) + 0.01)
+    assert np.isinf(unresolved.low) or np.isinf(unresolved.high)
+
+
+def test_the_schedule_suffices_only_when_every_longer_run_gains_less_than_half_the_smallest_claim(tmp_path):
+    config = campaign.load_config(FIXTURE)
+    found = encoder_width.encoders(config, DECODER, STUDY, ROOT)
+    checks = encoder_width.schedule_check(config, found, ROOT)
+    assert list(checks.width) == [4, 64] and (checks.trained == 26).all()
+    history = pd.read_csv(config.run_dir(STUDY[0], ROOT) / "history.csv")
+    assert checks.gain.iloc[0] == pytest.approx(history.valid_elbo.max() - history[history.epoch <= 13].valid_elbo.max())
+    steps = pd.DataFrame({"mean": [5.0, -0.1, 1.5], "low": [4.0, -0.3, 0.5], "high": [6.0, 0.1, 2.5]})
+    claim = encoder_width.smallest_claim(steps)
+    assert claim == 1.5  # the unresolved -0.1 is no claim
+    small = checks.assign(gain=[0.5, 0.7])
+    assert encoder_width.schedule_verdict(small, claim).startswith("the schedule suffices")
+    assert encoder_width.schedule_verdict(small.assign(gain=[0.5, 0.75]), claim).startswith("the schedule does not suffice")
+    assert encoder_width.schedule_verdict(small.assign(gain=[None, None]), claim) == "no encoder has been taken past the schedule"
+    assert "test no claim" in encoder_width.schedule_verdict(small, encoder_width.smallest_claim(steps.iloc[[1]]))
+
+
+def test_the_pilots_are_of_the_joint_width_and_one_tries_the_studys_schedule():
+    elbos, split_rows = synthetic_rows(np.random.default_rng(5))
+    rows = encoder_width.gap_rows(elbos, split_rows, "best.pt")
+    tried = pd.DataFrame({"run": ["w32_s0"], "protocol": ["encoder_cremer"], "epochs": [3280], "width": [32]})
+    table = encoder_width.pilot_table(tried, rows, 32, "encoder_cremer")
+    assert table.study.all() and table.difference.iloc[0] == pytest.approx(-3.0, abs=0.3) and not table.passes.any()
+    with pytest.raises(ValueError, match="the joint encoder's width 200, not \\[32\\]"):
+        encoder_width.pilot_table(tried, rows, 200, "encoder_cremer")
+    with pytest.raises(ValueError, match="no pilot was trained under the study's schedule encoder"):
+        encoder_width.pilot_table(tried, rows, 32, "encoder")
+
+
+def test_the_papers_numbers_read_the_ends_of_the_widths_and_word_their_trend():
+    elbos, split_rows = synthetic_rows(np.random.default_rng(6))
+    rows = encoder_width.gap_rows(elbos, split_rows, "best.pt")
+    pilot = pd.DataFrame({"epochs": [1093, 3280], "study": [False, True], "difference": [-0.65, -0.19],
+                          "difference_se": [0.07, 0.06], "lower_bound": [-0.77, -0.29], "passes": [False, True]})  # fmt: skip
+    schedule = pd.DataFrame({"width": [8], "seed": [0], "gain": [0.1]})
+    numbers = encoder_width.numbers(rows, pilot, schedule)
+    train = rows[rows.split == "train"]
+    assert numbers["CapacityNarrowWidth"] == 8 and numbers["CapacityWideWidth"] == 128 and numbers["CapacityWidthList"] == "8, 32 and 128"
+    assert numbers["CapacityTrainNarrow"].value == pytest.approx(train[train.width == 8].amortization_gap.mean())
+    a, b = encoder_width.paired(train, 8, 128)
+    assert numbers["CapacityTrainRatio"].value == pytest.approx(a.mean() / b.mean())
+    assert numbers["CapacityTrainTrend"] == "falls" and numbers["CapacityFewestSeeds"] == 1 and numbers["CapacityMostSeeds"] == 3
+    assert numbers["CapacityPilotFirstVerdict"] == "fails" and numbers["CapacityPilotStudyVerdict"] == "passes"
+    assert numbers["CapacityScheduleVerdict"].startswith("the schedule suffices")
+    with pytest.raises(ValueError, match="compares widths"):
+        encoder_width.numbers(rows[rows.width == 8], pilot, schedule)
+
+
+def test_the_width_stage_depends_on_every_encoder_its_section_names():
+    section = yaml.safe_load((ROOT / "params.yaml").read_text())["encoder_width"]
+    deps = set(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["encoder_width"]["deps"])
+    runs = Path(section["run_dir"])
+    wanted = {str(runs / section["decoder"]), section["split_rows_path"]}
+    wanted |= {str(runs / name / file) for name in section["encoders"] + section["pilots"] for file in ("best.pt", "run.json", "history.csv")}
+    assert wanted <= deps, f"dvc.yaml's encoder_width stage lacks {sorted(wanted - deps)}"
+    assert not {d for d in deps if d.startswith("models/")} - wanted, "and lists no model it does not read"

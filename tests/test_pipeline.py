@@ -41,7 +41,7 @@ def test_the_notebooks_are_background_setup_experiments_results():
     assert [p.stem for p in NOTEBOOKS] == [
         "01_background", "02_model_setup", "02b_training_protocols",
         "03a_gap_table", "03b_convergence", "03c_width_sweep", "03d_refinement", "03e_certification", "03f_oracle",
-        "03g_validation", "03h_split", "04_results",
+        "03g_validation", "03h_split", "03i_encoder_width", "04_results",
     ]  # fmt: skip
 
 

@@ -267,6 +267,25 @@ def test_the_papers_numbers_name_each_decoder_and_read_back_their_parts():
     assert table.iloc[2]["images"] == "training" and table.iloc[0]["$q_{\\mathrm{best}}$"] == "refit"
 
 
+def test_the_gaps_by_class_are_each_classs_own_images_and_the_table_keeps_the_labels_order():
+    rows = pd.DataFrame({"decoder": "best.pt", "split": ["train"] * 4 + ["test"], "image": range(5), "label": [9, 0, 9, 9, 3],
+                         "amortization_gap": [4.0, 1.0, 6.0, 5.0, 2.0], "expressivity": [3.0, 0.5, 4.0, 4.0, 1.0],
+                         "optimisation": [1.0, 0.5, 2.0, 1.0, 1.0]})  # fmt: skip
+    other = rows.assign(decoder="train.snapshots/e300.pt", amortization_gap=100.0)
+    cells = split.by_class(pd.concat([rows, other]), "best.pt").set_index(["split", "item"])
+    boots = cells.loc[("train", "ankle boot")]
+    assert boots.images == 3 and boots["mean"] == pytest.approx(5.0) and boots.expressivity == pytest.approx(11 / 3)
+    assert boots.high == pytest.approx(crossed_interval(np.array([[4.0, 6.0, 5.0]])).high)
+    assert np.isnan(cells.loc[("train", "T-shirt/top")].high), "one image: no interval"
+    table = split.class_table(rows, "best.pt")
+    assert list(table.index) == list(split.CLASSES)
+    assert table.loc["ankle boot", "training: images"] == "3" and table.loc["ankle boot", "test: gap"] == "-"
+    assert table.loc["dress", "test: E, O"] == "1.00, 1.00"
+    numbers = split.numbers(*reversed(chosen_split(synthetic_elbos(np.random.default_rng(4)))))
+    assert numbers["SplitClassLargestGap"].value >= numbers["SplitClassSmallestGap"].value
+    assert {numbers["SplitClassLargest"], numbers["SplitClassSmallest"]} <= set(split.CLASSES)
+
+
 def test_the_worst_images_are_the_largest_gaps_shown_with_their_own_pixels():
     images = split.RoleImages(x=np.eye(784, dtype=np.float32)[:5], labels=np.array([0, 1, 2, 3, 4]), rows=np.array([40, 10, 30, 20, 50]))
     rows = pd.DataFrame({"image": [10, 20, 30, 40, 50], "label": [1, 3, 2, 0, 4], "amortization_gap": [1.0, 5.0, 3.0, 0.5, 2.0],

@@ -1,77 +1,343 @@
-"""The width study's encoders on a fixed decoder (issue 39): fresh encoders, trained by the campaign
-against a frozen copy of a campaign run's decoder (seed 0's early-stopped one), compared with the
-encoder trained jointly with it.
+"""The width study (issue 39, item 1): encoders of several widths trained from random weights
+against one fixed decoder (a campaign run's early-stopped one), each width with its seeds.
 
-The pilot gates the study: with the decoder fixed, a fresh encoder of the joint encoder's width must
-do as well as the joint one, or the encoders' schedule is too short for any width to be reported. It
-runs as a command (DVC stage ``encoder_width``); the study's notebook comes with its first widths."""
+The decoder is fixed, so the widths differ in nothing but the encoder: its capacity, isolated from
+how the decoder adapts to it. Every encoder's ELBO is drawn with the same random numbers as the
+split's (:mod:`amortgap.split_rows`), on the split's reported images, and every amortization gap
+uses the split's L[q*] on that decoder (q* found once per decoder and set of images, reused by every
+encoder).
+
+- The **pilot** gates the study: a fresh encoder of the joint encoder's width must reach the joint
+  encoder's mean ELBO less a margin (one-sided), or the encoders' schedule is too short for any
+  width to be reported.
+- Per width, the amortization gap with its interval over seeds *and* images
+  (:func:`amortgap.stats.crossed_interval`), its median and quantiles; the differences between
+  neighbouring widths; the ratio of the narrowest width's gap to the widest's (Fieller's interval).
+- **Does the schedule suffice?** Runs taken on past the schedule (its last rate continues) give the
+  validation ELBO the longer schedule gains, against half the smallest width difference claimed.
+
+The decoder was trained with a width-200 encoder: every claim holds for this fixed decoder, and the
+gain from a wider encoder may be understated. (Its figure is drawn here, not in
+:mod:`amortgap.plots`, which every stage depends on: it moves there in the paper's next whole
+rebuild.)
+"""
 
 from __future__ import annotations
 
-import argparse
-import sys
+import math
+import os
 from pathlib import Path
-from typing import Sequence
 
+import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
-import torch
-import yaml
-from torch import Tensor
+import seaborn as sns
 
-from .. import data
-from ..bounds import elbo
-from ..models import VAE, load
-from ..split_rows import shares_decoder
-from ..stats import mean_se, t_quantile
+from ..campaign import CampaignConfig, longer_schedule_check, read_status
+from ..report import Number, Value, bounds, number
+from ..stats import Interval, by_seed_and_image, crossed_interval, t_quantile, trend
+from .split import CLASSES
+from .wording import in_words
 
 PILOT_MARGIN = 0.3  # nats of mean ELBO a fresh encoder may fall short of the joint one (one-sided)
+SPLITS = {"train": "training images", "test": "test images"}
 
 
-@torch.no_grad()
-def pilot(joint: VAE, fresh: VAE, x: Tensor, samples: int = 1000, margin: float = PILOT_MARGIN,
-          level: float = 0.95, seed: int = 0) -> dict[str, float | bool]:  # fmt: skip
-    """Does ``fresh`` (an encoder trained against ``joint``'s frozen decoder) reach the mean ELBO of
-    ``joint``'s own encoder less ``margin``? Per image of x [N, D], L[q] with ``samples`` samples
-    under both encoders, and the paired difference fresh - joint: its mean, standard error and
+def pilot(fresh: np.ndarray, joint: np.ndarray, margin: float = PILOT_MARGIN, level: float = 0.95) -> dict[str, float | bool]:
+    """Does a fresh encoder (trained against the joint model's frozen decoder) reach the mean ELBO
+    of the joint model's own encoder less ``margin``? From per-image ELBOs [N] of both, drawn with
+    the same random numbers: the paired difference fresh - joint, its mean, standard error and
     one-sided lower bound at ``level``. The pilot ``passes`` when that bound lies above -margin."""
-    shares_decoder(joint, {"fresh": fresh})
-    torch.manual_seed(seed)
-    joint_elbo = elbo(joint, x, num_samples=samples).value
-    torch.manual_seed(seed)
-    fresh_elbo = elbo(fresh, x, num_samples=samples).value
-    mean, se = mean_se((fresh_elbo - joint_elbo).double().numpy())
-    lower = mean - t_quantile(level, len(x) - 1) * se
-    return {"images": len(x), "samples": samples, "joint_elbo": float(joint_elbo.mean()),
-            "fresh_elbo": float(fresh_elbo.mean()), "difference": mean, "difference_se": se,
-            "lower_bound": lower, "level": level, "margin": margin, "passes": bool(lower > -margin)}  # fmt: skip
+    fresh, joint = np.asarray(fresh, dtype=float), np.asarray(joint, dtype=float)
+    if fresh.shape != joint.shape or fresh.ndim != 1 or len(fresh) < 2:
+        raise ValueError(f"the pilot pairs two ELBOs per image, not arrays of shapes {fresh.shape} and {joint.shape}")
+    difference = fresh - joint
+    mean, se = float(difference.mean()), float(difference.std(ddof=1)) / math.sqrt(len(difference))
+    lower = mean - t_quantile(level, len(difference) - 1) * se
+    return {"images": len(difference), "joint_elbo": float(joint.mean()), "fresh_elbo": float(fresh.mean()),
+            "difference": mean, "difference_se": se, "lower_bound": lower, "level": level, "margin": margin,
+            "passes": bool(lower > -margin)}  # fmt: skip
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m amortgap.study.encoder_width``: the pilot of ``params.yaml``'s ``encoder_width``
-    section for each schedule it names, on the gap table's random training images: one CSV row per
-    schedule."""
-    parser = argparse.ArgumentParser(prog="python -m amortgap.study.encoder_width", description=pilot.__doc__.split("\n")[0])
-    parser.add_argument("--params", default="params.yaml")
-    args = parser.parse_args(argv)
-    section = yaml.safe_load(Path(args.params).read_text())["encoder_width"]
-    run_dir = Path(section["run_dir"])
-    missing = [str(run_dir / path) for path in section["pilots"].values() if not (run_dir / path).exists()]
-    if missing:
-        print(f"error: not trained yet (python -m amortgap.campaign run): {missing}", file=sys.stderr)
-        return 2
-    torch.set_num_threads(1)
-    train_x = data.binarize(data.load("train", split_seed=section["split_seed"]).x, section["binarization"])
-    x = train_x[data.random_subset(len(train_x), section["num_points"], section["subset_seed"])]  # the gap table's
-    joint = load(run_dir / section["joint"])
-    rows = [{"schedule": schedule, "pilot": path, **pilot(joint, load(run_dir / path), x, section["samples"], section["margin"])}
-            for schedule, path in section["pilots"].items()]  # fmt: skip
-    table = pd.DataFrame(rows)
-    out = Path(section["out"])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out, index=False, float_format="%.6f")
-    print(table.to_string(index=False))
-    return 0
+def encoders(config: CampaignConfig, decoder: str, runs: list[str], root: str | os.PathLike = ".",
+             one_schedule: bool = True) -> pd.DataFrame:  # fmt: skip
+    """The campaign ``runs`` named, one row each: ``run``, ``width`` (the encoder's last hidden
+    width), ``seed``, ``protocol``, the schedule's ``epochs``, the ``longer`` epochs the run is
+    taken on to (or the schedule's), the epoch it has reached (``trained``) and its ``weights``
+    (``best.pt``). Each must be a fresh encoder on ``decoder`` whose best weights are final: it has
+    trained past its schedule's last epoch (its protocol's). With ``one_schedule``, all must share
+    one protocol (the study's; the pilots each try one)."""
+    entries = {}
+    for entry in config.entries:
+        entries.setdefault(entry.run, entry)
+    rows = []
+    for name in runs:
+        entry = entries.get(name)
+        if entry is None or entry.decoder != decoder or entry.init != "fresh":
+            raise ValueError(f"{name} is not a campaign run of a fresh encoder on {decoder}")
+        status = read_status(config.run_dir(name, root))
+        schedule = config.protocols[entry.protocol].epochs
+        if status.get("epoch", 0) < schedule:
+            raise ValueError(f"{name} has not reached its schedule's end yet (epoch {status.get('epoch', 0)} of {schedule}): "
+                             f"python -m amortgap.campaign run --only {name}")  # fmt: skip
+        rows.append({"run": name, "width": int(entry.encoder_hidden[-1]), "seed": entry.seed, "protocol": entry.protocol,
+                     "epochs": schedule, "longer": config.last_target(name), "trained": int(status["epoch"]),
+                     "weights": config.run_dir(name, root) / "best.pt"})  # fmt: skip
+    found = pd.DataFrame(rows)
+    if found.empty:
+        raise ValueError(f"no encoder on {decoder} is named")
+    if one_schedule and found.protocol.nunique() > 1:
+        raise ValueError(f"the study's encoders must share one schedule, not {sorted(found.protocol.unique())}")
+    if found.duplicated(["protocol", "width", "seed"]).any():
+        raise ValueError("two runs share a protocol, width and seed")
+    return found
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def gap_rows(elbos: pd.DataFrame, split_rows: pd.DataFrame, decoder: str) -> pd.DataFrame:
+    """Per encoder (``elbos``: run, width, seed, split, image, label, ``elbo``) and image: L[q*] and
+    L[q_joint] from the split's rows of ``decoder`` (the same images, the same random numbers), and
+    the ``amortization_gap`` L[q*] - L[q]. Refuses an image the split has no q* for."""
+    split = split_rows[split_rows.decoder == decoder][["split", "image", "qstar_elbo", "joint_elbo"]]
+    rows = elbos.merge(split, on=["split", "image"], how="left", validate="many_to_one")
+    if rows.qstar_elbo.isna().any():
+        missing = rows[rows.qstar_elbo.isna()][["split", "image"]].drop_duplicates()
+        raise ValueError(f"the split has no q* of decoder {decoder} on {len(missing)} of these images, e.g. {missing.iloc[0].to_dict()}")
+    return rows.assign(amortization_gap=rows.qstar_elbo - rows.elbo)
+
+
+def same_draws(joint: pd.DataFrame, split_rows: pd.DataFrame, decoder: str, tolerance: float = 1e-3) -> None:
+    """Refuse ELBOs drawn otherwise than the split's: the joint encoder's per-image ELBO here
+    (``joint``: split, image, ``elbo``) must be the split's ``joint_elbo`` on ``decoder``, to within
+    ``tolerance`` nats (rounding and thread counts; other random numbers differ by far more)."""
+    theirs = split_rows[split_rows.decoder == decoder].set_index(["split", "image"]).joint_elbo
+    ours = joint.set_index(["split", "image"]).elbo
+    worst = (ours - theirs.reindex(ours.index)).abs().max()
+    if not worst <= tolerance:  # NaN too: an image the split does not have
+        raise ValueError(f"the joint encoder's ELBO differs from the split's by {worst} nats: other images, samples or seed")
+
+
+def pilot_table(found: pd.DataFrame, rows: pd.DataFrame, joint_width: int, study: str,
+                margin: float = PILOT_MARGIN) -> pd.DataFrame:  # fmt: skip
+    """Per pilot encoder (``found``, from :func:`encoders`): :func:`pilot` on the training images of
+    ``rows`` (its per-image ``elbo`` beside ``joint_elbo``), with its run, schedule, whether that is
+    the ``study``'s (a protocol), and its width, which must be the joint encoder's."""
+    if study not in set(found.protocol):
+        raise ValueError(f"no pilot was trained under the study's schedule {study}: no width can be reported")
+    if wrong := sorted(set(found.width) - {joint_width}):
+        raise ValueError(f"a pilot has the joint encoder's width {joint_width}, not {wrong}")
+    out = []
+    for run in found.itertuples():
+        mine = rows[(rows.run == run.run) & (rows.split == "train")]
+        out.append({"run": run.run, "protocol": run.protocol, "study": run.protocol == study, "epochs": run.epochs, "width": run.width,
+                    **pilot(mine.elbo.to_numpy(), mine.joint_elbo.to_numpy(), margin)})  # fmt: skip
+    return pd.DataFrame(out)
+
+
+def summary(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per split and width: the amortization gap's mean with its 95% interval over seeds and images
+    (over images only where a width has one seed), its median, 10% and 90% quantiles over every
+    (seed, image), and the seeds and images."""
+    found = []
+    for (split, width), g in rows.groupby(["split", "width"], sort=True):
+        values = g.amortization_gap.to_numpy()
+        found.append({"split": split, "width": width, **vars(crossed_interval(by_seed_and_image(g, "amortization_gap"))),
+                      "median": float(np.median(values)), "q10": float(np.quantile(values, 0.1)),
+                      "q90": float(np.quantile(values, 0.9)), "seeds": g.seed.nunique(), "images": g.image.nunique()})  # fmt: skip
+    return pd.DataFrame(found)
+
+
+def paired(rows: pd.DataFrame, narrow: int, wide: int) -> tuple[np.ndarray, np.ndarray]:
+    """The gaps [S, N] of widths ``narrow`` and ``wide`` on one split, over the seeds both have
+    (seed s of one width beside seed s of the other: independent runs, so any pairing of seeds is
+    as good) and the same images."""
+    a, b = (rows[rows.width == w].pivot(index="seed", columns="image", values="amortization_gap") for w in (narrow, wide))
+    seeds = a.index.intersection(b.index)
+    if seeds.empty:
+        raise ValueError(f"widths {narrow} and {wide} share no seed")
+    return a.loc[seeds, b.columns].to_numpy(), b.loc[seeds].to_numpy()
+
+
+def differences(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per split and pair of neighbouring widths: the narrower width's gap minus the wider's, with
+    its 95% interval over their common seeds and the images, and how many seeds that is."""
+    found = []
+    for split, g in rows.groupby("split", sort=True):
+        widths = sorted(g.width.unique())
+        for narrow, wide in zip(widths[:-1], widths[1:]):
+            a, b = paired(g, narrow, wide)
+            found.append({"split": split, "narrow": narrow, "wide": wide, "seeds": len(a), **vars(crossed_interval(a - b))})
+    return pd.DataFrame(found)
+
+
+def ratio(narrow: np.ndarray, wide: np.ndarray, level: float = 0.95, limit: float = 1e6) -> Interval:
+    """mean(narrow) / mean(wide) for gaps [S, N] of two widths on the same images, with Fieller's
+    interval: the ratios r for which the interval of narrow - r wide (over seeds and images,
+    :func:`amortgap.stats.crossed_interval`) covers 0. A bound is infinite when the wide width's
+    gap is not resolved from zero."""
+    point = float(narrow.mean() / wide.mean())
+
+    def covers(r: float) -> bool:
+        interval = crossed_interval(narrow - r * wide, level)
+        return interval.low <= 0 <= interval.high
+
+    def edge(direction: float) -> float:
+        inside, step = point, max(abs(point), 1e-3) * 0.01
+        outside = point + direction * step
+        while covers(outside):  # widen until the interval of narrow - r wide leaves 0
+            inside, step = outside, step * 2
+            outside = point + direction * step
+            if abs(outside) > limit:
+                return direction * math.inf
+        for _ in range(60):
+            middle = (inside + outside) / 2
+            inside, outside = (middle, outside) if covers(middle) else (inside, middle)
+        return (inside + outside) / 2
+
+    return Interval(point, edge(-1.0), edge(1.0), level)
+
+
+def schedule_check(config: CampaignConfig, found: pd.DataFrame, root: str | os.PathLike = ".") -> pd.DataFrame:
+    """Per run taken past its schedule (``longer`` > ``epochs``): the best validation ELBO within
+    the schedule and within the longer run, and the ``gain`` (None until the run reaches ``longer``)
+    (:func:`amortgap.campaign.longer_schedule_check`)."""
+    rows = []
+    for run in found[found.longer > found.epochs].itertuples():
+        history = pd.read_csv(config.run_dir(run.run, root) / "history.csv")
+        check = longer_schedule_check(history, config.protocols[run.protocol], run.longer)
+        rows.append({"run": run.run, "width": run.width, "seed": run.seed, "epochs": run.epochs, "longer": run.longer,
+                     "trained": run.trained, "best_valid_elbo": check["best_valid_elbo"],
+                     "longer_best_valid_elbo": check["longer_best_valid_elbo"], "gain": check["gain"]})  # fmt: skip
+    return pd.DataFrame(rows, columns=["run", "width", "seed", "epochs", "longer", "trained", "best_valid_elbo",
+                                       "longer_best_valid_elbo", "gain"])  # fmt: skip
+
+
+def smallest_claim(steps: pd.DataFrame) -> float | None:
+    """The smallest width difference the study claims: the least |mean| among the neighbouring
+    widths' differences whose interval excludes zero (None if none does)."""
+    resolved = steps[(steps.low > 0) | (steps.high < 0)]
+    return None if resolved.empty else float(resolved["mean"].abs().min())
+
+
+def schedule_verdict(checks: pd.DataFrame, claim: float | None) -> str:
+    """Whether the schedule suffices, as a clause: every run taken twice as long gains less than
+    half the smallest claimed width difference."""
+    done = checks.dropna(subset=["gain"])
+    if done.empty:
+        return "no encoder has been taken past the schedule"
+    widths = in_words([f"{w}" for w in sorted(done.width.unique())])
+    if claim is None:
+        return f"no width difference is resolved, so the longer runs (widths {widths}) test no claim"
+    if (done.gain < claim / 2).all():
+        return f"the schedule suffices: the longer runs (widths {widths}) gain less than half the smallest width difference claimed"
+    return f"the schedule does not suffice: a longer run (widths {widths}) gains at least half the smallest width difference claimed"
+
+
+def by_class(rows: pd.DataFrame, split: str = "train") -> pd.DataFrame:
+    """The mean amortization gap per image class (rows) and width (columns) on ``split``'s images,
+    over seeds and images."""
+    mine = rows[rows.split == split].assign(item=lambda r: r.label.map(dict(enumerate(CLASSES))))
+    return mine.pivot_table(index="item", columns="width", values="amortization_gap", aggfunc="mean")
+
+
+def table(cells: pd.DataFrame) -> pd.DataFrame:
+    """The paper's table: per width, its seeds and, per split, the gap's mean +- the half-width of
+    its 95% interval and its median [10%, 90% quantiles]."""
+    out = {}
+    for width, g in cells.groupby("width", sort=True):
+        row = {"seeds": int(g.seeds.max())}
+        for split in ("train", "test"):
+            c = g[g.split == split].iloc[0]
+            row[f"{SPLITS[split]}, mean"] = f"{c['mean']:.2f} $\\pm$ {c.high - c['mean']:.2f}"
+            row[f"{SPLITS[split]}, median [10\\%, 90\\%]"] = f"{c['median']:.2f} [{c.q10:.2f}, {c.q90:.2f}]"
+        out[width] = row
+    return pd.DataFrame.from_dict(out, orient="index").rename_axis("encoder width")
+
+
+def figure(rows: pd.DataFrame, cells: pd.DataFrame) -> plt.Figure:
+    """The amortization gap against encoder width (log scale), on training and on test images
+    (panels): each encoder's mean over the images (dots) and each width's mean with its 95%
+    interval over seeds and images (line and bars); the jointly trained encoder's gap dashed."""
+    fig, axes = plt.subplots(1, 2, figsize=(6.4, 2.8), sharey=True)
+    color = sns.color_palette("colorblind")[0]
+    for ax, split in zip(axes, ("train", "test")):
+        mine, c = rows[rows.split == split], cells[cells.split == split].sort_values("width")
+        per_encoder = mine.groupby(["width", "seed"]).amortization_gap.mean().reset_index()
+        ax.scatter(per_encoder.width, per_encoder.amortization_gap, s=14, color=color, alpha=0.5, label="one encoder (seed)")
+        ax.errorbar(c.width, c["mean"], yerr=[c["mean"] - c.low, c.high - c["mean"]], color=color, marker="o",
+                    markersize=4, capsize=3, label="mean, 95% interval")  # fmt: skip
+        joint = mine.drop_duplicates("image").eval("qstar_elbo - joint_elbo").mean()
+        ax.axhline(joint, color="black", linestyle="--", linewidth=1, label="the jointly trained encoder")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(c.width, [str(w) for w in c.width])
+        ax.minorticks_off()
+        ax.set_xlabel("encoder width (units per hidden layer)")
+        ax.set_title(SPLITS[split])
+    axes[0].set_ylabel("amortization gap (nats)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=3, frameon=False, bbox_to_anchor=(0.5, 1.08), fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def seed_words(fewest: int, most: int) -> str:
+    """How many seeds each width has, as prose says it: "one seed each", "two to three seeds each"."""
+    names = ("no", "one", "two", "three", "four", "five")
+    low, high = (names[n] if n < len(names) else str(n) for n in (fewest, most))
+    return f"{high} seed{'s' if most > 1 else ''} each" if fewest == most else f"{low} to {high} seeds each"
+
+
+def load(table_dir: str | os.PathLike) -> dict[str, pd.DataFrame]:
+    """The tables the notebook wrote: ``rows`` (per encoder, split and image), ``pilot`` (per
+    pilot encoder) and ``schedule`` (per run taken past the schedule)."""
+    return {name: pd.read_csv(Path(table_dir) / f"{name}.csv") for name in ("rows", "pilot", "schedule")}
+
+
+def numbers(rows: pd.DataFrame, pilot: pd.DataFrame, schedule: pd.DataFrame) -> dict[str, Value]:
+    """The paper's numbers: the widths and seeds; per split, the narrowest and widest widths'
+    gaps, their difference and ratio with intervals, and the gap's trend over the widths in
+    words (over the seeds every width has); the pilots' differences from the joint encoder, and
+    whether the pilot of the study's schedule passes; the schedule check."""
+    cells = summary(rows).set_index(["split", "width"])
+    widths = sorted(rows.width.unique())
+    if len(widths) < 2:
+        raise ValueError(f"the study compares widths: it has only {widths}")
+    narrow, wide = widths[0], widths[-1]
+    seeds = rows.groupby("width").seed.nunique()
+    shared = set.intersection(*(set(g.seed) for _, g in rows.groupby("width")))  # the seeds every width has
+    if not shared:
+        raise ValueError("no seed is common to every width: the trend over widths needs one")
+    macros: dict[str, Value] = {"CapacityWidthList": in_words([str(w) for w in widths]), "CapacityNarrowWidth": int(narrow),
+                                "CapacityWideWidth": int(wide), "CapacityEncoders": int(rows.groupby(["width", "seed"]).ngroups),
+                                "CapacityFewestSeeds": int(seeds.min()), "CapacityMostSeeds": int(seeds.max()),
+                                "CapacitySeedWords": seed_words(int(seeds.min()), int(seeds.max())),
+                                "CapacityImages": int(rows[rows.split == "train"].image.nunique())}  # fmt: skip
+    steps = differences(rows)
+    for split in ("train", "test"):
+        key = f"Capacity{split.title()}"
+        mine = rows[rows.split == split]
+        for label, width in (("Narrow", narrow), ("Wide", wide)):
+            c = cells.loc[(split, width)]
+            macros[f"{key}{label}"] = Number(c["mean"], c.se)
+            macros[f"{key}{label}Ci"] = bounds(Interval(c["mean"], c.low, c.high))
+        a, b = paired(mine, narrow, wide)
+        gain = crossed_interval(a - b)
+        macros[f"{key}Difference"], macros[f"{key}DifferenceCi"] = number(gain), bounds(gain)
+        r = ratio(a, b)
+        macros[f"{key}Ratio"] = Number(r.mean, digits=2)
+        macros[f"{key}RatioCi"] = bounds(r) if math.isfinite(r.low) and math.isfinite(r.high) else "unbounded"
+        common = mine[mine.seed.isin(shared)]
+        macros[f"{key}Trend"] = trend([by_seed_and_image(common[common.width == w], "amortization_gap") for w in widths])
+        macros[f"{key}Joint"] = Number(float(mine.drop_duplicates("image").eval("qstar_elbo - joint_elbo").mean()))
+    for i, row in enumerate(pilot.sort_values("epochs").itertuples()):
+        key = f"CapacityPilot{('First', 'Second', 'Third')[i]}"
+        macros[f"{key}Epochs"] = int(row.epochs)
+        macros[f"{key}Difference"] = Number(row.difference, row.difference_se)
+        macros[f"{key}Bound"] = Number(row.lower_bound, digits=2)
+        macros[f"{key}Verdict"] = "passes" if row.passes else "fails"
+    macros["CapacityPilotStudyVerdict"] = "passes" if pilot[pilot.study].passes.all() else "fails"
+    claim = smallest_claim(steps)
+    done = schedule.dropna(subset=["gain"])
+    macros["CapacitySmallestClaim"] = "none" if claim is None else Number(claim)
+    macros["CapacityScheduleGainMax"] = Number(float(done.gain.max())) if len(done) else "none"
+    macros["CapacityScheduleVerdict"] = schedule_verdict(schedule, claim)
+    return macros

@@ -238,6 +238,35 @@ def generalisation(rows: pd.DataFrame, by: str = "decoder") -> pd.DataFrame:
     return pd.DataFrame(found)
 
 
+def by_class(rows: pd.DataFrame, decoder: str) -> pd.DataFrame:
+    """Per split and image class, on ``decoder``: the images, the amortization gap's mean with its
+    95% interval over the class's images (NaN for a class of one image), and each part's mean."""
+    found = []
+    for (split, label), g in rows[rows.decoder == decoder].groupby(["split", "label"], sort=True):
+        gap = g.amortization_gap.to_numpy()
+        interval = crossed_interval(gap[None]) if len(g) > 1 else Interval(float(gap[0]), math.nan, math.nan)  # one image: no spread
+        found.append({"split": split, "item": CLASSES[int(label)], "images": len(g), **vars(interval),
+                      "expressivity": g.expressivity.mean(), "optimisation": g.optimisation.mean()})  # fmt: skip
+    return pd.DataFrame(found)
+
+
+def class_table(rows: pd.DataFrame, decoder: str) -> pd.DataFrame:
+    """The paper's table by class on ``decoder``: per class (in the labels' order) and split, its
+    images, the gap's mean +- the half-width of its 95% interval, and the expressivity (E) and
+    optimisation (O) means ("-" where a split has no image of the class)."""
+    cells = by_class(rows, decoder).set_index(["item", "split"])
+    out = {}
+    for item in CLASSES:
+        row = {}
+        for split, where in (("train", "training"), ("test", "test")):
+            c = cells.loc[(item, split)] if (item, split) in cells.index else None
+            row[f"{where}: images"] = "-" if c is None else str(int(c.images))
+            row[f"{where}: gap"] = "-" if c is None else f"{c['mean']:.2f} $\\pm$ {c.high - c['mean']:.2f}"
+            row[f"{where}: E, O"] = "-" if c is None else f"{c.expressivity:.2f}, {c.optimisation:.2f}"
+        out[item] = row
+    return pd.DataFrame.from_dict(out, orient="index").rename_axis("class")
+
+
 def decoder_label(decoder: str, epoch: int) -> str:
     """A decoder's name in figures and tables: ``epoch 300``, or ``early-stopped (epoch 3166)``."""
     return f"early-stopped (epoch {epoch})" if decoder == "best.pt" else f"epoch {epoch}"
@@ -289,11 +318,11 @@ def worst_images(rows: pd.DataFrame, images: RoleImages, n: int = 8) -> plt.Figu
     with the largest amortization gaps, each titled with its class, its gap and its two parts."""
     worst = rows.nlargest(n, "amortization_gap")
     position = {row: i for i, row in enumerate(images.rows)}
-    fig, axes = plt.subplots(1, len(worst), figsize=(1.0 * len(worst), 1.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(worst), figsize=(1.0 * len(worst), 1.9), squeeze=False)
     for ax, row in zip(axes[0], worst.itertuples()):
         ax.imshow(images.x[position[row.image]].reshape(28, 28), cmap="gray_r", interpolation="nearest")
         ax.set_title(f"{CLASSES[int(row.label)]}\ngap {row.amortization_gap:.1f}\n"
-                     f"E {row.expressivity:.1f}, O {row.optimisation:.1f}", fontsize="x-small")  # fmt: skip
+                     f"E {row.expressivity:.1f}, O {row.optimisation:.1f}", fontsize="small")  # fmt: skip
         ax.axis("off")
     fig.tight_layout()
     return fig
@@ -318,7 +347,8 @@ def numbers(rows: pd.DataFrame, selection: pd.DataFrame) -> dict[str, Value]:
     optimisation over expressivity, the share of images it leads on, the images of negative
     expressivity; q_best, its gain over q_joint on the selection images, and how far the distilled
     candidate's mean ELBO there lies from the refit one's. Then the parts' change from the first decoder to the early-stopped
-    one, that decoder's generalisation gap split, and the counts of images and of unconverged q*."""
+    one, the classes of largest and smallest mean gap on its training images, its generalisation gap
+    split, and the counts of images and of unconverged q*."""
     epochs = dict(zip(rows.decoder, rows.epoch))
     named = roles(epochs)
     means = summary(rows, ["decoder", "split"]).set_index(["decoder", "split", "quantity"])
@@ -359,6 +389,13 @@ def numbers(rows: pd.DataFrame, selection: pd.DataFrame) -> dict[str, Value]:
         moved = change(rows, part, "train", named["first"], named["stopped"])
         macros[f"SplitChangeTrain{short}"] = number(moved)
         macros[f"SplitChangeTrain{short}Ci"] = bounds(moved)
+    classes = by_class(rows, named["stopped"])
+    train = classes[classes.split == "train"].set_index("item")
+    for key, item in (("Largest", train["mean"].idxmax()), ("Smallest", train["mean"].idxmin())):
+        cell = train.loc[item]
+        macros[f"SplitClass{key}"] = item
+        macros[f"SplitClass{key}Gap"] = Number(cell["mean"], cell.se)
+        macros[f"SplitClass{key}GapCi"] = bounds(Interval(cell["mean"], cell.low, cell.high))
     general = generalisation(rows[rows.decoder == named["stopped"]]).set_index("quantity")
     for part, short in (("expressivity", "Expr"), ("optimisation", "Opt"), ("amortization_gap", "Amort")):
         cell = general.loc[part]
