@@ -281,9 +281,25 @@ def test_the_gaps_by_class_are_each_classs_own_images_and_the_table_keeps_the_la
     assert list(table.index) == list(split.CLASSES)
     assert table.loc["ankle boot", "training: images"] == "3" and table.loc["ankle boot", "test: gap"] == "-"
     assert table.loc["dress", "test: E, O"] == "1.00, 1.00"
-    numbers = split.numbers(*reversed(chosen_split(synthetic_elbos(np.random.default_rng(4)))))
-    assert numbers["SplitClassLargestGap"].value >= numbers["SplitClassSmallestGap"].value
-    assert {numbers["SplitClassLargest"], numbers["SplitClassSmallest"]} <= set(split.CLASSES)
+    selection, split_rows = chosen_split(synthetic_elbos(np.random.default_rng(4)))
+    numbers = split.numbers(split_rows, selection)
+    train = split_rows[(split_rows.decoder == "best.pt") & (split_rows.split == "train")]
+    means = train.groupby("label").amortization_gap.agg(["mean", "size"])
+    means = means[means["size"] > 1]["mean"]  # a class of one image has no interval: not named
+    assert numbers["SplitClassLargest"] == split.CLASSES[means.idxmax()] and numbers["SplitClassSmallest"] == split.CLASSES[means.idxmin()]
+    assert numbers["SplitClassLargestGap"].value == pytest.approx(means.max())
+
+
+def test_the_classes_differ_by_a_permutation_test_only_when_their_gaps_do():
+    rng = np.random.default_rng(8)
+    labels = np.repeat(np.arange(5), 40)
+    alike = pd.DataFrame({"decoder": "best.pt", "split": "train", "label": labels, "amortization_gap": rng.normal(5, 1, 200)})
+    apart = alike.assign(amortization_gap=alike.amortization_gap + labels)
+    assert split.class_difference(apart, "best.pt", permutations=500) == pytest.approx(1 / 501), "no shuffling reaches it"
+    assert split.class_difference(alike, "best.pt", permutations=500) > 0.05
+    assert split.class_difference(alike, "best.pt", permutations=500) == split.class_difference(alike, "best.pt", permutations=500)
+    with pytest.raises(ValueError, match="one class only"):
+        split.class_difference(alike[alike.label == 0], "best.pt")
 
 
 def test_the_worst_images_are_the_largest_gaps_shown_with_their_own_pixels():

@@ -170,10 +170,16 @@ def differences(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def ratio(narrow: np.ndarray, wide: np.ndarray, level: float = 0.95, limit: float = 1e6) -> Interval:
-    """mean(narrow) / mean(wide) for gaps [S, N] of two widths on the same images, with Fieller's
-    interval: the ratios r for which the interval of narrow - r wide (over seeds and images,
-    :func:`amortgap.stats.crossed_interval`) covers 0. A bound is infinite when the wide width's
-    gap is not resolved from zero."""
+    """mean(narrow) / mean(wide) for gaps [S, N] of two widths on the same images and seeds, with
+    Fieller's interval: the ratios r for which the interval of narrow - r wide (over seeds and
+    images, :func:`amortgap.stats.crossed_interval`) covers 0. The set need not be one interval
+    (the seed term's degrees of freedom change with r), so each side is scanned outward on a
+    doubling grid and the interval is the hull of the ratios found covered; a bound is infinite
+    when the scan still covers at ``limit`` (the wide width's gap not resolved from zero)."""
+    if narrow.shape != wide.shape:
+        raise ValueError(f"the ratio pairs gaps of one shape, not {narrow.shape} and {wide.shape}")
+    if wide.mean() == 0:
+        raise ValueError("the wide width's mean gap is 0: no ratio")
     point = float(narrow.mean() / wide.mean())
 
     def covers(r: float) -> bool:
@@ -181,13 +187,15 @@ def ratio(narrow: np.ndarray, wide: np.ndarray, level: float = 0.95, limit: floa
         return interval.low <= 0 <= interval.high
 
     def edge(direction: float) -> float:
-        inside, step = point, max(abs(point), 1e-3) * 0.01
-        outside = point + direction * step
-        while covers(outside):  # widen until the interval of narrow - r wide leaves 0
-            inside, step = outside, step * 2
-            outside = point + direction * step
-            if abs(outside) > limit:
-                return direction * math.inf
+        base = max(abs(point), 1e-3) * 1e-3
+        last, step, k = point, base, 0
+        while base * 2**k <= limit:  # the outermost grid ratio still covered
+            if covers(point + direction * base * 2**k):
+                last, step = point + direction * base * 2**k, base * 2**k
+            k += 1
+        if covers(point + direction * limit):
+            return direction * math.inf
+        inside, outside = last, last + direction * step  # refine between it and the next grid point out
         for _ in range(60):
             middle = (inside + outside) / 2
             inside, outside = (middle, outside) if covers(middle) else (inside, middle)
@@ -211,10 +219,12 @@ def schedule_check(config: CampaignConfig, found: pd.DataFrame, root: str | os.P
                                        "longer_best_valid_elbo", "gain"])  # fmt: skip
 
 
-def smallest_claim(steps: pd.DataFrame) -> float | None:
+def smallest_claim(steps: pd.DataFrame, min_seeds: int = 2) -> float | None:
     """The smallest width difference the study claims: the least |mean| among the neighbouring
-    widths' differences whose interval excludes zero (None if none does)."""
-    resolved = steps[(steps.low > 0) | (steps.high < 0)]
+    widths' differences whose interval, over at least ``min_seeds`` common seeds and the images,
+    excludes zero (None if none does: with one seed the interval is over images only, and the
+    seeds' spread, unknown, could undo it)."""
+    resolved = steps[((steps.low > 0) | (steps.high < 0)) & (steps.seeds >= min_seeds)]
     return None if resolved.empty else float(resolved["mean"].abs().min())
 
 
@@ -226,7 +236,7 @@ def schedule_verdict(checks: pd.DataFrame, claim: float | None) -> str:
         return "no encoder has been taken past the schedule"
     widths = in_words([f"{w}" for w in sorted(done.width.unique())])
     if claim is None:
-        return f"no width difference is resolved, so the longer runs (widths {widths}) test no claim"
+        return f"no width difference is resolved over seeds and images, so the longer runs (widths {widths}) test no claim"
     if (done.gain < claim / 2).all():
         return f"the schedule suffices: the longer runs (widths {widths}) gain less than half the smallest width difference claimed"
     return f"the schedule does not suffice: a longer run (widths {widths}) gains at least half the smallest width difference claimed"
@@ -292,49 +302,55 @@ def load(table_dir: str | os.PathLike) -> dict[str, pd.DataFrame]:
     return {name: pd.read_csv(Path(table_dir) / f"{name}.csv") for name in ("rows", "pilot", "schedule")}
 
 
+ORDINALS = ("First", "Second", "Third", "Fourth")  # the pilots' macros, in order of their schedules' length
+
+
 def numbers(rows: pd.DataFrame, pilot: pd.DataFrame, schedule: pd.DataFrame) -> dict[str, Value]:
-    """The paper's numbers: the widths and seeds; per split, the narrowest and widest widths'
-    gaps, their difference and ratio with intervals, and the gap's trend over the widths in
-    words (over the seeds every width has); the pilots' differences from the joint encoder, and
-    whether the pilot of the study's schedule passes; the schedule check."""
-    cells = summary(rows).set_index(["split", "width"])
+    """The paper's numbers, refused while the pilot of the study's schedule fails (no width is
+    reported until it passes): the widths and seeds; per split, the narrowest and widest widths'
+    gaps, their difference and ratio with intervals, all over the seeds both have, and the gap's
+    trend over the widths in words (over the seeds every width has: with fewer than two, no trend
+    is worded); the pilots' differences from the joint encoder; the schedule check."""
+    if not pilot.study.any() or not pilot[pilot.study].passes.all():
+        raise ValueError("the pilot under the study's schedule fails: the schedule is too short, and no width is reported")
+    if len(pilot) > len(ORDINALS):
+        raise ValueError(f"at most {len(ORDINALS)} pilots, not {len(pilot)}")
     widths = sorted(rows.width.unique())
     if len(widths) < 2:
         raise ValueError(f"the study compares widths: it has only {widths}")
     narrow, wide = widths[0], widths[-1]
     seeds = rows.groupby("width").seed.nunique()
     shared = set.intersection(*(set(g.seed) for _, g in rows.groupby("width")))  # the seeds every width has
-    if not shared:
-        raise ValueError("no seed is common to every width: the trend over widths needs one")
+    compared = set(rows[rows.width == narrow].seed) & set(rows[rows.width == wide].seed)
     macros: dict[str, Value] = {"CapacityWidthList": in_words([str(w) for w in widths]), "CapacityNarrowWidth": int(narrow),
-                                "CapacityWideWidth": int(wide), "CapacityEncoders": int(rows.groupby(["width", "seed"]).ngroups),
-                                "CapacityFewestSeeds": int(seeds.min()), "CapacityMostSeeds": int(seeds.max()),
-                                "CapacitySeedWords": seed_words(int(seeds.min()), int(seeds.max())),
-                                "CapacityImages": int(rows[rows.split == "train"].image.nunique())}  # fmt: skip
+                                "CapacityWideWidth": int(wide), "CapacitySeedWords": seed_words(int(seeds.min()), int(seeds.max())),
+                                "CapacityComparedSeeds": seed_words(len(compared), len(compared)).removesuffix(" each"),
+                                "CapacityIntervalOver": "seeds and images" if len(compared) > 1 else "images only (one seed)",
+                                "CapacityImages": int(rows[rows.split == "train"].image.nunique()),
+                                "CapacityMargin": Number(float(pilot.margin.iloc[0]), digits=1)}  # fmt: skip
     steps = differences(rows)
     for split in ("train", "test"):
         key = f"Capacity{split.title()}"
         mine = rows[rows.split == split]
-        for label, width in (("Narrow", narrow), ("Wide", wide)):
-            c = cells.loc[(split, width)]
-            macros[f"{key}{label}"] = Number(c["mean"], c.se)
-            macros[f"{key}{label}Ci"] = bounds(Interval(c["mean"], c.low, c.high))
         a, b = paired(mine, narrow, wide)
+        for label, values in (("Narrow", a), ("Wide", b)):
+            cell = crossed_interval(values)
+            macros[f"{key}{label}"], macros[f"{key}{label}Ci"] = number(cell), bounds(cell)
         gain = crossed_interval(a - b)
         macros[f"{key}Difference"], macros[f"{key}DifferenceCi"] = number(gain), bounds(gain)
         r = ratio(a, b)
         macros[f"{key}Ratio"] = Number(r.mean, digits=2)
         macros[f"{key}RatioCi"] = bounds(r) if math.isfinite(r.low) and math.isfinite(r.high) else "unbounded"
         common = mine[mine.seed.isin(shared)]
-        macros[f"{key}Trend"] = trend([by_seed_and_image(common[common.width == w], "amortization_gap") for w in widths])
+        macros[f"{key}Trend"] = (trend([by_seed_and_image(common[common.width == w], "amortization_gap") for w in widths])
+                                 if len(shared) > 1 else "is not compared over all the widths, which share only one seed")  # fmt: skip
         macros[f"{key}Joint"] = Number(float(mine.drop_duplicates("image").eval("qstar_elbo - joint_elbo").mean()))
-    for i, row in enumerate(pilot.sort_values("epochs").itertuples()):
-        key = f"CapacityPilot{('First', 'Second', 'Third')[i]}"
+    for name, row in zip(ORDINALS, pilot.sort_values("epochs").itertuples()):
+        key = f"CapacityPilot{name}"
         macros[f"{key}Epochs"] = int(row.epochs)
         macros[f"{key}Difference"] = Number(row.difference, row.difference_se)
         macros[f"{key}Bound"] = Number(row.lower_bound, digits=2)
         macros[f"{key}Verdict"] = "passes" if row.passes else "fails"
-    macros["CapacityPilotStudyVerdict"] = "passes" if pilot[pilot.study].passes.all() else "fails"
     claim = smallest_claim(steps)
     done = schedule.dropna(subset=["gain"])
     macros["CapacitySmallestClaim"] = "none" if claim is None else Number(claim)
