@@ -28,11 +28,22 @@ def _list(values) -> str:
     return ", ".join(str(v) for v in values)
 
 
+def encoder_widths(params: dict) -> tuple[dict[int, int], str]:
+    """The width study's encoders (``encoder_width.encoders``): seeds per width, and their schedule."""
+    entries = {e.run: e for e in campaign.CampaignConfig.from_section(dict(params["campaign"])).entries}
+    chosen = [entries[run] for run in params["encoder_width"]["encoders"]]
+    widths = pd.Series([e.encoder_hidden[-1] for e in chosen]).value_counts().sort_index()
+    return {int(w): int(n) for w, n in widths.items()}, chosen[0].protocol
+
+
 def settings(params: dict) -> pd.DataFrame:
     """One row per setting: the stage it belongs to, what it is, and its value (as text)."""
     m, g, c, w, r, e, v, o = (params[s] for s in ("model_setup", "gap_table", "convergence", "width_sweep",
                                                   "refinement", "certification", "validation", "oracle"))  # fmt: skip
     q = QStarConfig()  # the library's defaults; the stages set only its samples and step cap
+    sp, ew, pc = params["split"], params["encoder_width"], params["campaign"]["protocols"]
+    si = sp["images"]
+    widths, ew_protocol = encoder_widths(params)
     t, gd, cd, od = m["training"], g["decompose"], c["decompose"], o["decompose"]
     rows = [
         ("model setup", "latent dimensions; encoder and decoder hidden layers",
@@ -63,6 +74,17 @@ def settings(params: dict) -> pd.DataFrame:
         ("width sweep", "frozen design: encoder widths; joint decoders; seeds",
          f"{_list(w['frozen_widths'])}; {_list(w['frozen_decoder_widths'])}; {_list(w['frozen_seeds'])}"),
         ("width sweep", "frozen design: Adam lr", f"{w['frozen_lr']:g}"),
+        ("split", "decoders of the run; candidate encoders; refit epochs (rate)",
+         f"{_list(sp['decoders'])}; {len(sp['candidates'])}; {pc['refit']['epochs']} ({pc['refit']['lr']:g} to "
+         f"{pc['refit']['lr'] * pc['refit']['lr_decay']:g}, {pc['refit']['lr_schedule']})".replace("_", " ")),
+        ("split", "training images: reported, choosing q_best, distillation targets; test images",
+         f"{si['reported']}, {si['selection']}, {si['targets']}; {si['reported']}"),
+        ("split", "ELBO samples; q* starts; q*: samples per step, step cap",
+         f"{sp['elbo_samples']}; q_joint and q_best; {sp['qstar']['num_samples']}, {sp['qstar']['max_steps']}"),
+        ("encoder width", "decoder; encoders (width x seeds); schedule; pilot margin",
+         f"{ew['decoder']}; {_list(f'{w} x {n}' for w, n in widths.items())}; {ew_protocol} ({pc[ew_protocol]['epochs']} epochs); "
+         f"{ew['margin']:g} nats".replace("_", " ")),
+        ("encoder width", "images; ELBO samples; q*", f"the split's {ew['images']['reported']} per split; {ew['elbo_samples']}; the split's"),
         ("refinement", "test / tuning images; step budgets",
          f"{r['num_points']} / {r['tune_points']}; {_list(r['steps'])}"),
         ("refinement", "step sizes; schedules; timing repeats",
@@ -105,6 +127,9 @@ def provenance(params: dict, runs: pd.DataFrame) -> pd.DataFrame:
                if x.protocol == "cremer" and x.epochs is None and x.family in g["runs"]
                and x.seed not in g["seeds"][x.family]]  # fmt: skip
     seeds = "; ".join(f"{FAMILY_NAMES[f]} {_list(s)}" for f, s in g["seeds"].items() if s)
+    widths, protocol = encoder_widths(params)
+    width_waiting = {x.run for x in entries if x.decoder == params["encoder_width"]["decoder"] and x.init == "fresh"
+                     and x.protocol == protocol and x.run not in params["encoder_width"]["encoders"]}  # fmt: skip
     gd, cd = g["decompose"], c["decompose"]
     plateau = "the plateau protocol's reference models"
     rows = [
@@ -126,6 +151,14 @@ def provenance(params: dict, runs: pd.DataFrame) -> pd.DataFrame:
          f"{cd['ais']['steps']} x {cd['ais']['chains']} from the FFG q*", "final"),
         ("width sweep and encoder x decoder design (3c)", f"jointly trained models (plateau protocol), widths "
          f"{_list(w['widths'])}; {plateau}' decoders", f"{w['eval_points']} test images", "final for the plateau models"),
+        ("the split of the amortization gap (3h)", f"campaign run {params['split']['run']}: decoders "
+         f"{_list(params['split']['decoders'])}, each with its candidate encoders trained against it".replace("_", " "),
+         f"{params['split']['images']['reported']} random training and {params['split']['images']['reported']} test images (the gap "
+         f"table's); {params['split']['images']['selection']} more training images choose q_best", "final"),
+        ("encoder width, fixed decoder (3i)", f"fresh encoders on {params['encoder_width']['decoder']}: "
+         f"{_list(f'width {w} x {n}' for w, n in widths.items())} seeds".replace("_", " "),
+         "the split's images, q* and random numbers", "final for the widths and seeds shown"
+         + (f"; waits on {len(width_waiting)} more encoders, in training or not started" if width_waiting else "")),
         ("compute frontier, HMC, break-even (3d)", f"campaign run {r['run']}, {r['model_file']}".replace("_", " "),
          f"{r['num_points']} test images; HMC on the first {r['hmc_points']}; break-even on the run's recorded training time",
          "final"),

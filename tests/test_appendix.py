@@ -17,7 +17,7 @@ spec.loader.exec_module(appendix)
 def test_every_experiment_stage_has_its_settings_from_params():
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     table = appendix.settings(params)
-    assert set(table.index) == {"model setup", "gap table", "convergence", "width sweep", "refinement",
+    assert set(table.index) == {"model setup", "gap table", "convergence", "split", "encoder width", "width sweep", "refinement",
                                 "certification", "validation", "oracle", "every stage"}
     # the q* search's stopping rule, which the stages leave at the library's defaults
     assert table.loc["every stage"].value == f"{QStarConfig().lr:g}; 50 steps, 2 windows; x 0.3; 0.0003"
@@ -65,4 +65,9 @@ def test_the_provenance_names_each_chapters_models_and_what_it_waits_on():
     assert appendix.provenance(params, runs).loc["gap tables, reconstructions (3a)"].status == "final for the seeds shown"
     assert "campaign run diagonal cremer s0" in table.loc["compute frontier, HMC, break-even (3d)"].models
     assert "plateau" in table.loc["width sweep and encoder x decoder design (3c)"].models
+    width = table.loc["encoder width, fixed decoder (3i)"]
+    counts = pd.Series([run.split("_on_")[0].split("enc")[1].split("x")[0] for run in params["encoder_width"]["encoders"]]).value_counts()
+    assert all(f"width {w} x {n}" in width.models for w, n in counts.items())
+    params["encoder_width"]["encoders"] = params["encoder_width"]["encoders"][:1]
+    assert "more encoders" in appendix.provenance(params, runs).loc["encoder width, fixed decoder (3i)"].status
 

@@ -143,9 +143,10 @@ def test_the_schedule_suffices_only_when_every_longer_run_gains_less_than_half_t
     claim = encoder_width.smallest_claim(steps)
     assert claim == 1.5  # the unresolved -0.1 is no claim, nor the 0.2 resolved over one seed's images only
     small = checks.assign(gain=[0.5, 0.7])
-    assert encoder_width.schedule_verdict(small, claim).startswith("the schedule suffices")
+    assert encoder_width.schedule_verdict(small, claim) == ("the schedule suffices: the longer runs (widths 4 and 64) gain at most "
+                                                            "0.70 nats, less than half the smallest width difference claimed, 1.50 nats")
     assert encoder_width.schedule_verdict(small.assign(gain=[0.5, 0.75]), claim).startswith("the schedule does not suffice")
-    assert encoder_width.schedule_verdict(small.assign(gain=[None, None]), claim) == "no encoder has been taken past the schedule"
+    assert encoder_width.schedule_verdict(small.assign(gain=[None, None]), claim) == "no encoder has been trained to twice the schedule"
     assert "test no claim" in encoder_width.schedule_verdict(small, encoder_width.smallest_claim(steps.iloc[[1]]))
 
 
@@ -197,8 +198,9 @@ def test_no_width_is_reported_while_the_studys_pilot_fails_and_one_seed_words_no
     one_seed = rows[rows.seed == 0]
     numbers = encoder_width.numbers(one_seed, pilot.assign(passes=True), schedule)
     assert numbers["CapacityTrainTrend"].startswith("is not compared") and numbers["CapacityIntervalOver"] == "images only (one seed)"
-    assert numbers["CapacitySmallestClaim"] == "none", "one seed's differences are over images only: no claim"
-    assert numbers["CapacityScheduleVerdict"] == "no encoder has been taken past the schedule"
+    assert numbers["CapacityScheduleVerdict"] == "no encoder has been trained to twice the schedule"
+    steps = encoder_width.differences(one_seed)
+    assert steps.low.gt(0).any() and encoder_width.smallest_claim(steps) is None, "one seed's differences are over images only: no claim"
 
 
 def test_the_width_stage_depends_on_every_encoder_its_section_names():
