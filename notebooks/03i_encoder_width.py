@@ -164,6 +164,6 @@ print(report.macros(report.stable_view(numbers)))
 report.conclude(f"The pilot under the study's schedule passes (no width is reported otherwise). With the decoder fixed, width "
                 f"{numbers['CapacityNarrowWidth']}'s training-image amortization gap minus width {numbers['CapacityWideWidth']}'s is "
                 f"{numbers['CapacityTrainDifference'].value:.2f} nats over {numbers['CapacityIntervalOver']}, a ratio of "
-                f"{numbers['CapacityTrainRatio'].value:.2f}; over all the widths the gap {numbers['CapacityTrainTrend']}. "
+                f"{numbers['CapacityTrainRatio'].value:.2f}. {numbers['CapacityTrends']} "
                 f"Schedule: {numbers['CapacityScheduleVerdict']}. The decoder adapted to a width-200 encoder: these claims "
                 "hold for this fixed decoder.")

@@ -178,9 +178,10 @@ def test_the_papers_numbers_compare_the_end_widths_on_their_common_seeds_and_wor
     assert numbers["CapacityTrainDifference"].value == pytest.approx(narrow - wide), "the printed difference is the printed means'"
     assert numbers["CapacityTrainRatio"].value == pytest.approx(narrow / wide)
     assert numbers["CapacityComparedSeeds"] == "two seeds" and numbers["CapacityIntervalOver"] == "seeds and images"
-    assert numbers["CapacityTrainTrend"].startswith("is not compared"), "seed 0 is the only one every width has"
+    assert numbers["CapacityTrends"].startswith("The widths share only one seed"), "seed 0 is the only one every width has"
     width32_s1 = rows[(rows.width == 32) & (rows.seed == 2)].assign(seed=1)  # now every width has seeds 0 and 1
-    assert encoder_width.numbers(pd.concat([rows, width32_s1]), pilot, schedule)["CapacityTrainTrend"] == "falls"
+    assert encoder_width.numbers(pd.concat([rows, width32_s1]), pilot, schedule)["CapacityTrends"] == (
+        "Over all the widths, on training images the gap falls; on test images it falls.")
     assert numbers["CapacityPilotFirstVerdict"] == "fails" and numbers["CapacityPilotSecondVerdict"] == "passes"
     assert numbers["CapacityScheduleVerdict"].startswith("the schedule suffices")
     with pytest.raises(ValueError, match="compares widths"):
@@ -197,7 +198,7 @@ def test_no_width_is_reported_while_the_studys_pilot_fails_and_one_seed_words_no
         encoder_width.numbers(rows, pilot, schedule)
     one_seed = rows[rows.seed == 0]
     numbers = encoder_width.numbers(one_seed, pilot.assign(passes=True), schedule)
-    assert numbers["CapacityTrainTrend"].startswith("is not compared") and numbers["CapacityIntervalOver"] == "images only (one seed)"
+    assert numbers["CapacityTrends"].startswith("The widths share only one seed") and numbers["CapacityIntervalOver"] == "images only (one seed)"
     assert numbers["CapacityScheduleVerdict"] == "no encoder has been trained to twice the schedule"
     steps = encoder_width.differences(one_seed)
     assert steps.low.gt(0).any() and encoder_width.smallest_claim(steps) is None, "one seed's differences are over images only: no claim"

@@ -41,6 +41,7 @@ from .wording import in_words
 
 PILOT_MARGIN = 0.3  # nats of mean ELBO a fresh encoder may fall short of the joint one (one-sided)
 SPLITS = {"train": "training images", "test": "test images"}
+SHORT_SPLITS = {"train": "training", "test": "test"}
 
 
 def pilot(fresh: np.ndarray, joint: np.ndarray, margin: float = PILOT_MARGIN, level: float = 0.95) -> dict[str, float | bool]:
@@ -258,8 +259,8 @@ def table(cells: pd.DataFrame) -> pd.DataFrame:
         row = {"seeds": int(g.seeds.max())}
         for split in ("train", "test"):
             c = g[g.split == split].iloc[0]
-            row[f"{SPLITS[split]}, mean"] = f"{c['mean']:.2f} $\\pm$ {c.high - c['mean']:.2f}"
-            row[f"{SPLITS[split]}, median [10\\%, 90\\%]"] = f"{c['median']:.2f} [{c.q10:.2f}, {c.q90:.2f}]"
+            row[f"{SHORT_SPLITS[split]}: mean"] = f"{c['mean']:.2f} $\\pm$ {c.high - c['mean']:.2f}"
+            row[f"{SHORT_SPLITS[split]}: median [10\\%, 90\\%]"] = f"{c['median']:.2f} [{c.q10:.2f}, {c.q90:.2f}]"
         out[width] = row
     return pd.DataFrame.from_dict(out, orient="index").rename_axis("encoder width")
 
@@ -311,9 +312,9 @@ ORDINALS = ("First", "Second", "Third", "Fourth")  # the pilots' macros, in orde
 def numbers(rows: pd.DataFrame, pilot: pd.DataFrame, schedule: pd.DataFrame) -> dict[str, Value]:
     """The paper's numbers, refused while the pilot of the study's schedule fails (no width is
     reported until it passes): the widths and seeds; per split, the narrowest and widest widths'
-    gaps, their difference and ratio with intervals, all over the seeds both have, and the gap's
-    trend over the widths in words (over the seeds every width has: with fewer than two, no trend
-    is worded); the pilots' differences from the joint encoder; the schedule check."""
+    gaps, their difference and ratio with intervals, all over the seeds both have, and a sentence
+    with the gap's trend over the widths on each split (over the seeds every width has: with fewer
+    than two, it words no trend); the pilots' differences from the joint encoder; the schedule check."""
     if not pilot.study.any() or not pilot[pilot.study].passes.all():
         raise ValueError("the pilot under the study's schedule fails: the schedule is too short, and no width is reported")
     if len(pilot) > len(ORDINALS):
@@ -331,7 +332,7 @@ def numbers(rows: pd.DataFrame, pilot: pd.DataFrame, schedule: pd.DataFrame) -> 
                                 "CapacityIntervalOver": "seeds and images" if len(compared) > 1 else "images only (one seed)",
                                 "CapacityImages": int(rows[rows.split == "train"].image.nunique()),
                                 "CapacityMargin": Number(float(pilot.margin.iloc[0]), digits=1)}  # fmt: skip
-    steps = differences(rows)
+    steps, trends = differences(rows), {}
     for split in ("train", "test"):
         key = f"Capacity{split.title()}"
         mine = rows[rows.split == split]
@@ -345,9 +346,10 @@ def numbers(rows: pd.DataFrame, pilot: pd.DataFrame, schedule: pd.DataFrame) -> 
         macros[f"{key}Ratio"] = Number(r.mean, digits=2)
         macros[f"{key}RatioCi"] = bounds(r) if math.isfinite(r.low) and math.isfinite(r.high) else "unbounded"
         common = mine[mine.seed.isin(shared)]
-        macros[f"{key}Trend"] = (trend([by_seed_and_image(common[common.width == w], "amortization_gap") for w in widths])
-                                 if len(shared) > 1 else "is not compared over all the widths, which share only one seed")  # fmt: skip
+        trends[split] = trend([by_seed_and_image(common[common.width == w], "amortization_gap") for w in widths]) if len(shared) > 1 else None
         macros[f"{key}Joint"] = Number(float(mine.drop_duplicates("image").eval("qstar_elbo - joint_elbo").mean()))
+    macros["CapacityTrends"] = (f"Over all the widths, on training images the gap {trends['train']}; on test images it {trends['test']}."
+                                if len(shared) > 1 else "The widths share only one seed, so no trend over all of them is worded.")  # fmt: skip
     for name, row in zip(ORDINALS, pilot.sort_values("epochs").itertuples()):
         key = f"CapacityPilot{name}"
         macros[f"{key}Epochs"] = int(row.epochs)
