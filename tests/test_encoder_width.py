@@ -138,6 +138,8 @@ def test_the_schedule_suffices_only_when_every_longer_run_gains_less_than_half_t
     assert list(checks.width) == [4, 64] and (checks.trained == 26).all()
     history = pd.read_csv(config.run_dir(STUDY[0], ROOT) / "history.csv")
     assert checks.gain.iloc[0] == pytest.approx(history.valid_elbo.max() - history[history.epoch <= 13].valid_elbo.max())
+    with pytest.raises(ValueError, match="a schedule twice as long, 26"):
+        encoder_width.schedule_check(config, found.assign(longer=found.longer.replace(26, 20)), ROOT)
     steps = pd.DataFrame({"mean": [5.0, -0.1, 1.5, 0.2], "low": [4.0, -0.3, 0.5, 0.1], "high": [6.0, 0.1, 2.5, 0.3],
                           "seeds": [3, 3, 3, 1]})  # fmt: skip
     claim = encoder_width.smallest_claim(steps)

@@ -206,11 +206,13 @@ def ratio(narrow: np.ndarray, wide: np.ndarray, level: float = 0.95, limit: floa
 
 
 def schedule_check(config: CampaignConfig, found: pd.DataFrame, root: str | os.PathLike = ".") -> pd.DataFrame:
-    """Per run taken past its schedule (``longer`` > ``epochs``): the best validation ELBO within
-    the schedule and within the longer run, and the ``gain`` (None until the run reaches ``longer``)
-    (:func:`amortgap.campaign.longer_schedule_check`)."""
+    """Per run taken past its schedule (``longer`` > ``epochs``, which must be twice as long): the
+    best validation ELBO within the schedule and within the longer run, and the ``gain`` (None until
+    the run reaches ``longer``) (:func:`amortgap.campaign.longer_schedule_check`)."""
     rows = []
     for run in found[found.longer > found.epochs].itertuples():
+        if run.longer != 2 * run.epochs:
+            raise ValueError(f"{run.run} is taken on to {run.longer} epochs: the check takes a schedule twice as long, {2 * run.epochs}")
         history = pd.read_csv(config.run_dir(run.run, root) / "history.csv")
         check = longer_schedule_check(history, config.protocols[run.protocol], run.longer)
         rows.append({"run": run.run, "width": run.width, "seed": run.seed, "epochs": run.epochs, "longer": run.longer,
