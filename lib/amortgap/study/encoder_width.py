@@ -237,10 +237,11 @@ def schedule_verdict(checks: pd.DataFrame, claim: float | None) -> str:
     done = checks.dropna(subset=["gain"])
     if done.empty:
         return "no encoder has been trained to twice the schedule"
-    widths = in_words([f"{w}" for w in sorted(done.width.unique())])
-    gained = f"the longer runs (widths {widths}) gain at most {done.gain.max():.2f} nats"
+    widths = sorted(done.width.unique())
+    runs = f"the longer run{'s' if len(done) > 1 else ''} (width{'s' if len(widths) > 1 else ''} {in_words([str(w) for w in widths])})"
+    gained = f"{runs} gain{' at most' if len(done) > 1 else 's'} {done.gain.max():.2f} nats"
     if claim is None:
-        return f"{gained}, and no width difference is resolved over seeds and images, so they test no claim"
+        return f"{gained}, and no width difference is resolved over seeds and images, so {'they test' if len(done) > 1 else 'it tests'} no claim"
     verdict = "the schedule suffices" if (done.gain < claim / 2).all() else "the schedule does not suffice"
     relation = "less than" if verdict == "the schedule suffices" else "not less than"
     return f"{verdict}: {gained}, {relation} half the smallest width difference claimed, {claim:.2f} nats"
