@@ -180,6 +180,9 @@ def test_the_papers_numbers_compare_the_end_widths_on_their_common_seeds_and_wor
     assert numbers["CapacityTrainDifference"].value == pytest.approx(narrow - wide), "the printed difference is the printed means'"
     assert numbers["CapacityTrainRatio"].value == pytest.approx(narrow / wide)
     assert numbers["CapacityComparedSeeds"] == "two seeds" and numbers["CapacityIntervalOver"] == "seeds and images"
+    assert numbers["CapacityTrainVerdict"] == "the narrow encoder's gap is the larger, at 95\\% over seeds and images"
+    assert encoder_width.width_verdict(stats.Interval(1.0, 0.5, 1.5), 1).endswith("leaves out the spread between training seeds")
+    assert encoder_width.width_verdict(stats.Interval(0.2, -0.5, 0.9), 3) == "unresolved at 95\\%"
     assert numbers["CapacityTrends"].startswith("The widths share only one seed"), "seed 0 is the only one every width has"
     width32_s1 = rows[(rows.width == 32) & (rows.seed == 2)].assign(seed=1)  # now every width has seeds 0 and 1
     assert encoder_width.numbers(pd.concat([rows, width32_s1]), pilot, schedule)["CapacityTrends"] == (

@@ -296,6 +296,16 @@ def figure(rows: pd.DataFrame, cells: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+def width_verdict(difference: Interval, seeds: int) -> str:
+    """How the narrowest minus the widest width's gap reads at 95%, over ``seeds`` common seeds."""
+    if difference.low <= 0 <= difference.high:
+        return "unresolved at 95\\%"
+    way = "larger" if difference.low > 0 else "smaller"
+    if seeds < 2:
+        return f"the narrow encoder's gap is the {way} over the images, with one seed per width, so the interval leaves out the spread between training seeds"
+    return f"the narrow encoder's gap is the {way}, at 95\\% over seeds and images"
+
+
 def seed_words(fewest: int, most: int) -> str:
     """How many seeds each width has, as prose says it: "one seed each", "two to three seeds each"."""
     names = ("no", "one", "two", "three", "four", "five")
@@ -345,6 +355,7 @@ def numbers(rows: pd.DataFrame, pilot: pd.DataFrame, schedule: pd.DataFrame) -> 
             macros[f"{key}{label}"], macros[f"{key}{label}Ci"] = number(cell), bounds(cell)
         gain = crossed_interval(a - b)
         macros[f"{key}Difference"], macros[f"{key}DifferenceCi"] = number(gain), bounds(gain)
+        macros[f"{key}Verdict"] = width_verdict(gain, len(a))
         r = ratio(a, b)
         macros[f"{key}Ratio"] = Number(r.mean, digits=2)
         macros[f"{key}RatioCi"] = bounds(r) if math.isfinite(r.low) and math.isfinite(r.high) else "unbounded"
