@@ -77,10 +77,10 @@ def settings(params: dict) -> pd.DataFrame:
         ("split", "decoders of the run; candidate encoders; refit epochs (rate)",
          f"{_list(sp['decoders'])}; {len(sp['candidates'])}; {pc['refit']['epochs']} ({pc['refit']['lr']:g} to "
          f"{pc['refit']['lr'] * pc['refit']['lr_decay']:g}, {pc['refit']['lr_schedule']})".replace("_", " ")),
-        ("split", "training images: reported, choosing q_best, distillation targets; test images",
+        ("split", "training images: reported, choosing the best candidate, distillation targets; test images",
          f"{si['reported']}, {si['selection']}, {si['targets']}; {si['reported']}"),
         ("split", "ELBO samples; q* starts; q*: samples per step, step cap",
-         f"{sp['elbo_samples']}; q_joint and q_best; {sp['qstar']['num_samples']}, {sp['qstar']['max_steps']}"),
+         f"{sp['elbo_samples']}; the joint encoder and the best candidate; {sp['qstar']['num_samples']}, {sp['qstar']['max_steps']}"),
         ("encoder width", "decoder; encoders (width x seeds); schedule; pilot margin",
          f"{ew['decoder']}; {_list(f'{w} x {n}' for w, n in widths.items())}; {ew_protocol} ({pc[ew_protocol]['epochs']} epochs); "
          f"{ew['margin']:g} nats".replace("_", " ")),
@@ -154,7 +154,7 @@ def provenance(params: dict, runs: pd.DataFrame) -> pd.DataFrame:
         ("the split of the amortization gap (3h)", f"campaign run {params['split']['run']}: decoders "
          f"{_list(params['split']['decoders'])}, each with its candidate encoders trained against it".replace("_", " "),
          f"{params['split']['images']['reported']} random training and {params['split']['images']['reported']} test images (the gap "
-         f"table's); {params['split']['images']['selection']} more training images choose q_best", "final"),
+         f"table's); {params['split']['images']['selection']} more training images choose the best candidate", "final"),
         ("encoder width, fixed decoder (3i)", f"fresh encoders on {params['encoder_width']['decoder']}: "
          f"{_list(f'width {w} x {n}' for w, n in widths.items())} seeds".replace("_", " "),
          "the split's images, q* and random numbers", "final for the widths and seeds shown"

@@ -65,6 +65,8 @@ def test_the_provenance_names_each_chapters_models_and_what_it_waits_on():
     assert appendix.provenance(params, runs).loc["gap tables, reconstructions (3a)"].status == "final for the seeds shown"
     assert "campaign run diagonal cremer s0" in table.loc["compute frontier, HMC, break-even (3d)"].models
     assert "plateau" in table.loc["width sweep and encoder x decoder design (3c)"].models
+    for text in [*appendix.settings(params).to_numpy().ravel(), *table.to_numpy().ravel()]:
+        assert "_" not in str(text), f"a bare underscore breaks the LaTeX table: {text}"
     width = table.loc["encoder width, fixed decoder (3i)"]
     counts = pd.Series([run.split("_on_")[0].split("enc")[1].split("x")[0] for run in params["encoder_width"]["encoders"]]).value_counts()
     assert all(f"width {w} x {n}" in width.models for w, n in counts.items())
