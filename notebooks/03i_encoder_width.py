@@ -89,7 +89,8 @@ print(f"the pilots: {', '.join(tried.run)}; {elbo_samples} samples per ELBO; ima
 # encoder's ELBO is drawn again and must equal the split's (the same images and random numbers).
 
 # %%
-named = {run.run: run.weights for run in pd.concat([found, tried]).drop_duplicates("run").itertuples()}
+every = pd.concat([found, tried]).drop_duplicates("run")  # the study's encoders and the pilots, each once
+named = dict(zip(every.run, every.weights))
 models_by_run = {"joint": joint, **{run: models.load(path) for run, path in named.items()}}
 split_rows.shares_decoder(joint, models_by_run)
 roles = ("train", "test")
@@ -100,7 +101,7 @@ elbos = pd.concat([next(tables).set_axis(["elbo"], axis=1).assign(run=run, split
                    for run in models_by_run for role in roles], ignore_index=True)  # fmt: skip
 theirs = pd.read_csv(root / split_rows_path)
 encoder_width.same_draws(elbos[elbos.run == "joint"], theirs, split_decoder)
-described = pd.concat([found, tried]).drop_duplicates("run")[["run", "width", "seed"]]
+described = every[["run", "width", "seed"]]
 rows = encoder_width.gap_rows(elbos.merge(described, on="run"), theirs, split_decoder)
 study = rows[rows.run.isin(found.run)]
 study.drop(columns="run").to_csv(out / "rows.csv", index=False, float_format="%.6f")

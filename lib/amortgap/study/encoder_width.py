@@ -35,7 +35,7 @@ import seaborn as sns
 
 from ..campaign import CampaignConfig, longer_schedule_check, read_status
 from ..report import Number, Value, bounds, number
-from ..stats import Interval, by_seed_and_image, crossed_interval, t_quantile, trend
+from ..stats import Interval, by_seed_and_image, crossed_interval, mean_se, t_quantile, trend
 from .split import CLASSES
 from .wording import in_words
 
@@ -53,7 +53,7 @@ def pilot(fresh: np.ndarray, joint: np.ndarray, margin: float = PILOT_MARGIN, le
     if fresh.shape != joint.shape or fresh.ndim != 1 or len(fresh) < 2:
         raise ValueError(f"the pilot pairs two ELBOs per image, not arrays of shapes {fresh.shape} and {joint.shape}")
     difference = fresh - joint
-    mean, se = float(difference.mean()), float(difference.std(ddof=1)) / math.sqrt(len(difference))
+    mean, se = mean_se(difference)
     lower = mean - t_quantile(level, len(difference) - 1) * se
     return {"images": len(difference), "joint_elbo": float(joint.mean()), "fresh_elbo": float(fresh.mean()),
             "difference": mean, "difference_se": se, "lower_bound": lower, "level": level, "margin": margin,
