@@ -302,6 +302,14 @@ def test_the_classes_differ_by_a_permutation_test_only_when_their_gaps_do():
         split.class_difference(alike[alike.label == 0], "best.pt")
 
 
+def test_a_shuffling_that_ties_the_observed_sum_counts_whatever_the_rounding():
+    """Ten one-image classes: every shuffling gives the same sum of squares in exact arithmetic,
+    only summed in another order. Each must count, so p is 1 on every CPU."""
+    gaps = np.random.default_rng(3).normal(5, 2, 10) / 3
+    singles = pd.DataFrame({"decoder": "best.pt", "split": "train", "label": np.arange(10), "amortization_gap": gaps})
+    assert split.class_difference(singles, "best.pt", permutations=300) == 1.0
+
+
 def test_the_worst_images_are_the_largest_gaps_shown_with_their_own_pixels():
     images = split.RoleImages(x=np.eye(784, dtype=np.float32)[:5], labels=np.array([0, 1, 2, 3, 4]), rows=np.array([40, 10, 30, 20, 50]))
     rows = pd.DataFrame({"image": [10, 20, 30, 40, 50], "label": [1, 3, 2, 0, 4], "amortization_gap": [1.0, 5.0, 3.0, 0.5, 2.0],
