@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
 from amortgap import stacked
-from amortgap.families import PlanarFlowDistribution
+from amortgap.families import FlowDistribution
 from amortgap.models import bernoulli_log_likelihood, standard_normal_log_prob
 
 
@@ -48,7 +48,7 @@ def negative_elbo(stack: stacked.Stack, x: Tensor, eps: Tensor, kl_weight: float
     batch, for x [M, B, D] and eps [S, M, B, d], and the per-datapoint ELBO [M, B]. The KL of a
     diagonal Gaussian is analytic; for a flow, log q(z) - log p(z) on the same samples."""
     q = encode(stack, x)
-    if isinstance(q, PlanarFlowDistribution):
+    if isinstance(q, FlowDistribution):
         z = q.from_noise(eps)
         kl = (q.log_prob(z) - standard_normal_log_prob(z)).mean(0)
     else:

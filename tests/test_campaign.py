@@ -17,7 +17,7 @@ import pytest
 import torch
 import yaml
 
-from amortgap import campaign, data, models
+from amortgap import campaign, data, models, train
 from amortgap.qstar import QStarConfig
 from amortgap.study import split_targets
 from amortgap.parallel import worker_pool
@@ -115,6 +115,34 @@ def test_an_encoder_entry_waits_for_its_decoder_then_trains_a_fresh_encoder_agai
     for a, b in zip(trained.decoder.state_dict().values(), decoder.decoder.state_dict().values()):
         assert torch.equal(a, b), "the decoder stays frozen"
     history = pd.read_csv(config.run_dir(run, tmp_path) / "history.csv")
+    assert history.valid_elbo.iloc[-1] > history.valid_elbo.iloc[0], "the encoder trains"
+
+
+def test_an_entry_may_name_its_flow_length_which_names_its_run():
+    config = campaign.CampaignConfig(architecture=models.VAEConfig(latent_dim=3, encoder_hidden=(16,), decoder_hidden=(16,)),
+                                     protocols={"p": train.TrainConfig.from_section(PROTOCOL)})  # fmt: skip
+    entry = campaign.Entry(family="sylvester", seed=1, protocol="p", decoder="r/best.pt", encoder_hidden=(8,), flow_length=2)
+    assert entry.run == "sylvester2_enc8_on_r.best_p_s1"
+    assert campaign.Entry(family="planar", seed=0, protocol="p", decoder="r/best.pt", encoder_hidden=(8,)).run == "planar_enc8_on_r.best_p_s0"
+    built = config.model_config(entry)
+    assert (built.family, built.flow_length, built.encoder_hidden) == ("sylvester", 2, (8,))
+    assert config.model_config(campaign.Entry(family="planar", seed=0)).flow_length == 10, "the architecture's, unless named"
+
+
+@pytest.mark.slow
+def test_a_sylvester_encoder_trains_against_a_frozen_decoder_by_the_hand_written_step(tmp_path, uninterrupted):
+    entry = {"family": "sylvester", "seed": 0, "protocol": "p", "decoder": "diagonal_p_s0/best.pt", "encoder_hidden": [16],
+             "flow_length": 2}  # fmt: skip
+    config = campaign.load_config(write_params(tmp_path, [entry]))
+    decoder_run = config.run_dir("diagonal_p_s0", tmp_path)
+    decoder_run.mkdir(parents=True)
+    shutil.copy(uninterrupted / "best.pt", decoder_run / "best.pt")
+    [status] = campaign.run_campaign(config, deadline=time.time() + HOUR, workers=1, root=str(tmp_path))
+    run_dir = config.run_dir("sylvester2_enc16_on_diagonal_p_s0.best_p_s0", tmp_path)
+    assert status["status"] == "finished" and [s["step"] for s in campaign.read_status(run_dir)["stretches"]] == ["by-hand"]
+    trained = models.load(run_dir / "best.pt")
+    assert (trained.config.family, trained.config.flow_length) == ("sylvester", 2)
+    history = pd.read_csv(run_dir / "history.csv")
     assert history.valid_elbo.iloc[-1] > history.valid_elbo.iloc[0], "the encoder trains"
 
 

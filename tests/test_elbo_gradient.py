@@ -38,7 +38,7 @@ def both(config: models.VAEConfig, count: int = 2, samples: int = 1, batch: int 
     return stack, expected, NegativeElbo(stack, grads)(x, eps, kl_weight), grads
 
 
-@pytest.mark.parametrize("family", ["diagonal", "planar"])
+@pytest.mark.parametrize("family", ["diagonal", "planar", "sylvester"])
 @pytest.mark.parametrize("case", ["elu", "relu", "tanh", "softplus", "3 samples", "KL weight 1, one model",
                                   "frozen decoder", "frozen decoders, one each", "wide encoder",
                                   "one hidden layer"])  # fmt: skip
@@ -63,7 +63,7 @@ def test_the_hand_written_gradient_is_autograds(family, case):
         torch.testing.assert_close(grads[name], p.grad, rtol=1e-10, atol=1e-12, msg=f"{name}'s gradient")
 
 
-@pytest.mark.parametrize("family", ["diagonal", "planar"])
+@pytest.mark.parametrize("family", ["diagonal", "planar", "sylvester"])
 def test_the_reference_architecture_in_float32_within_float_tolerance(family):
     """The paper's 784-200-200-50 models at batch 100, as the campaign trains them."""
     torch.manual_seed(1)

@@ -38,6 +38,40 @@ def test_a_part_is_computed_once_and_loaded_after(tmp_path):
         parts.kept(tmp_path, "a/b", table, 2.0, x)
 
 
+def test_a_part_kept_under_code_declared_equivalent_is_found_renamed_and_loaded(tmp_path, monkeypatch):
+    """A code change declared equivalent (equivalent_code.json) keeps the parts computed before it:
+    the part under the former fingerprint is renamed to today's and loaded, not computed; without
+    the declaration it is computed again."""
+    x = torch.arange(6.0)
+    module, older, oldest = "amortgap.parts", "e" * 64, "f" * 64
+    code = parts.code_digests(parts.tensor_digest)
+    assert module in code, "the function's own module is in its fingerprint"
+    chain = {module: {code[module]: older, older: oldest}}
+    assert parts.former_fingerprints(parts.tensor_digest, x, declared=chain) == [
+        parts.fingerprint(parts.tensor_digest, x, code={**code, module: d}) for d in (older, oldest)]
+    for declared, folder in ((chain, tmp_path / "declared"), ({}, tmp_path / "not")):
+        folder.mkdir()
+        before = folder / f"d-{parts.fingerprint(parts.tensor_digest, x, code={**code, module: oldest})}.pkl.xz"
+        pd.to_pickle({"result": "kept before the change", "provenance": {}}, before, compression="xz")
+        monkeypatch.setattr(parts, "declared_equivalent", lambda declared=declared: declared)
+        result = parts.kept(folder, "d", parts.tensor_digest, x)
+        (now,) = folder.glob("d-*.pkl.xz")
+        assert now.name == f"d-{parts.fingerprint(parts.tensor_digest, x)}.pkl.xz" and not before.exists()
+        assert result == ("kept before the change" if declared else parts.tensor_digest(x))
+
+
+def test_a_declaration_of_equivalent_code_must_say_why(tmp_path):
+    path = tmp_path / "equivalent.json"
+    path.write_text('[{"module": "amortgap.gaps", "former": "a", "current": "b", "why": "  "}]')
+    with pytest.raises(ValueError, match="a why"):
+        parts.declared_equivalent(path)
+    path.write_text('[{"module": "amortgap.gaps", "former": "a", "current": "b", "why": "a clearer error"}]')
+    assert parts.declared_equivalent(path) == {"amortgap.gaps": {"b": "a"}}
+    assert parts.declared_equivalent(tmp_path / "none.json") == {}
+    committed = parts.declared_equivalent()  # the repository's own declarations parse
+    assert all(len(d) == 64 for digests in committed.values() for pair in digests.items() for d in pair)
+
+
 def test_the_fingerprint_follows_the_code_not_its_comments():
     code = 'def f(x):\n    """Doc."""\n    return x + 1  # one\n'
     assert parts.code_digest(code) == parts.code_digest('def f(x):\n    # another comment\n    return (x + 1)\n')

@@ -79,7 +79,8 @@ class Entry(FromSection):
     for a run that only needs its end). With ``decoder`` (``<run>/<weights file>`` in the campaign's
     folder), the model is an encoder of widths ``encoder_hidden`` on a frozen copy of that decoder,
     which starts (``init``) ``fresh`` from the entry's seed, from the file's own encoder (``joint``),
-    or from that encoder distilled onto the decoder's q* targets (``distilled``)."""
+    or from that encoder distilled onto the decoder's q* targets (``distilled``). ``flow_length``,
+    if given, replaces the architecture's number of flow layers (and names the run: ``sylvester4``)."""
 
     family: str
     seed: int
@@ -89,6 +90,7 @@ class Entry(FromSection):
     decoder: str | None = None
     encoder_hidden: tuple[int, ...] | None = None
     init: str = "fresh"
+    flow_length: int | None = None
 
     def __post_init__(self) -> None:
         if self.init not in INITS:
@@ -104,10 +106,11 @@ class Entry(FromSection):
         """The run's name: ``diagonal_cremer_s0``, or for an encoder on a frozen decoder
         ``diagonal_enc200x200_on_diagonal_cremer_s0.best_encoder_s0`` (a fresh one) or
         ``diagonal_enc200x200_distilled_on_diagonal_cremer_s0.best_refit_s0``."""
+        family = self.family if self.flow_length is None else f"{self.family}{self.flow_length}"
         if self.decoder is None:
-            return f"{self.family}_{self.protocol}_s{self.seed}"
+            return f"{family}_{self.protocol}_s{self.seed}"
         widths = "x".join(map(str, self.encoder_hidden)) + ("" if self.init == "fresh" else f"_{self.init}")
-        return f"{self.family}_enc{widths}_on_{dotted(self.decoder)}_{self.protocol}_s{self.seed}"
+        return f"{family}_enc{widths}_on_{dotted(self.decoder)}_{self.protocol}_s{self.seed}"
 
 
 @dataclass(frozen=True)
@@ -148,9 +151,10 @@ class CampaignConfig(FromSection):
         return Path(root) / self.model_dir / run
 
     def model_config(self, entry: Entry) -> VAEConfig:
-        """The architecture with the entry's family (and encoder widths, if it names them)."""
+        """The architecture with the entry's family (and encoder widths and flow length, if it names them)."""
         return replace(self.architecture, family=entry.family,
-                       encoder_hidden=entry.encoder_hidden or self.architecture.encoder_hidden)  # fmt: skip
+                       encoder_hidden=entry.encoder_hidden or self.architecture.encoder_hidden,
+                       flow_length=entry.flow_length or self.architecture.flow_length)  # fmt: skip
 
     def decoder_path(self, entry: Entry, root: str | os.PathLike = ".") -> Path | None:
         """The weights file whose decoder ``entry`` trains against (None: it trains its own)."""

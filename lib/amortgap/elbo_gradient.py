@@ -10,7 +10,7 @@ for a stack of M models (:mod:`amortgap.stacked`), batches x [M, B, D] and noise
 and writes its gradient into each trainable parameter's ``.grad`` with no graph: every Linear layer's
 forward product and the two products of its backward pass, the activation's derivative taken from
 its output in one kernel, the Bernoulli likelihood's gradient as sigmoid(logits) - x, the KL's in
-closed form (diagonal Gaussian) or through the planar layers by hand. A frozen decoder (shared by
+closed form (diagonal Gaussian) or through the planar or Sylvester layers by hand. A frozen decoder (shared by
 the stack, ``requires_grad=False``) gets no weight gradients, only the one its input needs.
 Autograd stays as the oracle: ``tests/test_elbo_gradient.py`` checks every family, width and KL
 weight against it.
@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from torch.nn.functional import softplus
 
 from . import stacked
-from .families import PLANAR_MARGIN, PLANAR_SHIFT, DiagonalGaussian, PlanarFlow
+from .families import PLANAR_MARGIN, PLANAR_SHIFT, DiagonalGaussian, PlanarFlow, SylvesterFlow, sylvester_masks, sylvester_matrices
 
 
 def activation_from_output(name: str, h: Tensor, grad: Tensor) -> Tensor:
@@ -112,7 +112,7 @@ class NegativeElbo:
     def __init__(self, stack: stacked.Stack, grads: dict[str, Tensor] | None = None) -> None:
         template = stack.template
         self.activation, self.family, self.latent_dim = template.config.activation, template.family, template.latent_dim
-        if not isinstance(self.family, (DiagonalGaussian, PlanarFlow)):
+        if not isinstance(self.family, (DiagonalGaussian, PlanarFlow, SylvesterFlow)):
             raise TypeError(f"no hand-written gradient for family {type(self.family).__name__}")
         trainable = stack.trainable
         if grads is not None and set(grads) != set(trainable):
@@ -144,8 +144,8 @@ class NegativeElbo:
         S, M, B, d = eps.shape
         noise = eps.permute(1, 2, 0, 3)  # [M, B, S, d]: a datapoint's samples side by side
         enc_inputs, out = self._mlp_forward(self.encoder, x)
-        if isinstance(self.family, PlanarFlow):
-            flow = _PlanarPass(out, noise, self.family.length)
+        flow = None if isinstance(self.family, DiagonalGaussian) else _FLOW_PASSES[type(self.family)](out, noise, self.family.length)
+        if flow is not None:
             z = flow.z
         else:
             loc, log_scale = out[..., :d], out[..., d:]
@@ -153,7 +153,7 @@ class NegativeElbo:
             z = torch.addcmul(loc.unsqueeze(2), noise, scale.unsqueeze(2))
         dec_inputs, logits = self._mlp_forward(self.decoder, z.reshape(M, B * S, d))
         log_lik, fit, sign = bernoulli_fit(logits.view(M, B, S, -1), x)
-        if isinstance(self.family, PlanarFlow):
+        if flow is not None:
             kl = flow.kl()  # [M, B], a Monte Carlo estimate on these samples
         else:
             kl = 0.5 * (scale.square() + loc.square() - 1 - 2 * log_scale).sum(-1)
@@ -161,7 +161,7 @@ class NegativeElbo:
             # d loss / d logits = (sigmoid(logits) - x) / (S B) = (sigmoid(t) - 1) (2x - 1) / (S B)
             grad = fit.sub_(1).mul_(sign).mul_(1 / (S * B)).view(M, B * S, -1)
             grad_z = self._mlp_backward(self.decoder, dec_inputs, grad, need_input=True).view(M, B, S, d)
-            if isinstance(self.family, PlanarFlow):
+            if flow is not None:
                 grad_out = flow.backward(grad_z, kl_weight / (S * B))
             else:
                 grad_out = torch.empty_like(out)
@@ -266,3 +266,76 @@ class _PlanarPass:
         grad_log_scale = (grad_z0 * self.noise).sum(1).mul_(self.scale.squeeze(1)).sub_(S * kl_scale)
         flat = [grad_loc, grad_log_scale, grad_u.reshape(M * B, -1), grad_w.reshape(M * B, -1), grad_b]
         return torch.cat(flat, -1).view(M, B, -1)
+
+
+class _SylvesterPass:
+    """The triangular Sylvester flow of :class:`~amortgap.families.SylvesterFlowDistribution`,
+    forward and backward by hand, for encoder output [M, B, F] and noise [M, B, S, d]: per layer k,
+    with row vectors z [N, S, d] and W = R~^T, V = R^T (:func:`~amortgap.families.sylvester_matrices`),
+
+        pre_k = z_{k-1} W_k + b_k,   h_k = tanh(pre_k),   z_k = z_{k-1} + h_k V_k,
+        log det_k = sum_i log(1 + r_i r~_i (1 - h_ki^2)),
+
+    two batched matrix products forward and four backward per layer."""
+
+    def __init__(self, out: Tensor, noise: Tensor, length: int) -> None:
+        M, B, S, d = noise.shape
+        K, N = length, M * B
+        self.shape, self.K = (M, B, S, d), K
+        loc, log_scale, a, c, b = out.split([d, d, K * d * d, K * d, K * d], dim=-1)
+        self.log_scale = log_scale
+        self.w, self.v, self.r, self.r_tilde = sylvester_matrices(a.reshape(N, K, d, d), c.reshape(N, K, d))
+        self.rr = self.r * self.r_tilde  # [N, K, d]
+        self.scale = log_scale.exp().reshape(N, 1, d)
+        self.noise = noise.reshape(N, S, d)
+        b = b.reshape(N, K, d)
+        z = torch.addcmul(loc.reshape(N, 1, d), self.noise, self.scale)
+        self.inputs, self.h, self.det = [], [], []  # per layer: z_{k-1}, h_k, det_k [N, S, d]
+        for k in range(K):
+            self.inputs.append(z)
+            h = torch.baddbmm(b[:, k : k + 1], z, self.w[:, k]).tanh_()
+            self.h.append(h)
+            self.det.append(torch.addcmul(torch.ones_like(h), 1 - h.square(), self.rr[:, k : k + 1]))
+            z = torch.baddbmm(z, h, self.v[:, k])
+        self.z = z.view(M, B, S, d)
+
+    def kl(self) -> Tensor:
+        """The Monte Carlo KL, mean over samples of log q(z) - log p(z): [M, B]."""
+        M, B, S, d = self.shape
+        log_det = sum(det.log().sum(-1) for det in self.det)
+        log_q = -0.5 * self.noise.square().sum(-1) - self.log_scale.reshape(-1, 1, d).sum(-1) - log_det
+        log_p = -0.5 * self.z.reshape(-1, S, d).square().sum(-1)  # the two log(2 pi) terms cancel
+        return (log_q - log_p).mean(-1).view(M, B)
+
+    def backward(self, grad_z: Tensor, kl_scale: float) -> Tensor:
+        """d loss / d encoder output [M, B, F], for d loss / d z_K ``grad_z`` [M, B, S, d] from the
+        likelihood and a loss that holds ``kl_scale`` * sum over samples and data of log q - log p."""
+        M, B, S, d = self.shape
+        K, N = self.K, M * B
+        of_w, of_v = sylvester_masks(K, d, grad_z)
+        grad = grad_z.reshape(N, S, d).add(self.z.view(N, S, d), alpha=kl_scale)  # - log p(z_K)
+        grad_a = grad_z.new_empty(N, K, d, d)
+        grad_c, grad_b = grad_z.new_empty(N, K, d), grad_z.new_empty(N, K, d)
+        for k in reversed(range(K)):
+            h, det, rr = self.h[k], self.det[k], self.rr[:, k : k + 1]
+            one_minus_h2 = 1 - h.square()
+            grad_v = torch.bmm(h.transpose(1, 2), grad)  # [N, d, d]
+            # d / dh: through z_k = z_{k-1} + h V, and from - kl_scale log det: 2 kl_scale r r~ h / det
+            grad_pre = torch.bmm(grad, self.v[:, k].transpose(1, 2)).add_(h * rr * (2 * kl_scale) / det).mul_(one_minus_h2)
+            grad_w = torch.bmm(self.inputs[k].transpose(1, 2), grad_pre)
+            torch.sum(grad_pre, 1, out=grad_b[:, k])
+            share = (one_minus_h2 / det).sum(1).mul_(-kl_scale)  # d (- kl_scale sum log det) / d (r r~)
+            grad_r = grad_v.diagonal(dim1=-2, dim2=-1) + share * self.r_tilde[:, k]
+            grad_r_tilde = grad_w.diagonal(dim1=-2, dim2=-1) + share * self.r[:, k]
+            grad = torch.baddbmm(grad, grad_pre, self.w[:, k].transpose(1, 2))  # z_{k-1}: directly and through pre
+            # W = a * of_w + diag(tanh c), V = (a * of_v)^T + diag(tanh(diag a))
+            torch.mul(grad_w, of_w[k], out=grad_a[:, k]).addcmul_(grad_v.transpose(1, 2), of_v[k])
+            grad_a[:, k].diagonal(dim1=-2, dim2=-1).copy_(grad_r * (1 - self.r[:, k].square()))
+            torch.mul(grad_r_tilde, 1 - self.r_tilde[:, k].square(), out=grad_c[:, k])
+        grad_loc = grad.sum(1)
+        grad_log_scale = (grad * self.noise).sum(1).mul_(self.scale.squeeze(1)).sub_(S * kl_scale)
+        flat = [grad_loc, grad_log_scale, grad_a.reshape(N, -1), grad_c.reshape(N, -1), grad_b.reshape(N, -1)]
+        return torch.cat(flat, -1).view(M, B, -1)
+
+
+_FLOW_PASSES = {PlanarFlow: _PlanarPass, SylvesterFlow: _SylvesterPass}  # each flow family's hand-written pass

@@ -21,6 +21,7 @@ Params = dict[str, Tensor]
 LOG_2PI = math.log(2 * math.pi)
 PLANAR_MARGIN = 1e-3  # every planar layer's Jacobian determinant is at least this
 PLANAR_SHIFT = math.log(math.expm1(1 - PLANAR_MARGIN))
+SYLVESTER_START = 0.1  # each Sylvester layer's R~ diagonal at the identity start: tanh(R~ z) != 0, so R can grow
 
 
 class Family(Protocol):
@@ -126,11 +127,12 @@ class PlanarFlow:
         return {"loc": loc, "log_scale": log_scale, "u": u.reshape(shape), "w": w.reshape(shape), "b": b}
 
 
-class PlanarFlowDistribution(Distribution):
-    """The planar-flow q(z), batch shape [B], event shape [d]. A planar layer has no closed-form
-    inverse, so ``log_prob`` is defined for the most recent ``rsample`` only: the density is tracked
-    through the layers as the sample is drawn. That is all an ELBO or IWAE estimate needs; AIS,
-    which evaluates q at points it moved itself, must start from a family with a density."""
+class FlowDistribution(Distribution):
+    """A diagonal Gaussian pushed through flow layers, batch shape [B], event shape [d]. The layers
+    have no closed-form inverse, so ``log_prob`` is defined for the most recent ``rsample`` only: the
+    density is tracked through the layers as the sample is drawn. That is all an ELBO or IWAE
+    estimate needs; AIS, which evaluates q at points it moved itself, must start from a family with
+    a density. A subclass's :meth:`from_noise` draws the sample and sets ``_last``."""
 
     arg_constraints: dict = {}
     support = constraints.real_vector
@@ -140,31 +142,20 @@ class PlanarFlowDistribution(Distribution):
         self.params = params
         loc = params["loc"]
         super().__init__(loc.shape[:-1], loc.shape[-1:], validate_args=False)
-        w, u = params["w"], params["u"]
-        wu = (w * u).sum(-1, keepdim=True)
-        # u_hat = u + (m(w.u) - w.u) w / |w|^2 gives w . u_hat = m(w.u) >= -1 + MARGIN, with
-        # m(a) = -1 + MARGIN + softplus(a + SHIFT); SHIFT makes m(0) = 0, so u = 0 is the identity.
-        m = softplus(wu + PLANAR_SHIFT) - 1 + PLANAR_MARGIN
-        self._u = u + (m - wu) * w / (w.pow(2).sum(-1, keepdim=True) + 1e-12)
-        self._wu = (w * self._u).sum(-1)  # [B, K]
         self._last: tuple[Tensor, Tensor] | None = None
-
-    def rsample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:
-        p = self.params
-        return self.from_noise(torch.randn(torch.Size(sample_shape) + p["loc"].shape, dtype=p["loc"].dtype,
-                                           device=p["loc"].device))  # fmt: skip
 
     def from_noise(self, eps: Tensor) -> Tensor:
         """The sample [S, *batch, d] that standard normal noise ``eps`` of that shape maps to."""
+        raise NotImplementedError
+
+    def _base(self, eps: Tensor) -> tuple[Tensor, Tensor]:
+        """z_0 = loc + scale eps and its log density log N(eps) - sum log_scale: ([S, *batch, d], [S, *batch])."""
         p = self.params
-        z = p["loc"] + eps * p["log_scale"].exp()
-        log_q = -0.5 * (eps.pow(2) + LOG_2PI).sum(-1) - p["log_scale"].sum(-1)
-        for k in range(self._u.shape[-2]):
-            h = torch.tanh((z * p["w"][..., k, :]).sum(-1) + p["b"][..., k])
-            z = z + self._u[..., k, :] * h.unsqueeze(-1)
-            log_q = log_q - torch.log1p((1 - h.pow(2)) * self._wu[..., k])
-        self._last = (z, log_q)
-        return z
+        return p["loc"] + eps * p["log_scale"].exp(), -0.5 * (eps.pow(2) + LOG_2PI).sum(-1) - p["log_scale"].sum(-1)
+
+    def rsample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:
+        loc = self.params["loc"]
+        return self.from_noise(torch.randn(torch.Size(sample_shape) + loc.shape, dtype=loc.dtype, device=loc.device))
 
     def sample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:
         with torch.no_grad():
@@ -173,30 +164,149 @@ class PlanarFlowDistribution(Distribution):
     def log_prob(self, value: Tensor) -> Tensor:
         if self._last is None or value is not self._last[0]:
             raise NotImplementedError(
-                "a planar flow has no closed-form inverse: log_prob is defined only for the tensor "
-                "returned by the latest rsample/sample"
+                f"a {type(self).__name__} has no closed-form inverse: log_prob is defined only for the "
+                "tensor returned by the latest rsample/sample"
             )
         return self._last[1]
 
 
+class PlanarFlowDistribution(FlowDistribution):
+    """The planar-flow q(z) (:class:`PlanarFlow`)."""
+
+    def __init__(self, params: Params) -> None:
+        super().__init__(params)
+        w, u = params["w"], params["u"]
+        wu = (w * u).sum(-1, keepdim=True)
+        # u_hat = u + (m(w.u) - w.u) w / |w|^2 gives w . u_hat = m(w.u) >= -1 + MARGIN, with
+        # m(a) = -1 + MARGIN + softplus(a + SHIFT); SHIFT makes m(0) = 0, so u = 0 is the identity.
+        m = softplus(wu + PLANAR_SHIFT) - 1 + PLANAR_MARGIN
+        self._u = u + (m - wu) * w / (w.pow(2).sum(-1, keepdim=True) + 1e-12)
+        self._wu = (w * self._u).sum(-1)  # [B, K]
+
+    def from_noise(self, eps: Tensor) -> Tensor:
+        p = self.params
+        z, log_q = self._base(eps)
+        for k in range(self._u.shape[-2]):
+            h = torch.tanh((z * p["w"][..., k, :]).sum(-1) + p["b"][..., k])
+            z = z + self._u[..., k, :] * h.unsqueeze(-1)
+            log_q = log_q - torch.log1p((1 - h.pow(2)) * self._wu[..., k])
+        self._last = (z, log_q)
+        return z
+
+
+class SylvesterFlow:
+    """A diagonal Gaussian pushed through ``length`` triangular Sylvester layers (van den Berg et al.
+    2018, their T-SNF), every parameter per datapoint:
+
+        z_k = z_{k-1} + R_k tanh(R~_k z_{k-1} + b_k),    k = 1..K,
+
+    with R_k, R~_k upper triangular on even k and lower triangular on odd k (the T-SNF's alternating
+    permutation, folded into the matrices). Each layer's Jacobian is triangular, so
+    log det = sum_i log(1 + r_ii r~_ii tanh'(a_i)); the diagonals r = tanh(.), r~ = tanh(.) lie in
+    (-1, 1), which keeps every factor positive (the layer invertible).
+
+    Parameters: loc, log_scale [B, d]; ``a`` [B, K, d, d], whose one strict triangle is R's
+    off-diagonal part, the other R~'s (transposed), and whose diagonal is R's before the tanh;
+    ``c`` [B, K, d], R~'s diagonal before the tanh; b [B, K, d]. With R = 0 the flow is the
+    identity, so a diagonal Gaussian q is its own starting point (``params_from``).
+    """
+
+    def __init__(self, length: int = 4) -> None:
+        if length < 1:
+            raise ValueError(f"a Sylvester flow needs at least one layer, not {length}")
+        self.length = length
+
+    def params_from(self, q: Distribution) -> Params:
+        if isinstance(q, SylvesterFlowDistribution):
+            if q.params["a"].shape[1] != self.length:
+                raise ValueError(f"q has {q.params['a'].shape[1]} Sylvester layers, this family {self.length}")
+            return {k: v.detach().clone() for k, v in q.params.items()}
+        base = DiagonalGaussian().params_from(q)
+        return {**base, **self._identity_layers(base["loc"])}
+
+    def prior_params(self, batch: int, latent_dim: int, like: Tensor) -> Params:
+        base = DiagonalGaussian().prior_params(batch, latent_dim, like)
+        return {**base, **self._identity_layers(base["loc"])}
+
+    def _identity_layers(self, loc: Tensor) -> Params:
+        """R = 0 (a = 0), b = 0 and R~ = SYLVESTER_START I: the identity, with tanh(R~ z) != 0 to grow from."""
+        B, d = loc.shape
+        K = self.length
+        return {"a": loc.new_zeros(B, K, d, d), "c": loc.new_full((B, K, d), math.atanh(SYLVESTER_START)),
+                "b": loc.new_zeros(B, K, d)}  # fmt: skip
+
+    def distribution(self, params: Params) -> Distribution:
+        return SylvesterFlowDistribution(params)
+
+    def flat_size(self, latent_dim: int) -> int:
+        return 2 * latent_dim + self.length * (latent_dim * latent_dim + 2 * latent_dim)
+
+    def unflatten(self, flat: Tensor, latent_dim: int) -> Params:
+        d, K = latent_dim, self.length
+        loc, log_scale, a, c, b = flat.split([d, d, K * d * d, K * d, K * d], dim=-1)
+        lead = flat.shape[:-1]
+        return {"loc": loc, "log_scale": log_scale, "a": a.reshape(lead + (K, d, d)), "c": c.reshape(lead + (K, d)),
+                "b": b.reshape(lead + (K, d))}  # fmt: skip
+
+
+def sylvester_masks(length: int, d: int, like: Tensor) -> tuple[Tensor, Tensor]:
+    """The strict triangles [K, d, d] of ``a`` that hold R~^T's and R^T's off-diagonal parts: lower
+    and upper on even layers (R, R~ upper triangular), swapped on odd ones (lower triangular)."""
+    lower = torch.ones(d, d, dtype=like.dtype, device=like.device).tril_(-1)
+    odd = (torch.arange(length, device=like.device) % 2 == 1)[:, None, None]
+    return torch.where(odd, lower.T, lower), torch.where(odd, lower, lower.T)
+
+
+def sylvester_matrices(a: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The layers' transposed matrices from ``a`` [..., K, d, d] and ``c`` [..., K, d]: W = R~^T and
+    V = R^T [..., K, d, d], so that a layer is pre = z W + b, z' = z + tanh(pre) V for row vectors z,
+    and their diagonals r~ = tanh(c), r = tanh(diag a) [..., K, d]."""
+    of_w, of_v = sylvester_masks(a.shape[-3], a.shape[-1], a)
+    r, r_tilde = torch.tanh(a.diagonal(dim1=-2, dim2=-1)), torch.tanh(c)
+    w = torch.diagonal_scatter(a * of_w, r_tilde, dim1=-2, dim2=-1)
+    v = torch.diagonal_scatter((a * of_v).transpose(-2, -1), r, dim1=-2, dim2=-1)
+    return w, v, r, r_tilde
+
+
+class SylvesterFlowDistribution(FlowDistribution):
+    """The triangular Sylvester-flow q(z) (:class:`SylvesterFlow`)."""
+
+    def __init__(self, params: Params) -> None:
+        super().__init__(params)
+        self._w, self._v, r, r_tilde = sylvester_matrices(params["a"], params["c"])
+        self._rr = r * r_tilde  # [B, K, d]
+
+    def from_noise(self, eps: Tensor) -> Tensor:
+        z, log_q = self._base(eps)
+        b = self.params["b"]
+        for k in range(b.shape[-2]):
+            h = torch.tanh((z.unsqueeze(-2) @ self._w[..., k, :, :]).squeeze(-2) + b[..., k, :])
+            z = z + (h.unsqueeze(-2) @ self._v[..., k, :, :]).squeeze(-2)
+            log_q = log_q - torch.log1p((1 - h.pow(2)) * self._rr[..., k, :]).sum(-1)
+        self._last = (z, log_q)
+        return z
+
+
 def reparameterize(q: Distribution, eps: Tensor) -> Tensor:
-    """z = T_q(eps): the sample of q (a diagonal Gaussian or a planar flow) that standard normal noise
+    """z = T_q(eps): the sample of q (a diagonal Gaussian or a flow) that standard normal noise
     eps [S, *batch, d] maps to, so that the caller chooses the random numbers (one generator per
     model when many train at once). For a flow, ``q.log_prob(z)`` is then defined for this z."""
-    if isinstance(q, PlanarFlowDistribution):
+    if isinstance(q, FlowDistribution):
         return q.from_noise(eps)
     if isinstance(q, Independent) and isinstance(q.base_dist, Normal):
         return q.base_dist.loc + eps * q.base_dist.scale
     raise TypeError(f"no reparameterization of {type(q).__name__} from given noise")
 
 
-FAMILY_NAMES = ("diagonal", "planar")
+FAMILY_NAMES = ("diagonal", "planar", "sylvester")
 
 
 def make_family(name: str, flow_length: int = 10) -> Family:
-    """The family called ``name`` ("diagonal" or "planar", the latter with ``flow_length`` layers)."""
+    """The family called ``name`` ("diagonal", or "planar" or "sylvester" with ``flow_length`` layers)."""
     if name == "diagonal":
         return DiagonalGaussian()
     if name == "planar":
         return PlanarFlow(flow_length)
+    if name == "sylvester":
+        return SylvesterFlow(flow_length)
     raise ValueError(f"family must be one of {FAMILY_NAMES}, not {name!r}")

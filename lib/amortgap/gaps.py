@@ -31,7 +31,7 @@ from .config import FromSection
 from .ais import AISConfig, ais
 from .bounds import (MAX_PAIRS, elbo_from_weights, elbo_parts_from_terms, iwae, log_weight_terms_chunked,
                      log_weights_chunked)
-from .families import DiagonalGaussian, Family, Params, PlanarFlow
+from .families import DiagonalGaussian, Family, Params
 from .models import LatentVariableModel, load
 from .parallel import run_tasks
 from .progress import bar
@@ -125,8 +125,8 @@ def decompose_with_qstar(
     config = config or DecomposeConfig()
     if x.dim() != 2 or x.shape[0] == 0:
         raise ValueError(f"x must be a non-empty [N, D] tensor, not of shape {tuple(x.shape)}")
-    if config.ais is not None and isinstance(family, PlanarFlow):
-        raise ValueError("AIS must start from a q* with a density everywhere, which a planar flow lacks: "
+    if config.ais is not None and not isinstance(family, DiagonalGaussian):
+        raise ValueError("AIS must start from a q* with a density everywhere, which a flow lacks: "
                          "decompose with the diagonal family, and get the flow's L[q*] from optimal_elbo")
     if workers > 1:
         tasks = [(model, x[start : start + config.batch_size], config, family, seed)

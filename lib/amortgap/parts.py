@@ -7,7 +7,11 @@ table or a tuple of tables. :func:`kept` computes it once and keeps it in
 the fingerprint (:func:`fingerprint`) covers the function, its arguments and the code it runs (its
 module and every ``amortgap`` module that one imports, directly or not), so that a changed input,
 setting or estimator recomputes the part, while a changed comment, docstring, figure or unrelated
-module does not. Each file also records where it was computed (:func:`provenance`). The files are
+module does not. A code change that adds without changing what exists (a new family beside the
+old ones) may be *declared* equivalent in ``equivalent_code.json`` beside this file, with its
+reason: a part kept under the former code is then found, renamed to its new fingerprint and loaded
+(:func:`former_fingerprints`), as ``dvc commit`` accepts a stage's outputs. Each file also records
+where it was computed (:func:`provenance`). The files are
 small (xz-compressed pickles of per-image tables, tens of kilobytes), written atomically; a part's
 older versions are removed when a new one is written.
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+import itertools
 import json
 import os
 import socket
@@ -36,6 +41,7 @@ from .models import atomic_write
 PACKAGE = Path(__file__).resolve().parent
 PRESENTATION = {"amortgap.plots", "amortgap.report"}  # modules that only draw and format: no part depends on them
 SUFFIX = ".pkl.xz"
+EQUIVALENT_CODE = PACKAGE / "equivalent_code.json"  # code changes declared not to change any kept part
 
 
 def tensor_digest(*tensors: torch.Tensor) -> str:
@@ -135,13 +141,49 @@ def _token(value: Any) -> str:
     return repr(value)
 
 
-def fingerprint(fn: Callable[..., Any], *args: Any) -> str:
+def fingerprint(fn: Callable[..., Any], *args: Any, code: dict[str, str] | None = None) -> str:
     """A short hash of the call ``fn(*args)``: the function's name, its arguments (:func:`_token`)
     and the code of its module and of every ``amortgap`` module that one imports
-    (:func:`code_modules`, comments and docstrings left out: :func:`code_digest`)."""
-    code = [f"{name}:{code_digest(path.read_text())}" for name, path in code_modules(fn.__module__).items()]
-    payload = "|".join([_token(fn), *(_token(a) for a in args), *code])
+    (:func:`code_modules`, comments and docstrings left out: :func:`code_digest`), or the digests
+    ``code`` ({module: digest}) given in their place."""
+    code = code or code_digests(fn)
+    payload = "|".join([_token(fn), *(_token(a) for a in args), *(f"{name}:{digest}" for name, digest in code.items())])
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def code_digests(fn: Callable[..., Any]) -> dict[str, str]:
+    """{module: :func:`code_digest`} of ``fn``'s module and every ``amortgap`` module it imports."""
+    return {name: code_digest(path.read_text()) for name, path in code_modules(fn.__module__).items()}
+
+
+def declared_equivalent(path: Path = EQUIVALENT_CODE) -> dict[str, dict[str, str]]:
+    """{module: {digest: former digest}} from ``path``: a list of {"module", "former", "current",
+    "why"}, each declaring that the module's code of digest ``current`` computes every kept part as
+    its code of digest ``former`` did (``why`` says what changed, for a reviewer)."""
+    if not path.is_file():
+        return {}
+    found: dict[str, dict[str, str]] = {}
+    for i, entry in enumerate(json.loads(path.read_text())):
+        if set(entry) != {"module", "former", "current", "why"} or not entry["why"].strip():
+            raise ValueError(f"{path}, entry {i}: needs exactly module, former, current and a why, not {sorted(entry)}")
+        found.setdefault(entry["module"], {})[entry["current"]] = entry["former"]
+    return found
+
+
+def former_fingerprints(fn: Callable[..., Any], *args: Any, declared: dict[str, dict[str, str]] | None = None) -> list[str]:
+    """The fingerprints ``fn(*args)`` had under code declared equivalent to today's
+    (:func:`declared_equivalent`): every combination of each module's current and former digests
+    (a former digest's own former too), today's alone left out."""
+    declared = declared_equivalent() if declared is None else declared
+    code = code_digests(fn)
+    choices = []
+    for name, digest in code.items():
+        chain, earlier = [digest], declared.get(name, {})
+        while chain[-1] in earlier and earlier[chain[-1]] not in chain:
+            chain.append(earlier[chain[-1]])
+        choices.append(chain)
+    return [fingerprint(fn, *args, code=dict(zip(code, combination)))
+            for combination in itertools.islice(itertools.product(*choices), 1, None)]  # fmt: skip
 
 
 def provenance(path: str | os.PathLike) -> dict[str, Any]:
@@ -160,6 +202,13 @@ def kept(directory: str | os.PathLike | None, name: str, fn: Callable[..., Any],
         raise ValueError(f"a part's name is a file name without '-' or '/', not {name!r}")
     directory = Path(directory)
     path = directory / f"{name}-{fingerprint(fn, *args)}{SUFFIX}"
+    if not path.is_file():
+        former = [directory / f"{name}-{f}{SUFFIX}" for f in former_fingerprints(fn, *args)]
+        for older in (f for f in former if f.is_file()):
+            print(f"parts: {older.name} was kept under code declared equivalent ({EQUIVALENT_CODE.name}); "
+                  f"renamed to {path.name}", file=sys.stderr)  # fmt: skip
+            os.replace(older, path)
+            break
     if path.is_file():
         try:
             return pd.read_pickle(path)["result"]

@@ -1,0 +1,67 @@
+"""The family matrix's per-image rows (issue 40, item 1), for one decoder and a batch of images: each
+family's fresh amortized encoder on that frozen decoder, its L[q] (all encoders on the same random
+numbers), and the family's L[q*], with the seconds each search took.
+
+Every family's q* is searched the same way. The diagonal Gaussian (FFG) q* starts from the FFG
+encoder's q, with the configuration's extra starts. A flow's ELBO is not concave in its
+parameters, so a flow q* is the better of two searches per image: one from the flow's own encoder,
+one from the FFG q* with identity layers (a flow that starts as that Gaussian), as the gap table
+searches its flow q* (:mod:`amortgap.gap_rows`).
+
+A module of its own, apart from the matrix's summaries, so that a change of how the matrix is
+summarized or drawn does not change the fingerprint of its kept parts (:mod:`amortgap.parts`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import replace
+
+import pandas as pd
+import torch
+from torch import Tensor
+
+from .families import DiagonalGaussian
+from .gaps import DecomposeConfig, decompose_with_qstar, optimal_elbo
+from .models import load
+from .split_rows import candidate_elbos, shares_decoder
+
+
+def evaluate(encoders: dict[str, str | os.PathLike], x: Tensor, config: DecomposeConfig) -> pd.DataFrame:
+    """Per image of x [N, D], for ``encoders`` ({family name: weights file}, one of them "diagonal",
+    all on one frozen decoder): ``elbo_<family>`` (L[q], ``config``'s samples and seed for every
+    encoder), ``qstar_<family>`` and ``qstar_<family>_se`` (L[q*] in the family, searched as the
+    module's docstring says), ``qstar_<family>_start`` (for a flow: "encoder" or "ffg_qstar", the
+    search that won) and ``qstar_<family>_seconds`` (the search's wall time per image, both starts
+    for a flow)."""
+    if "diagonal" not in encoders:
+        raise ValueError(f"the flows' q* start from the FFG q*: name a 'diagonal' encoder among {sorted(encoders)}")
+    models = {family: load(path) for family, path in encoders.items()}
+    for family, model in models.items():
+        if model.config.family != family:
+            raise ValueError(f"{encoders[family]} holds a {model.config.family} encoder, not a {family} one")
+    shares_decoder(models["diagonal"], models)
+    table = candidate_elbos(models, x, config.elbo_samples, config.seed).add_prefix("elbo_")
+    began = time.perf_counter()
+    ffg, ffg_star = decompose_with_qstar(models["diagonal"], x, replace(config, ais=None, log_px_from="iwae"))
+    table["qstar_diagonal"], table["qstar_diagonal_se"] = ffg.elbo_optimal.to_numpy(), ffg.elbo_optimal_se.to_numpy()
+    table["qstar_diagonal_start"] = "encoder"
+    table["qstar_diagonal_seconds"] = (time.perf_counter() - began) / len(x)
+    one_start = replace(config, qstar_restarts=0, qstar_perturbed=0)
+    for family, model in models.items():
+        if family == "diagonal":
+            continue
+        began = time.perf_counter()
+        searches = {"encoder": optimal_elbo(model, x, model.family, one_start, init="encoder"),
+                    "ffg_qstar": optimal_elbo(model, x, model.family, one_start,
+                                              init=model.family.params_from(DiagonalGaussian().distribution(ffg_star)))}  # fmt: skip
+        seconds = (time.perf_counter() - began) / len(x)
+        from_encoder = (searches["encoder"].elbo_optimal >= searches["ffg_qstar"].elbo_optimal).to_numpy()
+        best = searches["ffg_qstar"].copy()
+        best.loc[from_encoder] = searches["encoder"].loc[from_encoder]
+        table[f"qstar_{family}"], table[f"qstar_{family}_se"] = best.elbo_optimal.to_numpy(), best.elbo_optimal_se.to_numpy()
+        table[f"qstar_{family}_start"] = pd.Series(from_encoder).map({True: "encoder", False: "ffg_qstar"}).to_numpy()
+        table[f"qstar_{family}_seconds"] = seconds
+    table.index.name = "image"
+    return table

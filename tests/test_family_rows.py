@@ -1,0 +1,59 @@
+"""The family matrix's per-image rows (amortgap.family_rows): every family's encoder on one frozen
+decoder, its L[q] on common random numbers, and the family's L[q*] from the same kind of search."""
+
+import pandas as pd
+import pytest
+import torch
+
+from amortgap import family_rows, models
+from amortgap.gaps import DecomposeConfig
+from amortgap.qstar import QStarConfig
+from amortgap.split_rows import candidate_elbos
+
+SMALL = dict(data_dim=12, latent_dim=2, encoder_hidden=(8,), decoder_hidden=(8,), flow_length=2)
+CONFIG = DecomposeConfig(elbo_samples=50, iwae_samples=100, ais=None, log_px_from="iwae", batch_size=16,
+                         qstar=QStarConfig(max_steps=300, window=20))  # fmt: skip
+
+
+@pytest.fixture()
+def encoders(tmp_path):
+    """An FFG, a planar and a Sylvester encoder on one frozen decoder, saved as weights files."""
+    torch.manual_seed(0)
+    decoder = models.VAE(models.VAEConfig(**SMALL))
+    paths = {}
+    for family in ("diagonal", "planar", "sylvester"):
+        model = decoder.with_frozen_decoder(models.VAEConfig(**SMALL, family=family))
+        paths[family] = tmp_path / f"{family}.pt"
+        models.save(model, paths[family])
+    return paths
+
+
+def test_every_family_gets_its_elbo_on_shared_draws_and_a_qstar_at_least_its_ffg_start(encoders):
+    x = torch.bernoulli(torch.full((10, 12), 0.3), generator=torch.Generator().manual_seed(1))
+    rows = family_rows.evaluate(encoders, x, CONFIG)
+    assert len(rows) == 10 and rows.index.name == "image"
+    loaded = {f: models.load(p) for f, p in encoders.items()}
+    same = candidate_elbos(loaded, x, CONFIG.elbo_samples, CONFIG.seed)
+    for family in encoders:
+        assert rows[f"elbo_{family}"].tolist() == same[family].tolist(), "L[q] on the common random numbers"
+        assert (rows[f"qstar_{family}_seconds"] > 0).all() and (rows[f"qstar_{family}_se"] > 0).all()
+        assert (rows[f"qstar_{family}"] > rows[f"elbo_{family}"] - 3 * rows[f"qstar_{family}_se"]).mean() > 0.9, \
+            "q* is at least about as good as the encoder's q"  # fmt: skip
+    for flow in ("planar", "sylvester"):
+        assert set(rows[f"qstar_{flow}_start"]) <= {"encoder", "ffg_qstar"}
+        # a flow that starts as the FFG q* keeps at least its ELBO, up to the estimates' noise
+        assert (rows[f"qstar_{flow}"] - rows.qstar_diagonal).mean() > -0.05
+
+
+def test_the_rows_refuse_an_encoder_of_another_decoder_or_family(encoders, tmp_path):
+    x = torch.zeros(2, 12)
+    with pytest.raises(ValueError, match="name a 'diagonal' encoder"):
+        family_rows.evaluate({"planar": encoders["planar"]}, x, CONFIG)
+    with pytest.raises(ValueError, match="holds a planar encoder, not a sylvester one"):
+        family_rows.evaluate({"diagonal": encoders["diagonal"], "sylvester": encoders["planar"]}, x, CONFIG)
+    torch.manual_seed(5)
+    other = tmp_path / "other.pt"
+    models.save(models.VAE(models.VAEConfig(**SMALL, family="planar")), other)
+    with pytest.raises(ValueError, match="not trained on this decoder"):
+        family_rows.evaluate({"diagonal": encoders["diagonal"], "planar": other}, x, CONFIG)
+    assert isinstance(family_rows.evaluate({"diagonal": encoders["diagonal"]}, x, CONFIG), pd.DataFrame)
