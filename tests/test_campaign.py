@@ -127,6 +127,9 @@ def test_an_entry_may_name_its_flow_length_which_names_its_run():
     built = config.model_config(entry)
     assert (built.family, built.flow_length, built.encoder_hidden) == ("sylvester", 2, (8,))
     assert config.model_config(campaign.Entry(family="planar", seed=0)).flow_length == 10, "the architecture's, unless named"
+    for family, length in (("diagonal", 2), ("sylvester", 0)):
+        with pytest.raises(ValueError, match="flow_length is a flow's number of layers"):
+            campaign.Entry(family=family, seed=0, flow_length=length)
 
 
 @pytest.mark.slow

@@ -135,15 +135,23 @@ def test_sylvester_log_prob_is_the_change_of_variables(length):
 
 
 def test_sylvester_layers_are_triangular_and_stay_invertible():
-    """Even layers' R, R~ are upper triangular, odd ones' lower; with huge parameters every
-    Jacobian factor 1 + r r~ tanh' stays positive, so log q stays finite."""
+    """Even layers' R, R~ are upper triangular, odd ones' lower; with huge parameters, where tanh
+    rounds to 1, and at tanh' = 1 (h = 0), every Jacobian factor 1 + r r~ tanh' stays positive."""
     w, v, r, r_tilde = sylvester_matrices(torch.randn(2, 2, 4, 4), torch.randn(2, 2, 4))
     assert torch.equal(w[:, 0], w[:, 0].tril()) and torch.equal(v[:, 0], v[:, 0].tril()), "R~^T, R^T lower: R~, R upper"
     assert torch.equal(w[:, 1], w[:, 1].triu()) and torch.equal(v[:, 1], v[:, 1].triu())
     assert torch.equal(w.diagonal(dim1=-2, dim2=-1), r_tilde) and torch.equal(v.diagonal(dim1=-2, dim2=-1), r)
-    q = SylvesterFlow(3).distribution(random_sylvester_params(batch=2, spread=50.0))
-    z = q.rsample((1000,))
-    assert torch.isfinite(q.log_prob(z)).all() and (r.abs() < 1).all()
+    huge = random_sylvester_params(batch=2, spread=50.0)
+    _, _, r, r_tilde = sylvester_matrices(huge["a"], huge["c"])
+    assert (r * r_tilde).abs().max() < 1 - 1e-3
+    q = SylvesterFlow(3).distribution(huge)
+    assert torch.isfinite(q.log_prob(q.rsample((1000,)))).all()
+    family = SylvesterFlow(1)
+    worst = family.prior_params(1, 3, torch.zeros(1))  # z_0 = 0 and b = 0: h = 0, tanh' = 1
+    eye = torch.eye(3).expand(1, 1, 3, 3)
+    worst["a"], worst["c"] = 12 * eye, torch.full((1, 1, 3), -12.0)  # tanh rounds to +1 and -1 in float32
+    flow = family.distribution(worst)
+    assert torch.isfinite(flow.log_prob(flow.from_noise(torch.zeros(1, 1, 3)))).all()
 
 
 def test_sylvester_flow_starts_as_the_gaussian_it_is_given():

@@ -1,12 +1,16 @@
 """The family matrix's per-image rows (amortgap.family_rows): every family's encoder on one frozen
 decoder, its L[q] on common random numbers, and the family's L[q*] from the same kind of search."""
 
+from dataclasses import replace
+
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from amortgap import family_rows, models
-from amortgap.gaps import DecomposeConfig
+from amortgap.families import DiagonalGaussian
+from amortgap.gaps import DecomposeConfig, optimal_elbo, optimal_elbo_with_qstar
 from amortgap.qstar import QStarConfig
 from amortgap.split_rows import candidate_elbos
 
@@ -39,8 +43,16 @@ def test_every_family_gets_its_elbo_on_shared_draws_and_a_qstar_at_least_its_ffg
         assert (rows[f"qstar_{family}_seconds"] > 0).all() and (rows[f"qstar_{family}_se"] > 0).all()
         assert (rows[f"qstar_{family}"] > rows[f"elbo_{family}"] - 3 * rows[f"qstar_{family}_se"]).mean() > 0.9, \
             "q* is at least about as good as the encoder's q"  # fmt: skip
+    ffg, ffg_star = optimal_elbo_with_qstar(loaded["diagonal"], x, DiagonalGaussian(), CONFIG)
+    assert rows.qstar_diagonal.tolist() == ffg.elbo_optimal.tolist()
+    one_start = replace(CONFIG, qstar_restarts=0, qstar_perturbed=0)
     for flow in ("planar", "sylvester"):
-        assert set(rows[f"qstar_{flow}_start"]) <= {"encoder", "ffg_qstar"}
+        family = loaded[flow].family
+        mine = optimal_elbo(loaded[flow], x, family, one_start, init="encoder").elbo_optimal
+        lifted = optimal_elbo(loaded[flow], x, family, one_start,
+                              init=family.params_from(DiagonalGaussian().distribution(ffg_star))).elbo_optimal  # fmt: skip
+        assert rows[f"qstar_{flow}"].tolist() == np.maximum(mine, lifted).tolist(), "the better search, per image"
+        assert (rows[f"qstar_{flow}_start"] == np.where(mine >= lifted, "encoder", "ffg_qstar")).all()
         # a flow that starts as the FFG q* keeps at least its ELBO, up to the estimates' noise
         assert (rows[f"qstar_{flow}"] - rows.qstar_diagonal).mean() > -0.05
 

@@ -68,6 +68,9 @@ def test_a_declaration_of_equivalent_code_must_say_why(tmp_path):
     path.write_text('[{"module": "amortgap.gaps", "former": "a", "current": "b", "why": "a clearer error"}]')
     assert parts.declared_equivalent(path) == {"amortgap.gaps": {"b": "a"}}
     assert parts.declared_equivalent(tmp_path / "none.json") == {}
+    path.write_text('[{"module": "m", "former": "a", "current": "b", "why": "x"}, {"module": "m", "former": "c", "current": "b", "why": "y"}]')
+    with pytest.raises(ValueError, match="declared twice"):
+        parts.declared_equivalent(path)
     committed = parts.declared_equivalent()  # the repository's own declarations parse
     assert all(len(d) == 64 for digests in committed.values() for pair in digests.items() for d in pair)
 

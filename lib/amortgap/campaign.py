@@ -95,6 +95,9 @@ class Entry(FromSection):
     def __post_init__(self) -> None:
         if self.init not in INITS:
             raise ValueError(f"an entry's init is one of {INITS}, not {self.init!r}")
+        if self.flow_length is not None and (self.family == "diagonal" or self.flow_length < 1):
+            raise ValueError(f"an entry's flow_length is a flow's number of layers (at least 1), not {self.flow_length} "
+                             f"for a {self.family} encoder")  # fmt: skip
         if self.init != "fresh" and self.decoder is None:
             raise ValueError(f"an entry that starts from a {self.init} encoder names the decoder file it comes from")
         if self.decoder is not None and (self.encoder_hidden is None or len(Path(self.decoder).parts) < 2):
@@ -154,7 +157,7 @@ class CampaignConfig(FromSection):
         """The architecture with the entry's family (and encoder widths and flow length, if it names them)."""
         return replace(self.architecture, family=entry.family,
                        encoder_hidden=entry.encoder_hidden or self.architecture.encoder_hidden,
-                       flow_length=entry.flow_length or self.architecture.flow_length)  # fmt: skip
+                       flow_length=self.architecture.flow_length if entry.flow_length is None else entry.flow_length)  # fmt: skip
 
     def decoder_path(self, entry: Entry, root: str | os.PathLike = ".") -> Path | None:
         """The weights file whose decoder ``entry`` trains against (None: it trains its own)."""

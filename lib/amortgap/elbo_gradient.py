@@ -26,7 +26,8 @@ from torch import Tensor, nn
 from torch.nn.functional import softplus
 
 from . import stacked
-from .families import PLANAR_MARGIN, PLANAR_SHIFT, DiagonalGaussian, PlanarFlow, SylvesterFlow, sylvester_masks, sylvester_matrices
+from .families import (PLANAR_MARGIN, PLANAR_SHIFT, SYLVESTER_SCALE, DiagonalGaussian, PlanarFlow, SylvesterFlow, sylvester_masks,
+                       sylvester_matrices)  # fmt: skip
 
 
 def activation_from_output(name: str, h: Tensor, grad: Tensor) -> Tensor:
@@ -328,14 +329,19 @@ class _SylvesterPass:
             grad_r = grad_v.diagonal(dim1=-2, dim2=-1) + share * self.r_tilde[:, k]
             grad_r_tilde = grad_w.diagonal(dim1=-2, dim2=-1) + share * self.r[:, k]
             grad = torch.baddbmm(grad, grad_pre, self.w[:, k].transpose(1, 2))  # z_{k-1}: directly and through pre
-            # W = a * of_w + diag(tanh c), V = (a * of_v)^T + diag(tanh(diag a))
+            # W = a * of_w + diag(r~), V = (a * of_v)^T + diag(r), r = s tanh(diag a), r~ = s tanh(c): dr = s - r^2 / s
             torch.mul(grad_w, of_w[k], out=grad_a[:, k]).addcmul_(grad_v.transpose(1, 2), of_v[k])
-            grad_a[:, k].diagonal(dim1=-2, dim2=-1).copy_(grad_r * (1 - self.r[:, k].square()))
-            torch.mul(grad_r_tilde, 1 - self.r_tilde[:, k].square(), out=grad_c[:, k])
+            grad_a[:, k].diagonal(dim1=-2, dim2=-1).copy_(grad_r * _tanh_slope(self.r[:, k]))
+            torch.mul(grad_r_tilde, _tanh_slope(self.r_tilde[:, k]), out=grad_c[:, k])
         grad_loc = grad.sum(1)
         grad_log_scale = (grad * self.noise).sum(1).mul_(self.scale.squeeze(1)).sub_(S * kl_scale)
         flat = [grad_loc, grad_log_scale, grad_a.reshape(N, -1), grad_c.reshape(N, -1), grad_b.reshape(N, -1)]
         return torch.cat(flat, -1).view(M, B, -1)
+
+
+def _tanh_slope(r: Tensor) -> Tensor:
+    """d r / d x for r = SYLVESTER_SCALE tanh(x), from r: SCALE - r^2 / SCALE."""
+    return r.square().div_(-SYLVESTER_SCALE).add_(SYLVESTER_SCALE)
 
 
 _FLOW_PASSES = {PlanarFlow: _PlanarPass, SylvesterFlow: _SylvesterPass}  # each flow family's hand-written pass

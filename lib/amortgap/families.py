@@ -22,6 +22,7 @@ LOG_2PI = math.log(2 * math.pi)
 PLANAR_MARGIN = 1e-3  # every planar layer's Jacobian determinant is at least this
 PLANAR_SHIFT = math.log(math.expm1(1 - PLANAR_MARGIN))
 SYLVESTER_START = 0.1  # each Sylvester layer's R~ diagonal at the identity start: tanh(R~ z) != 0, so R can grow
+SYLVESTER_SCALE = 1 - 1e-3  # r = SCALE tanh(.): |r r~| <= SCALE^2, so every Jacobian factor is at least 2e-3, even where tanh rounds to 1
 
 
 class Family(Protocol):
@@ -202,12 +203,13 @@ class SylvesterFlow:
 
     with R_k, R~_k upper triangular on even k and lower triangular on odd k (the T-SNF's alternating
     permutation, folded into the matrices). Each layer's Jacobian is triangular, so
-    log det = sum_i log(1 + r_ii r~_ii tanh'(a_i)); the diagonals r = tanh(.), r~ = tanh(.) lie in
-    (-1, 1), which keeps every factor positive (the layer invertible).
+    log det = sum_i log(1 + r_ii r~_ii tanh'(pre_i)), pre = R~ z + b; the diagonals
+    r = SCALE tanh(.), r~ = SCALE tanh(.) lie inside (-1, 1) by a margin that rounding cannot close,
+    which keeps every factor positive (the layer invertible).
 
     Parameters: loc, log_scale [B, d]; ``a`` [B, K, d, d], whose one strict triangle is R's
     off-diagonal part, the other R~'s (transposed), and whose diagonal is R's before the tanh;
-    ``c`` [B, K, d], R~'s diagonal before the tanh; b [B, K, d]. With R = 0 the flow is the
+    ``c`` [B, K, d], R~'s diagonal before its tanh; b [B, K, d]. With R = 0 the flow is the
     identity, so a diagonal Gaussian q is its own starting point (``params_from``).
     """
 
@@ -232,7 +234,7 @@ class SylvesterFlow:
         """R = 0 (a = 0), b = 0 and R~ = SYLVESTER_START I: the identity, with tanh(R~ z) != 0 to grow from."""
         B, d = loc.shape
         K = self.length
-        return {"a": loc.new_zeros(B, K, d, d), "c": loc.new_full((B, K, d), math.atanh(SYLVESTER_START)),
+        return {"a": loc.new_zeros(B, K, d, d), "c": loc.new_full((B, K, d), math.atanh(SYLVESTER_START / SYLVESTER_SCALE)),
                 "b": loc.new_zeros(B, K, d)}  # fmt: skip
 
     def distribution(self, params: Params) -> Distribution:
@@ -250,8 +252,9 @@ class SylvesterFlow:
 
 
 def sylvester_masks(length: int, d: int, like: Tensor) -> tuple[Tensor, Tensor]:
-    """The strict triangles [K, d, d] of ``a`` that hold R~^T's and R^T's off-diagonal parts: lower
-    and upper on even layers (R, R~ upper triangular), swapped on odd ones (lower triangular)."""
+    """The strict triangles [K, d, d] of ``a`` that hold W = R~^T's and R's off-diagonal parts (V =
+    R^T takes the second transposed): lower and upper on even layers (R, R~ upper triangular),
+    swapped on odd ones (lower triangular)."""
     lower = torch.ones(d, d, dtype=like.dtype, device=like.device).tril_(-1)
     odd = (torch.arange(length, device=like.device) % 2 == 1)[:, None, None]
     return torch.where(odd, lower.T, lower), torch.where(odd, lower, lower.T)
@@ -260,9 +263,9 @@ def sylvester_masks(length: int, d: int, like: Tensor) -> tuple[Tensor, Tensor]:
 def sylvester_matrices(a: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The layers' transposed matrices from ``a`` [..., K, d, d] and ``c`` [..., K, d]: W = R~^T and
     V = R^T [..., K, d, d], so that a layer is pre = z W + b, z' = z + tanh(pre) V for row vectors z,
-    and their diagonals r~ = tanh(c), r = tanh(diag a) [..., K, d]."""
+    and their diagonals r~ = SCALE tanh(c), r = SCALE tanh(diag a) [..., K, d]."""
     of_w, of_v = sylvester_masks(a.shape[-3], a.shape[-1], a)
-    r, r_tilde = torch.tanh(a.diagonal(dim1=-2, dim2=-1)), torch.tanh(c)
+    r, r_tilde = SYLVESTER_SCALE * torch.tanh(a.diagonal(dim1=-2, dim2=-1)), SYLVESTER_SCALE * torch.tanh(c)
     w = torch.diagonal_scatter(a * of_w, r_tilde, dim1=-2, dim2=-1)
     v = torch.diagonal_scatter((a * of_v).transpose(-2, -1), r, dim1=-2, dim2=-1)
     return w, v, r, r_tilde

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from .families import DiagonalGaussian
-from .gaps import DecomposeConfig, decompose_with_qstar, optimal_elbo
+from .gaps import DecomposeConfig, optimal_elbo, optimal_elbo_with_qstar
 from .models import load
 from .split_rows import candidate_elbos, shares_decoder
 
@@ -32,9 +32,9 @@ def evaluate(encoders: dict[str, str | os.PathLike], x: Tensor, config: Decompos
     """Per image of x [N, D], for ``encoders`` ({family name: weights file}, one of them "diagonal",
     all on one frozen decoder): ``elbo_<family>`` (L[q], ``config``'s samples and seed for every
     encoder), ``qstar_<family>`` and ``qstar_<family>_se`` (L[q*] in the family, searched as the
-    module's docstring says), ``qstar_<family>_start`` (for a flow: "encoder" or "ffg_qstar", the
-    search that won) and ``qstar_<family>_seconds`` (the search's wall time per image, both starts
-    for a flow)."""
+    module's docstring says, with ``config``'s ELBO samples), ``qstar_<family>_seconds`` (the
+    search's wall time per image, its ELBO estimate included: both searches for a flow) and, for a
+    flow, ``qstar_<family>_start`` ("encoder" or "ffg_qstar", the search that won)."""
     if "diagonal" not in encoders:
         raise ValueError(f"the flows' q* start from the FFG q*: name a 'diagonal' encoder among {sorted(encoders)}")
     models = {family: load(path) for family, path in encoders.items()}
@@ -44,9 +44,8 @@ def evaluate(encoders: dict[str, str | os.PathLike], x: Tensor, config: Decompos
     shares_decoder(models["diagonal"], models)
     table = candidate_elbos(models, x, config.elbo_samples, config.seed).add_prefix("elbo_")
     began = time.perf_counter()
-    ffg, ffg_star = decompose_with_qstar(models["diagonal"], x, replace(config, ais=None, log_px_from="iwae"))
+    ffg, ffg_star = optimal_elbo_with_qstar(models["diagonal"], x, DiagonalGaussian(), config)
     table["qstar_diagonal"], table["qstar_diagonal_se"] = ffg.elbo_optimal.to_numpy(), ffg.elbo_optimal_se.to_numpy()
-    table["qstar_diagonal_start"] = "encoder"
     table["qstar_diagonal_seconds"] = (time.perf_counter() - began) / len(x)
     one_start = replace(config, qstar_restarts=0, qstar_perturbed=0)
     for family, model in models.items():
@@ -56,12 +55,11 @@ def evaluate(encoders: dict[str, str | os.PathLike], x: Tensor, config: Decompos
         searches = {"encoder": optimal_elbo(model, x, model.family, one_start, init="encoder"),
                     "ffg_qstar": optimal_elbo(model, x, model.family, one_start,
                                               init=model.family.params_from(DiagonalGaussian().distribution(ffg_star)))}  # fmt: skip
-        seconds = (time.perf_counter() - began) / len(x)
+        table[f"qstar_{family}_seconds"] = (time.perf_counter() - began) / len(x)
         from_encoder = (searches["encoder"].elbo_optimal >= searches["ffg_qstar"].elbo_optimal).to_numpy()
         best = searches["ffg_qstar"].copy()
         best.loc[from_encoder] = searches["encoder"].loc[from_encoder]
         table[f"qstar_{family}"], table[f"qstar_{family}_se"] = best.elbo_optimal.to_numpy(), best.elbo_optimal_se.to_numpy()
         table[f"qstar_{family}_start"] = pd.Series(from_encoder).map({True: "encoder", False: "ffg_qstar"}).to_numpy()
-        table[f"qstar_{family}_seconds"] = seconds
     table.index.name = "image"
     return table

@@ -235,9 +235,21 @@ def optimal_elbo(
     rows [N, ...]: a non-convex family such as a flow can end in a worse optimum from one start than
     from another, so compare starts and keep the best. Perturbed-encoder starts run only where the
     encoder's q can start ``family``."""
+    return optimal_elbo_with_qstar(model, x, family, config, init)[0]
+
+
+def optimal_elbo_with_qstar(
+    model: LatentVariableModel,
+    x: Tensor,
+    family: Family,
+    config: DecomposeConfig | None = None,
+    init: str | Params = "encoder",
+) -> tuple[pd.DataFrame, Params]:
+    """:func:`optimal_elbo`, and the parameters of the q* it found, rows [N, ...] (to start another
+    family's q* from it, say)."""
     config = config or DecomposeConfig()
     perturbed = config.qstar_perturbed if start_for(model, x[:1], family) == "encoder" else 0
-    rows = []
+    rows, found = [], []
     for start, xb in _seeded_batches(x, config):
         first = init if isinstance(init, str) else {k: v[start : start + config.batch_size] for k, v in init.items()}
         qstar = search_q(model, xb, family, config.qstar, first, prior_starts=config.qstar_restarts,
@@ -246,9 +258,10 @@ def optimal_elbo(
         estimate = elbo_from_weights(log_weights_chunked(model, xb, qstar.q, config.elbo_samples, config.max_pairs))
         rows.append(pd.DataFrame({"elbo_optimal": _to_numpy(estimate.value), "elbo_optimal_se": _to_numpy(estimate.stderr),
                                   "qstar_steps": _to_numpy(qstar.steps), "qstar_converged": _to_numpy(qstar.converged)}))  # fmt: skip
+        found.append(qstar.params)
     table = pd.concat(rows, ignore_index=True)
     table.index.name = "datapoint"
-    return table
+    return table, {k: torch.cat([p[k].detach() for p in found]) for k in found[0]}
 
 
 def _to_numpy(values: Tensor):

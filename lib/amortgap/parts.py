@@ -146,8 +146,12 @@ def fingerprint(fn: Callable[..., Any], *args: Any, code: dict[str, str] | None 
     and the code of its module and of every ``amortgap`` module that one imports
     (:func:`code_modules`, comments and docstrings left out: :func:`code_digest`), or the digests
     ``code`` ({module: digest}) given in their place."""
-    code = code or code_digests(fn)
-    payload = "|".join([_token(fn), *(_token(a) for a in args), *(f"{name}:{digest}" for name, digest in code.items())])
+    return _hashed([_token(fn), *(_token(a) for a in args)], code or code_digests(fn))
+
+
+def _hashed(tokens: list[str], code: dict[str, str]) -> str:
+    """The fingerprint of a call's tokens (function and arguments) and its modules' digests."""
+    payload = "|".join([*tokens, *(f"{name}:{digest}" for name, digest in code.items())])
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
@@ -166,6 +170,8 @@ def declared_equivalent(path: Path = EQUIVALENT_CODE) -> dict[str, dict[str, str
     for i, entry in enumerate(json.loads(path.read_text())):
         if set(entry) != {"module", "former", "current", "why"} or not entry["why"].strip():
             raise ValueError(f"{path}, entry {i}: needs exactly module, former, current and a why, not {sorted(entry)}")
+        if entry["current"] in found.get(entry["module"], {}):
+            raise ValueError(f"{path}, entry {i}: {entry['module']}'s digest {entry['current']} is declared twice")
         found.setdefault(entry["module"], {})[entry["current"]] = entry["former"]
     return found
 
@@ -173,17 +179,18 @@ def declared_equivalent(path: Path = EQUIVALENT_CODE) -> dict[str, dict[str, str
 def former_fingerprints(fn: Callable[..., Any], *args: Any, declared: dict[str, dict[str, str]] | None = None) -> list[str]:
     """The fingerprints ``fn(*args)`` had under code declared equivalent to today's
     (:func:`declared_equivalent`): every combination of each module's current and former digests
-    (a former digest's own former too), today's alone left out."""
+    (a former digest's own former too), today's alone left out. Their number is the product of
+    the chains' lengths: prune ``equivalent_code.json`` once every stage has run under the new code."""
     declared = declared_equivalent() if declared is None else declared
     code = code_digests(fn)
+    tokens = [_token(fn), *(_token(a) for a in args)]
     choices = []
     for name, digest in code.items():
         chain, earlier = [digest], declared.get(name, {})
         while chain[-1] in earlier and earlier[chain[-1]] not in chain:
             chain.append(earlier[chain[-1]])
         choices.append(chain)
-    return [fingerprint(fn, *args, code=dict(zip(code, combination)))
-            for combination in itertools.islice(itertools.product(*choices), 1, None)]  # fmt: skip
+    return [_hashed(tokens, dict(zip(code, combination))) for combination in itertools.islice(itertools.product(*choices), 1, None)]
 
 
 def provenance(path: str | os.PathLike) -> dict[str, Any]:
@@ -202,7 +209,7 @@ def kept(directory: str | os.PathLike | None, name: str, fn: Callable[..., Any],
         raise ValueError(f"a part's name is a file name without '-' or '/', not {name!r}")
     directory = Path(directory)
     path = directory / f"{name}-{fingerprint(fn, *args)}{SUFFIX}"
-    if not path.is_file():
+    if not path.is_file() and any(directory.glob(f"{name}-*{SUFFIX}")):  # a part of this name kept under other code?
         former = [directory / f"{name}-{f}{SUFFIX}" for f in former_fingerprints(fn, *args)]
         for older in (f for f in former if f.is_file()):
             print(f"parts: {older.name} was kept under code declared equivalent ({EQUIVALENT_CODE.name}); "
