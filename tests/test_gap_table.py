@@ -35,6 +35,10 @@ def test_rows_hold_both_families_and_the_flow_fit_only_where_asked():
                                        family="planar", flow_length=2))  # fmt: skip
     own = gap_rows.evaluate(flow, x, CONFIG, flow_length=2, flow_rows=rows)
     assert own.approximation_gap.notna().tolist() == rows.tolist(), "a flow model's own gaps need its flow q*"
+    sylvester = models.VAE(models.VAEConfig(data_dim=12, latent_dim=2, encoder_hidden=(6,), decoder_hidden=(6,),
+                                            family="sylvester", flow_length=2))  # fmt: skip
+    own = gap_rows.evaluate(sylvester, x, CONFIG, flow_length=2, flow_rows=rows)
+    assert own.approximation_gap.notna().tolist() == rows.tolist(), "a Sylvester model's flow q* is in its own family"
 
 
 def test_extra_flow_starts_search_further_from_the_same_first_start():

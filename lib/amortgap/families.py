@@ -80,54 +80,6 @@ def kl_to_standard_normal(loc: Tensor, scale: Tensor) -> Tensor:
     return (0.5 * (var_ratio + loc.pow(2) - 1 - var_ratio.log())).sum(-1)
 
 
-class PlanarFlow:
-    """A diagonal Gaussian pushed through ``length`` planar layers (Rezende & Mohamed 2015),
-
-        z_k = z_{k-1} + u_k tanh(w_k . z_{k-1} + b_k),    k = 1..K,
-
-    with every parameter per datapoint: loc, log_scale [B, d]; u, w [B, K, d]; b [B, K]. ``u`` is
-    reparameterized so that w . u > -1, which keeps each layer invertible (as in Rezende & Mohamed,
-    but shifted so that u = 0 stays the identity). With u = 0 the flow is the
-    identity, so a diagonal Gaussian q is its own starting point (``params_from``).
-    """
-
-    def __init__(self, length: int = 10) -> None:
-        if length < 1:
-            raise ValueError(f"a planar flow needs at least one layer, not {length}")
-        self.length = length
-
-    def params_from(self, q: Distribution) -> Params:
-        if isinstance(q, PlanarFlowDistribution):
-            if q.params["u"].shape[1] != self.length:
-                raise ValueError(f"q has {q.params['u'].shape[1]} planar layers, this family {self.length}")
-            return {k: v.detach().clone() for k, v in q.params.items()}
-        base = DiagonalGaussian().params_from(q)
-        return {**base, **self._identity_layers(base["loc"])}
-
-    def prior_params(self, batch: int, latent_dim: int, like: Tensor) -> Params:
-        base = DiagonalGaussian().prior_params(batch, latent_dim, like)
-        return {**base, **self._identity_layers(base["loc"])}
-
-    def _identity_layers(self, loc: Tensor) -> Params:
-        """u = 0, b = 0 and w_k = 0.1 e_(k mod d): the identity, with distinct directions to grow from."""
-        B, d = loc.shape
-        w = loc.new_zeros(B, self.length, d)
-        w[:, torch.arange(self.length), torch.arange(self.length) % d] = 0.1
-        return {"u": loc.new_zeros(B, self.length, d), "w": w, "b": loc.new_zeros(B, self.length)}
-
-    def distribution(self, params: Params) -> Distribution:
-        return PlanarFlowDistribution(params)
-
-    def flat_size(self, latent_dim: int) -> int:
-        return 2 * latent_dim + self.length * (2 * latent_dim + 1)
-
-    def unflatten(self, flat: Tensor, latent_dim: int) -> Params:
-        d, K = latent_dim, self.length
-        loc, log_scale, u, w, b = flat.split([d, d, K * d, K * d, K], dim=-1)
-        shape = flat.shape[:-1] + (K, d)
-        return {"loc": loc, "log_scale": log_scale, "u": u.reshape(shape), "w": w.reshape(shape), "b": b}
-
-
 class FlowDistribution(Distribution):
     """A diagonal Gaussian pushed through flow layers, batch shape [B], event shape [d]. The layers
     have no closed-form inverse, so ``log_prob`` is defined for the most recent ``rsample`` only: the
@@ -195,62 +147,6 @@ class PlanarFlowDistribution(FlowDistribution):
         return z
 
 
-class SylvesterFlow:
-    """A diagonal Gaussian pushed through ``length`` triangular Sylvester layers (van den Berg et al.
-    2018, their T-SNF), every parameter per datapoint:
-
-        z_k = z_{k-1} + R_k tanh(R~_k z_{k-1} + b_k),    k = 1..K,
-
-    with R_k, R~_k upper triangular on even k and lower triangular on odd k (the T-SNF's alternating
-    permutation, folded into the matrices). Each layer's Jacobian is triangular, so
-    log det = sum_i log(1 + r_ii r~_ii tanh'(pre_i)), pre = R~ z + b; the diagonals
-    r = SCALE tanh(.), r~ = SCALE tanh(.) lie inside (-1, 1) by a margin that rounding cannot close,
-    which keeps every factor positive (the layer invertible).
-
-    Parameters: loc, log_scale [B, d]; ``a`` [B, K, d, d], whose one strict triangle is R's
-    off-diagonal part, the other R~'s (transposed), and whose diagonal is R's before the tanh;
-    ``c`` [B, K, d], R~'s diagonal before its tanh; b [B, K, d]. With R = 0 the flow is the
-    identity, so a diagonal Gaussian q is its own starting point (``params_from``).
-    """
-
-    def __init__(self, length: int = 4) -> None:
-        if length < 1:
-            raise ValueError(f"a Sylvester flow needs at least one layer, not {length}")
-        self.length = length
-
-    def params_from(self, q: Distribution) -> Params:
-        if isinstance(q, SylvesterFlowDistribution):
-            if q.params["a"].shape[1] != self.length:
-                raise ValueError(f"q has {q.params['a'].shape[1]} Sylvester layers, this family {self.length}")
-            return {k: v.detach().clone() for k, v in q.params.items()}
-        base = DiagonalGaussian().params_from(q)
-        return {**base, **self._identity_layers(base["loc"])}
-
-    def prior_params(self, batch: int, latent_dim: int, like: Tensor) -> Params:
-        base = DiagonalGaussian().prior_params(batch, latent_dim, like)
-        return {**base, **self._identity_layers(base["loc"])}
-
-    def _identity_layers(self, loc: Tensor) -> Params:
-        """R = 0 (a = 0), b = 0 and R~ = SYLVESTER_START I: the identity, with tanh(R~ z) != 0 to grow from."""
-        B, d = loc.shape
-        K = self.length
-        return {"a": loc.new_zeros(B, K, d, d), "c": loc.new_full((B, K, d), math.atanh(SYLVESTER_START / SYLVESTER_SCALE)),
-                "b": loc.new_zeros(B, K, d)}  # fmt: skip
-
-    def distribution(self, params: Params) -> Distribution:
-        return SylvesterFlowDistribution(params)
-
-    def flat_size(self, latent_dim: int) -> int:
-        return 2 * latent_dim + self.length * (latent_dim * latent_dim + 2 * latent_dim)
-
-    def unflatten(self, flat: Tensor, latent_dim: int) -> Params:
-        d, K = latent_dim, self.length
-        loc, log_scale, a, c, b = flat.split([d, d, K * d * d, K * d, K * d], dim=-1)
-        lead = flat.shape[:-1]
-        return {"loc": loc, "log_scale": log_scale, "a": a.reshape(lead + (K, d, d)), "c": c.reshape(lead + (K, d)),
-                "b": b.reshape(lead + (K, d))}  # fmt: skip
-
-
 def sylvester_masks(length: int, d: int, like: Tensor) -> tuple[Tensor, Tensor]:
     """The strict triangles [K, d, d] of ``a`` that hold W = R~^T's and R's off-diagonal parts (V =
     R^T takes the second transposed): lower and upper on even layers (R, R~ upper triangular),
@@ -288,6 +184,119 @@ class SylvesterFlowDistribution(FlowDistribution):
             log_q = log_q - torch.log1p((1 - h.pow(2)) * self._rr[..., k, :]).sum(-1)
         self._last = (z, log_q)
         return z
+
+
+
+class FlowFamily:
+    """A diagonal Gaussian pushed through ``length`` flow layers, every parameter per datapoint:
+    loc, log_scale [B, d], and each layer parameter [B, K, *shape] (shapes from
+    :meth:`layer_shapes`). A subclass names its layers' parameters, their identity values and its
+    distribution; the identity makes a diagonal Gaussian q its own starting point
+    (``params_from``)."""
+
+    kind = "flow"  # the layers' name, in messages
+    distribution_type: type[FlowDistribution]
+
+    def __init__(self, length: int) -> None:
+        if length < 1:
+            raise ValueError(f"a {self.kind} flow needs at least one layer, not {length}")
+        self.length = length
+
+    def layer_shapes(self, latent_dim: int) -> dict[str, tuple[int, ...]]:
+        """{name: shape} of one layer's parameters, for latent size ``latent_dim``."""
+        raise NotImplementedError
+
+    def _identity_layers(self, loc: Tensor) -> Params:
+        """Layer parameters [B, K, *shape] that make every layer the identity, for loc [B, d]."""
+        raise NotImplementedError
+
+    def params_from(self, q: Distribution) -> Params:
+        if isinstance(q, self.distribution_type):
+            layers = next(iter(self.layer_shapes(q.event_shape[-1])))
+            if q.params[layers].shape[1] != self.length:
+                raise ValueError(f"q has {q.params[layers].shape[1]} {self.kind} layers, this family {self.length}")
+            return {k: v.detach().clone() for k, v in q.params.items()}
+        base = DiagonalGaussian().params_from(q)
+        return {**base, **self._identity_layers(base["loc"])}
+
+    def prior_params(self, batch: int, latent_dim: int, like: Tensor) -> Params:
+        base = DiagonalGaussian().prior_params(batch, latent_dim, like)
+        return {**base, **self._identity_layers(base["loc"])}
+
+    def distribution(self, params: Params) -> Distribution:
+        return self.distribution_type(params)
+
+    def flat_size(self, latent_dim: int) -> int:
+        return 2 * latent_dim + self.length * sum(math.prod(shape) for shape in self.layer_shapes(latent_dim).values())
+
+    def unflatten(self, flat: Tensor, latent_dim: int) -> Params:
+        d, K, shapes = latent_dim, self.length, self.layer_shapes(latent_dim)
+        loc, log_scale, *layers = flat.split([d, d, *(K * math.prod(shape) for shape in shapes.values())], dim=-1)
+        lead = flat.shape[:-1]
+        return {"loc": loc, "log_scale": log_scale,
+                **{name: part.reshape(lead + (K, *shape)) for (name, shape), part in zip(shapes.items(), layers)}}  # fmt: skip
+
+
+class PlanarFlow(FlowFamily):
+    """A diagonal Gaussian pushed through ``length`` planar layers (Rezende & Mohamed 2015),
+
+        z_k = z_{k-1} + u_k tanh(w_k . z_{k-1} + b_k),    k = 1..K,
+
+    with every parameter per datapoint: loc, log_scale [B, d]; u, w [B, K, d]; b [B, K]. ``u`` is
+    reparameterized so that w . u > -1, which keeps each layer invertible (as in Rezende & Mohamed,
+    but shifted so that u = 0 stays the identity). With u = 0 the flow is the identity.
+    """
+
+    kind = "planar"
+    distribution_type = PlanarFlowDistribution
+
+    def __init__(self, length: int = 10) -> None:
+        super().__init__(length)
+
+    def layer_shapes(self, latent_dim: int) -> dict[str, tuple[int, ...]]:
+        return {"u": (latent_dim,), "w": (latent_dim,), "b": ()}
+
+    def _identity_layers(self, loc: Tensor) -> Params:
+        """u = 0, b = 0 and w_k = 0.1 e_(k mod d): the identity, with distinct directions to grow from."""
+        B, d = loc.shape
+        w = loc.new_zeros(B, self.length, d)
+        w[:, torch.arange(self.length), torch.arange(self.length) % d] = 0.1
+        return {"u": loc.new_zeros(B, self.length, d), "w": w, "b": loc.new_zeros(B, self.length)}
+
+
+class SylvesterFlow(FlowFamily):
+    """A diagonal Gaussian pushed through ``length`` triangular Sylvester layers (van den Berg et al.
+    2018, their T-SNF), every parameter per datapoint:
+
+        z_k = z_{k-1} + R_k tanh(R~_k z_{k-1} + b_k),    k = 1..K,
+
+    with R_k, R~_k upper triangular on even k and lower triangular on odd k (the T-SNF's alternating
+    permutation, folded into the matrices). Each layer's Jacobian is triangular, so
+    log det = sum_i log(1 + r_ii r~_ii tanh'(pre_i)), pre = R~ z + b; the diagonals
+    r = SCALE tanh(.), r~ = SCALE tanh(.) lie inside (-1, 1) by a margin that rounding cannot close,
+    which keeps every factor positive (the layer invertible).
+
+    Parameters: loc, log_scale [B, d]; ``a`` [B, K, d, d], whose one strict triangle is R's
+    off-diagonal part, the other R~'s (transposed), and whose diagonal is R's before the tanh;
+    ``c`` [B, K, d], R~'s diagonal before its tanh; b [B, K, d]. With R = 0 the flow is the
+    identity.
+    """
+
+    kind = "Sylvester"
+    distribution_type = SylvesterFlowDistribution
+
+    def __init__(self, length: int = 4) -> None:
+        super().__init__(length)
+
+    def layer_shapes(self, latent_dim: int) -> dict[str, tuple[int, ...]]:
+        return {"a": (latent_dim, latent_dim), "c": (latent_dim,), "b": (latent_dim,)}
+
+    def _identity_layers(self, loc: Tensor) -> Params:
+        """R = 0 (a = 0), b = 0 and R~ = SYLVESTER_START I: the identity, with tanh(R~ z) != 0 to grow from."""
+        B, d = loc.shape
+        K = self.length
+        return {"a": loc.new_zeros(B, K, d, d), "c": loc.new_full((B, K, d), math.atanh(SYLVESTER_START / SYLVESTER_SCALE)),
+                "b": loc.new_zeros(B, K, d)}  # fmt: skip
 
 
 def reparameterize(q: Distribution, eps: Tensor) -> Tensor:

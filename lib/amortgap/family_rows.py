@@ -5,8 +5,8 @@ numbers), and the family's L[q*], with the seconds each search took.
 Every family's q* is searched the same way. The diagonal Gaussian (FFG) q* starts from the FFG
 encoder's q, with the configuration's extra starts. A flow's ELBO is not concave in its
 parameters, so a flow q* is the better of two searches per image: one from the flow's own encoder,
-one from the FFG q* with identity layers (a flow that starts as that Gaussian), as the gap table
-searches its flow q* (:mod:`amortgap.gap_rows`).
+one from the FFG q* with identity layers (a flow that starts as that Gaussian), the search the gap
+table uses too (:func:`amortgap.gaps.best_flow_qstar`).
 
 A module of its own, apart from the matrix's summaries, so that a change of how the matrix is
 summarized or drawn does not change the fingerprint of its kept parts (:mod:`amortgap.parts`).
@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import replace
 
 import pandas as pd
 import torch
 from torch import Tensor
 
 from .families import DiagonalGaussian
-from .gaps import DecomposeConfig, optimal_elbo, optimal_elbo_with_qstar
+from .gaps import DecomposeConfig, best_flow_qstar, optimal_elbo_with_qstar
 from .models import load
 from .split_rows import candidate_elbos, shares_decoder
 
@@ -47,19 +46,13 @@ def evaluate(encoders: dict[str, str | os.PathLike], x: Tensor, config: Decompos
     ffg, ffg_star = optimal_elbo_with_qstar(models["diagonal"], x, DiagonalGaussian(), config)
     table["qstar_diagonal"], table["qstar_diagonal_se"] = ffg.elbo_optimal.to_numpy(), ffg.elbo_optimal_se.to_numpy()
     table["qstar_diagonal_seconds"] = (time.perf_counter() - began) / len(x)
-    one_start = replace(config, qstar_restarts=0, qstar_perturbed=0)
     for family, model in models.items():
         if family == "diagonal":
             continue
         began = time.perf_counter()
-        searches = {"encoder": optimal_elbo(model, x, model.family, one_start, init="encoder"),
-                    "ffg_qstar": optimal_elbo(model, x, model.family, one_start,
-                                              init=model.family.params_from(DiagonalGaussian().distribution(ffg_star)))}  # fmt: skip
+        best = best_flow_qstar(model, x, model.family, config, ffg_star)
         table[f"qstar_{family}_seconds"] = (time.perf_counter() - began) / len(x)
-        from_encoder = (searches["encoder"].elbo_optimal >= searches["ffg_qstar"].elbo_optimal).to_numpy()
-        best = searches["ffg_qstar"].copy()
-        best.loc[from_encoder] = searches["encoder"].loc[from_encoder]
         table[f"qstar_{family}"], table[f"qstar_{family}_se"] = best.elbo_optimal.to_numpy(), best.elbo_optimal_se.to_numpy()
-        table[f"qstar_{family}_start"] = pd.Series(from_encoder).map({True: "encoder", False: "ffg_qstar"}).to_numpy()
+        table[f"qstar_{family}_start"] = best.start.to_numpy()
     table.index.name = "image"
     return table

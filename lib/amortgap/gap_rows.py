@@ -1,11 +1,11 @@
 """The gap table's rows for one model, per datapoint (the form of Cremer et al. 2018, Table 2).
 
-For a model and a batch of images: log p(x) by AIS from the FFG q*; L[q*] in both families (FFG and
-planar flow); L[q] of the model's own encoder; the gaps, measured in the family of the model's own
+For a model and a batch of images: log p(x) by AIS from the FFG q*; L[q*] in both families (FFG, and
+a flow: the model's own, or a planar flow for an FFG model); L[q] of the model's own encoder; the gaps, measured in the family of the model's own
 encoder; and, for the encoder's q, q refined by a few gradient steps, and the FFG q*, the ELBO's
 reconstruction and KL parts and the pixel accuracy of the decoded posterior mean. A flow's ELBO is
 not concave in its parameters, so the flow q* is the best of several starts: the encoder's q (an
-FFG is a flow with u = 0), random ones, and the FFG q* with identity layers.
+FFG is a flow with identity layers), random ones, and the FFG q* with identity layers.
 
 A module of its own, apart from the table's summaries (:mod:`amortgap.study.gap_table`), so that a
 change of how the table is summarized or printed does not change the fingerprint of its kept parts
@@ -36,7 +36,9 @@ def evaluate(
     """The per-datapoint gap-table rows of ``model`` on images x [N, D] (see the module's docstring).
     The FFG q* search takes ``config``'s extra starts (perturbed ones only where the encoder is an
     FFG); for a flow model, whose own family the flow is, the flow q* search from the encoder takes
-    ``flow_search`` = (prior starts, perturbed starts) more, besides its start at the FFG q*. The flow q*, the costliest number here, is found
+    ``flow_search`` = (prior starts, perturbed starts) more, besides its start at the FFG q*
+    (:func:`amortgap.gaps.best_flow_qstar`). The flow family is the model's own for a flow model,
+    and a planar flow of ``flow_length`` layers for an FFG model. The flow q*, the costliest number here, is found
     only for the rows where ``flow_rows`` [N] (bool) is true (default: all); the others get NaN in
     its columns. The refined q takes ``refine_steps`` steps from the encoder's q (for a flow
     encoder, in the flow family)."""
@@ -44,25 +46,16 @@ def evaluate(
     ffg, ffg_star = gaps.decompose_with_qstar(model, x, replace(config, qstar_init="encoder" if own_is_ffg else "prior",
                                                                 qstar_perturbed=config.qstar_perturbed if own_is_ffg else 0))
     rows = torch.ones(len(x), dtype=torch.bool) if flow_rows is None else flow_rows.bool()
-    flow_family = PlanarFlow(flow_length)
-    start = {k: v[rows] for k, v in ffg_star.items()}
-    one_start = replace(config, qstar_restarts=0, qstar_perturbed=0)
-    more = flow_search if not own_is_ffg else (0, 0)
-    flows = {"encoder": gaps.optimal_elbo(model, x[rows], flow_family, replace(
-                 one_start, qstar_restarts=more[0], qstar_perturbed=more[1]), init="encoder"),
-             "ffg_qstar": gaps.optimal_elbo(model, x[rows], flow_family, one_start,
-                                            init=flow_family.params_from(DiagonalGaussian().distribution(start)))}  # fmt: skip
-    from_encoder = flows["encoder"].elbo_optimal >= flows["ffg_qstar"].elbo_optimal
-    found = flows["ffg_qstar"].copy()
-    found.loc[from_encoder] = flows["encoder"].loc[from_encoder]
+    flow_family = PlanarFlow(flow_length) if own_is_ffg else model.family
+    found = gaps.best_flow_qstar(model, x[rows], flow_family, config, {k: v[rows] for k, v in ffg_star.items()},
+                                 flow_search if not own_is_ffg else (0, 0))  # fmt: skip
     found.index = rows.nonzero().squeeze(1).numpy()
     flow = found.reindex(range(len(x)))
 
     table = ffg[PASSED_ON].copy()
     table["elbo_optimal_ffg"], table["elbo_optimal_ffg_se"] = ffg.elbo_optimal, ffg.elbo_optimal_se
     table["elbo_optimal_flow"], table["elbo_optimal_flow_se"] = flow.elbo_optimal, flow.elbo_optimal_se
-    table["flow_start"] = pd.Series(from_encoder.map({True: "encoder", False: "ffg_qstar"}).to_numpy(),
-                                    index=found.index).reindex(range(len(x)))
+    table["flow_start"] = flow.start
     table["qstar_steps_ffg"], table["qstar_steps_flow"] = ffg.qstar_steps, flow.qstar_steps
     own = "elbo_optimal_ffg" if own_is_ffg else "elbo_optimal_flow"
     table["approximation_gap"] = table.log_px - table[own]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Iterator, Literal
 
 import pandas as pd
@@ -262,6 +262,27 @@ def optimal_elbo_with_qstar(
     table = pd.concat(rows, ignore_index=True)
     table.index.name = "datapoint"
     return table, {k: torch.cat([p[k].detach() for p in found]) for k in found[0]}
+
+
+def best_flow_qstar(
+    model: LatentVariableModel, x: Tensor, family: Family, config: DecomposeConfig, ffg_star: Params,
+    more_starts: tuple[int, int] = (0, 0),
+) -> pd.DataFrame:
+    """L[q*] in flow ``family`` per image of x [N, D]. A flow's ELBO is not concave in its parameters,
+    so q* is the better of two searches: one from the encoder's q (an FFG is a flow with identity
+    layers), with ``more_starts`` = (prior starts, perturbed starts) besides, and one from the FFG q*
+    ``ffg_star`` (parameters [N, d]) with identity layers. :func:`optimal_elbo`'s table of the
+    winning search per image, with its ``start`` ("encoder" or "ffg_qstar")."""
+    one_start = replace(config, qstar_restarts=0, qstar_perturbed=0)
+    searches = {"encoder": optimal_elbo(model, x, family, replace(one_start, qstar_restarts=more_starts[0],
+                                                                  qstar_perturbed=more_starts[1]), init="encoder"),
+                "ffg_qstar": optimal_elbo(model, x, family, one_start,
+                                          init=family.params_from(DiagonalGaussian().distribution(ffg_star)))}  # fmt: skip
+    from_encoder = searches["encoder"].elbo_optimal >= searches["ffg_qstar"].elbo_optimal
+    best = searches["ffg_qstar"].copy()
+    best.loc[from_encoder] = searches["encoder"].loc[from_encoder]
+    best["start"] = from_encoder.map({True: "encoder", False: "ffg_qstar"})
+    return best
 
 
 def _to_numpy(values: Tensor):
