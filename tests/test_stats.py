@@ -52,6 +52,19 @@ def test_one_seed_gives_the_t_interval_over_images():
     assert (ci.mean, ci.high - ci.mean) == pytest.approx((mean, half))
 
 
+def test_a_seed_component_estimated_negative_counts_as_zero():
+    """Seeds whose means agree exactly (MS_seed = 0, below MS_residual): the seed component is set to
+    zero, not let negative, so the interval is the one over image means alone (variance MS_image /
+    (S N)), never narrower. Left negative, it would subtract the residual's share."""
+    rng = np.random.default_rng(3)
+    v = _crossed(rng, seed_sd=0.0)
+    v -= v.mean(1, keepdims=True) - v.mean()
+    over_images = v.mean(0)
+    ci = crossed_interval(v)
+    assert ci.se == pytest.approx(over_images.std(ddof=1) / math.sqrt(len(over_images)), rel=1e-12)
+    assert ci.high - ci.mean == pytest.approx(mean_ci(over_images)[1], rel=1e-12)
+
+
 def test_crossed_interval_refuses_bad_input():
     with pytest.raises(ValueError):
         crossed_interval(np.array([1.0, 2.0]))

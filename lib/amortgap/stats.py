@@ -81,7 +81,10 @@ def crossed_interval(values: np.ndarray, level: float = 0.95) -> Interval:
     is (MS_seed + MS_image - MS_residual) / (S N) from the two-way ANOVA, with Satterthwaite's
     degrees of freedom: with 3 seeds the seed term has 2, and the interval widens as it should
     (a bootstrap over 3 seeds would not); simulated coverage of a 95% interval is 91-96%
-    (``tests/test_stats.py``). One seed (S = 1): images only, the seed spread unknown."""
+    (``tests/test_stats.py``). A component whose estimate is negative (MS_seed or MS_image below
+    MS_residual, from sampling noise) is set to zero, so its mean square gives way to the
+    residual's: the variance is never below what the other components alone give. One seed
+    (S = 1): images only, the seed spread unknown."""
     v = np.asarray(values, dtype=float)
     if v.ndim != 2 or min(v.shape) < 1 or v.size < 2:
         raise ValueError(f"values must be [seeds, images] with at least two entries, not of shape {v.shape}")
@@ -95,24 +98,20 @@ def crossed_interval(values: np.ndarray, level: float = 0.95) -> Interval:
         half = t_quantile(0.5 + level / 2, len(flat) - 1) * se
         return Interval(mean, mean - half, mean + half, level, se)
     seed_means, image_means = v.mean(1), v.mean(0)
-    terms = [  # (coefficient, mean square, degrees of freedom)
-        (1.0, N * float(((seed_means - mean) ** 2).sum()) / (S - 1), S - 1),
-        (1.0, S * float(((image_means - mean) ** 2).sum()) / (N - 1), N - 1),
-        (-1.0, float(((v - seed_means[:, None] - image_means[None, :] + mean) ** 2).sum()) / ((S - 1) * (N - 1)),
-         (S - 1) * (N - 1)),
-    ]
+    residual = (float(((v - seed_means[:, None] - image_means[None, :] + mean) ** 2).sum()) / ((S - 1) * (N - 1)),
+                (S - 1) * (N - 1))  # fmt: skip
+    effects = [(N * float(((seed_means - mean) ** 2).sum()) / (S - 1), S - 1),
+               (S * float(((image_means - mean) ** 2).sum()) / (N - 1), N - 1)]  # fmt: skip
+    # (coefficient, mean square, degrees of freedom) of the components estimated positive
+    terms = [(1.0, ms, df) for ms, df in effects if ms > residual[0]]
+    terms += [(1.0 - len(terms), *residual)] if len(terms) != 1 else []
     combined = sum(c * ms for c, ms, _ in terms)
-    residual, residual_df = terms[2][1], terms[2][2]
-    if combined == residual == 0:  # every value the same: no spread to estimate
+    if combined == 0:  # every value the same: no spread to estimate
         return Interval(mean, mean, mean, level, 0.0)
-    if combined >= residual:
-        df = combined**2 / sum((c * ms) ** 2 / d for c, ms, d in terms)
-    else:  # sampling noise drove the estimate below sigma_e^2 / (S N), which Var(mean) cannot be
-        combined, df = residual, residual_df
+    df = combined**2 / sum((c * ms) ** 2 / d for c, ms, d in terms)
     se = math.sqrt(combined / (S * N))
     half = t_quantile(0.5 + level / 2, max(1, int(df))) * se
     return Interval(mean, mean - half, mean + half, level, se)
-
 
 def trend(levels: Sequence[np.ndarray], level: float = 0.95) -> str:
     """The word for how a quantity moves along ordered levels (``levels[k]``: values [S, N] at level
