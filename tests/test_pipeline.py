@@ -41,7 +41,7 @@ def test_the_notebooks_are_background_setup_experiments_results():
     assert [p.stem for p in NOTEBOOKS] == [
         "01_background", "02_model_setup", "02b_training_protocols",
         "03a_gap_table", "03b_convergence", "03c_width_sweep", "03d_refinement", "03e_certification", "03f_oracle",
-        "03g_validation", "03h_split", "03i_encoder_width", "04_results",
+        "03g_validation", "03h_split", "03i_encoder_width", "03j_family_matrix", "04_results",
     ]  # fmt: skip
 
 
@@ -97,6 +97,11 @@ def test_every_random_image_set_is_drawn_from_the_gap_tables_images(tmp_path, pr
     validated = params["validation"]
     assert table["flow_search"] == [validated["prior_starts"], validated["perturbed_starts"]], \
         "the flow model's flow q* search takes every start the validation tried (the paper says so)"
+    matrix = params["family_matrix"]
+    assert matrix["images"] == {key: table[key] for key in ("binarization", "num_points", "subset_seed")}, "the gap table's test images"
+    assert matrix["decoders"] == {family: f"{table['runs'][family]}_s{matrix['gap_seed']}/{table['protocols'][matrix['gap_protocol']]}"
+                                  for family in matrix["decoders"]}, "the gap table's models, whose log p(x) the matrix reads"  # fmt: skip
+    assert matrix["flow_search"] == table["flow_search"], "a flow q* as hard-searched as the gap table's flow model's"
 
 
 def test_profiles_override_only_known_keys(tmp_path):

@@ -1,15 +1,17 @@
-"""The family matrix's per-image rows (issue 40, item 1), for one decoder and a batch of images: each
-family's fresh amortized encoder on that frozen decoder, its L[q] (all encoders on the same random
-numbers), and the family's L[q*], with the seconds each search took.
+"""The family matrix's per-image rows (issue 40, item 1), for one family's fresh amortized encoder
+on a frozen decoder and a batch of images: its L[q] (every family's on the same random numbers) and
+the family's L[q*], with the seconds the search took.
 
 Every family's q* is searched the same way. The diagonal Gaussian (FFG) q* starts from the FFG
-encoder's q, with the configuration's extra starts. A flow's ELBO is not concave in its
-parameters, so a flow q* is the better of two searches per image: one from the flow's own encoder,
-one from the FFG q* with identity layers (a flow that starts as that Gaussian), the search the gap
-table uses too (:func:`amortgap.gaps.best_flow_qstar`).
+encoder's q, with the configuration's extra starts (:func:`ffg_rows`). A flow's ELBO is not
+concave in its parameters, so a flow q* is the better of two searches per image: one from the
+flow's own encoder, one from the FFG q* with identity layers (a flow that starts as that Gaussian),
+the search the gap table uses too (:func:`flow_rows`, :func:`amortgap.gaps.best_flow_qstar`).
 
-A module of its own, apart from the matrix's summaries, so that a change of how the matrix is
-summarized or drawn does not change the fingerprint of its kept parts (:mod:`amortgap.parts`).
+One family per call, so that each is a kept part of its own (:mod:`amortgap.parts`): a family
+trained later adds its parts and reuses the FFG q* it starts from. A module of its own, apart from
+the matrix's summaries, so that a change of how the matrix is summarized or drawn does not change
+the fingerprint of those parts.
 """
 
 from __future__ import annotations
@@ -18,41 +20,47 @@ import os
 import time
 
 import pandas as pd
-import torch
 from torch import Tensor
 
-from .families import DiagonalGaussian
+from .families import DiagonalGaussian, Params
 from .gaps import DecomposeConfig, best_flow_qstar, optimal_elbo_with_qstar
-from .models import load
-from .split_rows import candidate_elbos, shares_decoder
+from .models import VAE, load
+from .split_rows import candidate_elbos
 
 
-def evaluate(encoders: dict[str, str | os.PathLike], x: Tensor, config: DecomposeConfig) -> pd.DataFrame:
-    """Per image of x [N, D], for ``encoders`` ({family name: weights file}, one of them "diagonal",
-    all on one frozen decoder): ``elbo_<family>`` (L[q], ``config``'s samples and seed for every
-    encoder), ``qstar_<family>`` and ``qstar_<family>_se`` (L[q*] in the family, searched as the
-    module's docstring says, with ``config``'s ELBO samples), ``qstar_<family>_seconds`` (the
-    search's wall time per image, its ELBO estimate included: both searches for a flow) and, for a
-    flow, ``qstar_<family>_start`` ("encoder" or "ffg_qstar", the search that won)."""
-    if "diagonal" not in encoders:
-        raise ValueError(f"the flows' q* start from the FFG q*: name a 'diagonal' encoder among {sorted(encoders)}")
-    models = {family: load(path) for family, path in encoders.items()}
-    for family, model in models.items():
-        if model.config.family != family:
-            raise ValueError(f"{encoders[family]} holds a {model.config.family} encoder, not a {family} one")
-    shares_decoder(models["diagonal"], models)
-    table = candidate_elbos(models, x, config.elbo_samples, config.seed).add_prefix("elbo_")
+def _encoder(path: str | os.PathLike, flow: bool) -> VAE:
+    """The model saved at ``path``, refused unless its encoder is a flow (``flow``) or the FFG."""
+    model = load(path)
+    if (model.config.family != "diagonal") != flow:
+        raise ValueError(f"{path} holds a {model.config.family} encoder, not {'a flow' if flow else 'an FFG'} one")
+    return model
+
+
+def ffg_rows(encoder: str | os.PathLike, x: Tensor, config: DecomposeConfig) -> tuple[pd.DataFrame, Params]:
+    """Per image of x [N, D], for the FFG encoder saved at ``encoder``: ``elbo`` (L[q], ``config``'s
+    samples and seed), ``qstar_elbo`` and ``qstar_elbo_se`` (L[q*] in the FFG family, searched from the
+    encoder's q with ``config``'s extra starts) and ``qstar_seconds`` (the search's wall time per
+    image, its ELBO estimate included); and the q*'s parameters [N, d], for the flows to start from."""
+    model = _encoder(encoder, flow=False)
+    table = candidate_elbos({"elbo": model}, x, config.elbo_samples, config.seed)
     began = time.perf_counter()
-    ffg, ffg_star = optimal_elbo_with_qstar(models["diagonal"], x, DiagonalGaussian(), config)
-    table["qstar_diagonal"], table["qstar_diagonal_se"] = ffg.elbo_optimal.to_numpy(), ffg.elbo_optimal_se.to_numpy()
-    table["qstar_diagonal_seconds"] = (time.perf_counter() - began) / len(x)
-    for family, model in models.items():
-        if family == "diagonal":
-            continue
-        began = time.perf_counter()
-        best = best_flow_qstar(model, x, model.family, config, ffg_star)
-        table[f"qstar_{family}_seconds"] = (time.perf_counter() - began) / len(x)
-        table[f"qstar_{family}"], table[f"qstar_{family}_se"] = best.elbo_optimal.to_numpy(), best.elbo_optimal_se.to_numpy()
-        table[f"qstar_{family}_start"] = best.start.to_numpy()
-    table.index.name = "image"
+    found, qstar = optimal_elbo_with_qstar(model, x, DiagonalGaussian(), config)
+    table["qstar_seconds"] = (time.perf_counter() - began) / len(x)
+    table["qstar_elbo"], table["qstar_elbo_se"] = found.elbo_optimal.to_numpy(), found.elbo_optimal_se.to_numpy()
+    return table, qstar
+
+
+def flow_rows(encoder: str | os.PathLike, x: Tensor, config: DecomposeConfig, ffg_star: Params,
+              more_starts: tuple[int, int] = (0, 0)) -> pd.DataFrame:  # fmt: skip
+    """Per image of x [N, D], for the flow encoder saved at ``encoder``: :func:`ffg_rows`' columns in
+    the flow's family (its q* the better of a search from the encoder, with ``more_starts`` = (prior
+    starts, perturbed starts) besides, and one from ``ffg_star``, the FFG q*'s parameters [N, d] on
+    this decoder; all searches timed) and ``start`` ("encoder" or "ffg_qstar", the search that won)."""
+    model = _encoder(encoder, flow=True)
+    table = candidate_elbos({"elbo": model}, x, config.elbo_samples, config.seed)
+    began = time.perf_counter()
+    best = best_flow_qstar(model, x, model.family, config, ffg_star, more_starts)
+    table["qstar_seconds"] = (time.perf_counter() - began) / len(x)
+    table["qstar_elbo"], table["qstar_elbo_se"] = best.elbo_optimal.to_numpy(), best.elbo_optimal_se.to_numpy()
+    table["start"] = best.start.to_numpy()
     return table
