@@ -20,11 +20,15 @@
 #
 # Here the decoder is fixed. On each of two frozen decoders, the campaign's early-stopped FFG model
 # and its planar-flow model, each family gets a fresh amortized encoder of one width, trained under
-# one schedule, so that co-adaptation favours no family:
+# one schedule, so that co-adaptation favours no family (the schedule is the compressed one, 1093
+# epochs at the paper's scale, on which a fresh FFG encoder fell 0.65 nats short of the joint one
+# in chapter 3i's first pilot: the amortization gaps here include what that schedule leaves, which
+# may differ between the families):
 # - the **FFG** (a diagonal Gaussian);
 # - a **planar flow** (10 layers, Rezende & Mohamed 2015);
-# - a **Sylvester flow** (two triangular layers, van den Berg et al. 2018; near the identity, the pair is an
-#   LU factorisation, so it holds every full-covariance Gaussian).
+# - a **Sylvester flow** (two triangular layers, van den Berg et al. 2018; near the identity each layer
+#   is close to linear, and the pair, one upper and one lower triangular, approximately an LU
+#   factorisation, so full-covariance Gaussians near the base lie within its reach).
 #
 # Each family's $q^*$ is searched per image on the gap table's random test images
 # (`amortgap.family_rows`): the FFG's from its encoder; a flow's as the better of a search from its
@@ -105,24 +109,24 @@ flows = iter(run_tasks(parts.kept, [(root / parts_dir, f"{c.decoder}_{c.family}_
                                     for c in flow_cells.itertuples() for part in chunks],
                        workers, desc="flow q*: cells x chunks"))  # fmt: skip
 per_family = pd.concat([(ffg[c.decoder, part.start][0] if c.family == "diagonal" else next(flows))
-                        .assign(decoder=c.decoder, family=c.family, image=rows[part].numpy())
+                        .assign(decoder=c.decoder, family=c.family, seed=c.seed, image=rows[part].numpy())
                         for c in pd.concat([ffg_cells, flow_cells]).itertuples() for part in chunks], ignore_index=True)  # fmt: skip
 gap_rows = pd.read_csv(root / gap_rows_path)
 log_px = pd.concat([family_matrix.log_px(gap_rows, decoder, gap_protocol, gap_seed, "test", rows.numpy()).assign(decoder=decoder)
                     for decoder in found.decoder.unique()], ignore_index=True)  # fmt: skip
 matrix = family_matrix.gap_rows(per_family, log_px)
 matrix["label"] = matrix.image.map(dict(zip(rows.numpy(), test.labels[rows].numpy())))
-matrix.to_csv(out / "rows.csv", index=False, float_format="%.6f")
-found.drop(columns="weights").to_csv(out / "encoders.csv", index=False, float_format="%.6f")
 
 # %% [markdown]
 # **The same decoders as the gap table's.** The FFG $q^*$ here starts from the fresh FFG encoder,
 # the gap table's from its model's own encoder; on the same decoder and images the two searches
 # must agree in the mean to within `same_decoder_tolerance` (a wrong decoder or other images would
-# differ by nats), or the notebook stops here.
+# differ by nats), or the notebook stops here, before it writes its tables.
 
 # %%
 agreement = family_matrix.same_decoders(matrix, gap_rows, gap_protocol, gap_seed, same_decoder_tolerance)
+matrix.to_csv(out / "rows.csv", index=False, float_format="%.6f")
+found.drop(columns="weights").to_csv(out / "encoders.csv", index=False, float_format="%.6f")
 
 # %%
 # NBVAL_IGNORE_OUTPUT

@@ -62,21 +62,25 @@ def test_encoders_trained_otherwise_are_refused(tmp_path):
 
 
 def synthetic(rng: np.random.Generator, n: int = 40) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per-family rows on two decoders and the gap table's rows: on every image the planar flow's
-    L[q*] is 1 nat above the FFG's and its L[q] 0.5 above; the Sylvester flow's are the FFG's."""
+    """Per-family rows on two decoders and the gap table's rows (log p(x) of its own per decoder and
+    protocol): on every image the planar flow's L[q*] is 1 nat above the FFG's and its L[q] 0.5
+    above; the Sylvester flow's are the FFG's."""
     images = np.arange(100, 100 + n)
-    log_px = -100 + rng.normal(size=n)
+    log_px = {(decoder, protocol): -100 - 10 * i - j + rng.normal(size=n)
+              for i, decoder in enumerate(DECODERS) for j, protocol in enumerate(("early_stopped", "long_trained"))}  # fmt: skip
+    ffg_star = {decoder: log_px[decoder, "early_stopped"] - 3 + 0.01 * rng.normal(size=n) for decoder in DECODERS}
     gap_rows = pd.concat([pd.DataFrame({"model": decoder, "protocol": protocol, "seed": 0, "split": "test", "image": images,
-                                        "log_px": log_px, "log_px_se": 0.1, "elbo_optimal_ffg": log_px - 3 + 0.01 * rng.normal(size=n)})
-                          for decoder in DECODERS for protocol in ("early_stopped", "long_trained")], ignore_index=True)  # fmt: skip
+                                        "log_px": value, "log_px_se": 0.1,
+                                        "elbo_optimal_ffg": ffg_star[decoder] + 0.01 * rng.normal(size=n) + 5 * (protocol != "early_stopped")})
+                          for (decoder, protocol), value in log_px.items()], ignore_index=True)  # fmt: skip
     frames = []
     for decoder in DECODERS:
-        ffg_star = log_px - 3 + 0.01 * rng.normal(size=n)
-        ffg = ffg_star - 2 + 0.5 * rng.normal(size=n)
+        ffg = ffg_star[decoder] - 2 + 0.5 * rng.normal(size=n)
         for family, up_star, up in (("sylvester", 0.0, 0.0), ("planar", 1.0, 0.5), ("diagonal", 0.0, 0.0)):
-            frame = pd.DataFrame({"decoder": decoder, "family": family, "image": images, "elbo": ffg + up, "qstar_elbo": ffg_star + up_star,
-                                  "qstar_elbo_se": 0.05, "qstar_seconds": 0.5})  # fmt: skip
-            frames.append(frame if family == "diagonal" else frame.assign(start=np.where(images % 2, "encoder", "ffg_qstar")))
+            frame = pd.DataFrame({"decoder": decoder, "family": family, "seed": 0, "image": images, "elbo": ffg + up,
+                                  "qstar_elbo": ffg_star[decoder] + up_star, "qstar_elbo_se": 0.05, "qstar_seconds": 0.5})  # fmt: skip
+            starts = np.where(images % 2, "encoder", "ffg_qstar") if family == "planar" else np.where(images % 4, "ffg_qstar", "encoder")
+            frames.append(frame if family == "diagonal" else frame.assign(start=starts))
     return pd.concat(frames, ignore_index=True), gap_rows
 
 
@@ -87,6 +91,8 @@ def test_gaps_use_the_gap_tables_log_px_of_the_same_images_and_a_flow_is_paired_
     rows = family_matrix.gap_rows(per_family, log_px)
     assert list(dict.fromkeys(zip(rows.decoder, rows.family))) == [(d, f) for d in DECODERS for f in family_matrix.FAMILIES]
     assert (rows[rows.family == "diagonal"].start == "encoder").all()
+    theirs = gap_rows[gap_rows.protocol == "early_stopped"].rename(columns={"model": "decoder"}).set_index(["decoder", "image"]).log_px
+    assert rows.set_index(["decoder", "image"]).log_px.equals(theirs.reindex(rows.set_index(["decoder", "image"]).index))
     np.testing.assert_allclose(rows.approximation_gap + rows.amortization_gap, rows.log_px - rows.elbo)
     steps = family_matrix.differences(rows).set_index(["decoder", "family", "gap"])
     for decoder in DECODERS:
@@ -99,6 +105,7 @@ def test_gaps_use_the_gap_tables_log_px_of_the_same_images_and_a_flow_is_paired_
     assert cells.loc[("planar", "planar"), ["amortization_gap", "amortization_gap_low", "amortization_gap_high"]].tolist() \
         == pytest.approx([interval.mean, interval.low, interval.high])  # fmt: skip
     assert cells.loc[("planar", "planar"), "from_ffg_qstar"] == 0.5 and cells.loc[("planar", "diagonal"), "from_ffg_qstar"] == 0
+    assert cells.loc[("diagonal", "sylvester"), "from_ffg_qstar"] == 0.75
     with pytest.raises(ValueError, match="no log p\\(x\\) of planar .* on 5 of these test images"):
         family_matrix.log_px(gap_rows, "planar", "early_stopped", 0, "test", np.append(images, [1, 2, 3, 4, 5]))
     with pytest.raises(ValueError, match="no log p\\(x\\) of decoder planar"):
@@ -129,7 +136,10 @@ def test_the_papers_numbers_name_every_cell_and_each_flows_difference(tmp_path):
     assert {f"Family{d}Dec{f}{g}" for d in ("Ffg", "Planar") for f in ("Ffg", "Planar", "Sylvester") for g in ("Approx", "Amort")} <= set(numbers)
     table = family_matrix.table(family_matrix.summary(family_matrix.gap_rows(per_family, log_px)), found)
     assert table.shape == (6, 6) and table.index[0] == ("FFG-trained decoder", "FFG")
-
+    # while only the FFG's cell is trained: its numbers, no flow's differences
+    ffg = family_matrix.gap_rows(per_family[per_family.family == "diagonal"], log_px)
+    assert family_matrix.differences(ffg).empty
+    assert not any("Minus" in name for name in family_matrix.numbers(ffg, found))
 
 
 def test_the_matrix_stage_depends_on_every_model_its_section_names():

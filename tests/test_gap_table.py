@@ -58,7 +58,6 @@ def test_extra_flow_starts_search_further_from_the_same_first_start():
     assert (three.elbo_optimal_flow >= one.elbo_optimal_flow - 0.05).all()
 
 
-
 def _rows(shift: float) -> pd.DataFrame:
     """Synthetic per-image rows of both families, both protocols, two seeds and three images per
     split; the long-trained models' amortization gap is ``shift`` nats larger on every image."""

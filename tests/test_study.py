@@ -94,6 +94,52 @@ def test_training_seconds_count_each_stretch_in_proportion_to_its_epochs_before_
     assert refinement.training_seconds(tmp_path, 300) == pytest.approx(1300.0)
 
 
+def tuning_curves(best: dict[tuple[str, int], float], lrs: dict[str, list[float]]) -> pd.DataFrame:
+    """Validation ELBOs of two images for each start, budget (1, 10), step size and schedule, peaked
+    at ``best[(init, steps)]`` (in log step size); the linear schedule is a nat worse."""
+    rows = [{"init": init, "steps": k, "lr": lr, "schedule": schedule, "datapoint": i,
+             "elbo": -abs(np.log(lr / best[init, k])) - (schedule == "linear") + 0.01 * i}
+            for init in lrs for k in (1, 10) for lr in lrs[init] for schedule in ("constant", "linear") for i in range(2)]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_a_grid_grows_at_each_edge_where_a_budgets_best_lies_until_every_best_is_interior():
+    best = {("encoder", 1): 0.01, ("encoder", 10): 0.1, ("prior", 1): 3.0, ("prior", 10): 0.3}
+    lrs = {"encoder": [0.03, 0.1, 0.3], "prior": [0.03, 0.1, 0.3]}
+    chosen = refinement.chosen_settings(tuning_curves(best, lrs))
+    assert chosen.set_index(["init", "steps"]).interior.to_dict() == {("encoder", 1): False, ("encoder", 10): True,
+                                                                      ("prior", 1): False, ("prior", 10): False}  # fmt: skip
+    assert (chosen.schedule == "constant").all()
+    assert refinement.grid_extension(chosen, tuning_curves(best, lrs)) == [("encoder", 0.01), ("prior", 0.9)]
+    grown = {"encoder": [0.003, 0.01, 0.03, 0.1, 0.3], "prior": [0.03, 0.1, 0.3, 0.9, 2.7, 8.1]}
+    chosen = refinement.chosen_settings(tuning_curves(best, grown))
+    assert chosen.interior.all() and refinement.grid_extension(chosen, tuning_curves(best, grown)) == []
+    assert refinement.grid_words(chosen) == "every budget's best step size is interior to its grid (4 budgets)"
+    # no step size beyond the bounds: a best at 10 stays at the edge, and the words say so
+    edge = {"encoder": [0.1, 1.0, 10.0], "prior": [0.1, 1.0, 10.0]}
+    at_bound = {("encoder", 1): 1.0, ("encoder", 10): 1.0, ("prior", 1): 50.0, ("prior", 10): 0.01}
+    chosen = refinement.chosen_settings(tuning_curves(at_bound, edge))
+    assert refinement.grid_extension(chosen, tuning_curves(at_bound, edge)) == [("prior", 0.0333)]
+    assert refinement.grid_words(chosen).startswith("2 of 4 budgets' best step sizes are interior")
+
+
+def test_refinement_halves_the_gap_where_the_paired_interval_lies_below_half():
+    rng = np.random.default_rng(3)
+    gap = 4 + rng.normal(size=60)
+    left = {1: 0.9, 3: 0.5, 10: 0.2}  # the share of each image's gap left after k steps
+    test = pd.concat([pd.DataFrame({"init": init, "steps": k, "datapoint": np.arange(60),
+                                    "gap_remaining": share * gap + 0.1 * rng.normal(size=60)})
+                      for init in ("encoder", "prior") for k, share in left.items()])  # fmt: skip
+    table = refinement.halving(test, gap)
+    assert table.verdict.tolist() == ["not halved", "unresolved", "halved"]
+    words = refinement.halving_words(table, digits=1)
+    assert words.startswith("halves the gap within 10 steps") and "whether 3 steps do is unresolved" in words
+    never = refinement.halving(test[test.steps == 1], gap)
+    assert refinement.halving_words(never).startswith("does not halve the gap within 1 step:")
+    unresolved = refinement.halving(test[test.steps == 3], gap)
+    assert refinement.halving_words(unresolved).startswith("is not shown to halve the gap within 3 steps")
+
+
 def test_the_certified_error_is_read_at_the_other_experiments_settings_or_is_na():
     summary = pd.DataFrame({"model": ["diagonal", "diagonal", "planar"], "estimator": ["ais_200x8", "ais_500x16", "ais_500x16"],
                             "error_nats": [-0.0004, 0.02, 0.3], "error_se": [0.01, 0.01, 0.02]})
@@ -255,6 +301,7 @@ def test_validation_numbers_read_the_tables_setting_and_refuse_a_short_reference
     validation.check_reference(AISConfig(steps=2000, chains=16), AISConfig(steps=500, chains=16))
     with pytest.raises(ValueError, match="4x"):
         validation.check_reference(AISConfig(steps=1000, chains=16), AISConfig(steps=500, chains=16))
+
 
 def test_the_control_is_paired_with_the_run_at_its_epoch_on_the_same_images():
     from amortgap import campaign

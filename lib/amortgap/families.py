@@ -186,7 +186,6 @@ class SylvesterFlowDistribution(FlowDistribution):
         return z
 
 
-
 class FlowFamily:
     """A diagonal Gaussian pushed through ``length`` flow layers, every parameter per datapoint:
     loc, log_scale [B, d], and each layer parameter [B, K, *shape] (shapes from

@@ -113,6 +113,7 @@ def crossed_interval(values: np.ndarray, level: float = 0.95) -> Interval:
     half = t_quantile(0.5 + level / 2, max(1, int(df))) * se
     return Interval(mean, mean - half, mean + half, level, se)
 
+
 def trend(levels: Sequence[np.ndarray], level: float = 0.95) -> str:
     """The word for how a quantity moves along ordered levels (``levels[k]``: values [S, N] at level
     k, on the same images), read from the :func:`crossed_interval` of each step between neighbours

@@ -28,7 +28,8 @@ import seaborn as sns
 
 from ..campaign import CampaignConfig, read_status
 from ..report import Value, bounds, number, with_interval
-from ..stats import Interval, crossed_interval
+from ..stats import Interval, by_seed_and_image, crossed_interval
+from .gap_table import paired_difference
 
 FAMILIES = ("diagonal", "planar", "sylvester")
 NAMES = {"diagonal": "FFG", "planar": "planar flow", "sylvester": "Sylvester flow"}  # one name per family, in every cell
@@ -42,11 +43,11 @@ GAPS = {"approximation_gap": "approximation gap", "amortization_gap": "amortizat
 def encoders(config: CampaignConfig, decoders: dict[str, str], runs: dict[str, dict[str, str]],
              root: str | os.PathLike = ".") -> pd.DataFrame:  # fmt: skip
     """The matrix's encoders, one row per cell: ``decoder`` (a key of ``decoders``, {key: decoder
-    file in the campaign}), ``family``, ``run``, ``protocol``, ``width``, the schedule's ``epochs``,
-    ``train_hours`` and ``weights`` (``best.pt``). ``runs`` is {decoder key: {family: campaign
-    run}}. Each run must be a fresh encoder of that family on that decoder, trained to its
-    schedule's end, and all must share one protocol and width (trained the same way); each decoder
-    needs an FFG encoder (the flows' q* start from its q*)."""
+    file in the campaign}), ``family``, ``run``, ``seed``, ``protocol``, ``width`` (the last hidden
+    layer's), the schedule's ``epochs``, ``train_hours`` and ``weights`` (``best.pt``). ``runs`` is
+    {decoder key: {family: campaign run}}. Each run must be a fresh encoder of that family on that
+    decoder, trained to its schedule's end, and all must share one protocol and hidden layers
+    (trained the same way); each decoder needs an FFG encoder (the flows' q* start from its q*)."""
     entries = {}
     for entry in config.entries:
         entries.setdefault(entry.run, entry)
@@ -65,16 +66,16 @@ def encoders(config: CampaignConfig, decoders: dict[str, str], runs: dict[str, d
             if status.get("epoch", 0) < schedule:
                 raise ValueError(f"{name} has not reached its schedule's end yet (epoch {status.get('epoch', 0)} of {schedule}): "
                                  f"python -m amortgap.campaign run --only {name}")  # fmt: skip
-            rows.append({"decoder": key, "family": family, "run": name, "protocol": entry.protocol,
-                         "width": int(entry.encoder_hidden[-1]), "epochs": schedule,
+            rows.append({"decoder": key, "family": family, "run": name, "seed": entry.seed, "protocol": entry.protocol,
+                         "hidden": "x".join(map(str, entry.encoder_hidden)), "width": int(entry.encoder_hidden[-1]), "epochs": schedule,
                          "train_hours": status.get("train_seconds", float("nan")) / 3600,
                          "weights": config.run_dir(name, root) / "best.pt"})  # fmt: skip
     found = pd.DataFrame(rows)
     if found.empty:
         raise ValueError("no encoder is named")
-    if found.protocol.nunique() > 1 or found.width.nunique() > 1:
+    if found.protocol.nunique() > 1 or found.hidden.nunique() > 1:
         raise ValueError(f"the matrix's encoders must be trained the same way: protocols {sorted(found.protocol.unique())}, "
-                         f"widths {sorted(found.width.unique())}")  # fmt: skip
+                         f"hidden layers {sorted(found.hidden.unique())}")  # fmt: skip
     return found
 
 
@@ -110,8 +111,8 @@ def same_decoders(rows: pd.DataFrame, gap_rows: pd.DataFrame, protocol: str, see
 
 
 def gap_rows(per_family: pd.DataFrame, log_px_rows: pd.DataFrame) -> pd.DataFrame:
-    """The matrix's rows, one per decoder, family and image: ``per_family`` (decoder, family, image
-    and :mod:`amortgap.family_rows`' columns: elbo, qstar_elbo, qstar_elbo_se, qstar_seconds and
+    """The matrix's rows, one per decoder, family and image: ``per_family`` (decoder, family, seed
+    (the encoder's), image and :mod:`amortgap.family_rows`' columns: elbo, qstar_elbo, qstar_elbo_se, qstar_seconds and
     a flow's ``start``) with log p(x) from ``log_px_rows`` (decoder, image, log_px, log_px_se),
     the ``approximation_gap`` log p(x) - L[q*] and the ``amortization_gap`` L[q*] - L[q]. The FFG's
     ``start`` is "encoder". Sorted by decoder, then family (FFG, planar, Sylvester). Refuses an
@@ -136,7 +137,7 @@ def summary(rows: pd.DataFrame) -> pd.DataFrame:
     for (decoder, family), g in rows.groupby(["decoder", "family"], sort=False):
         cell: dict[str, object] = {"decoder": decoder, "family": family, "images": g.image.nunique()}
         for column in ("qstar_elbo", "elbo", *GAPS):
-            interval = crossed_interval(g[[column]].to_numpy().T, LEVEL)
+            interval = crossed_interval(by_seed_and_image(g, column), LEVEL)
             cell |= {column: interval.mean, f"{column}_low": interval.low, f"{column}_high": interval.high, f"{column}_se": interval.se}
         cell |= {"amortization_gap_median": float(g.amortization_gap.median()), "qstar_seconds": float(g.qstar_seconds.mean()),
                  "from_ffg_qstar": float((g.start == "ffg_qstar").mean())}  # fmt: skip
@@ -144,18 +145,23 @@ def summary(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(found)
 
 
+def cell_interval(cell, column: str) -> Interval:
+    """A :func:`summary` row's ``column`` as the interval it summarizes."""
+    return Interval(getattr(cell, column), getattr(cell, f"{column}_low"), getattr(cell, f"{column}_high"), LEVEL,
+                    getattr(cell, f"{column}_se"))  # fmt: skip
+
+
 def differences(rows: pd.DataFrame) -> pd.DataFrame:
-    """Per decoder, flow family and gap: the flow's gap minus the FFG's on the same images (paired),
-    with its 95% interval over the images."""
+    """Per decoder, flow family and gap: the flow's gap minus the FFG's on the same images (paired,
+    :func:`amortgap.study.gap_table.paired_difference`), with its 95% interval (over the images:
+    one encoder per cell); no rows while no flow's cell is trained."""
     found = []
     for decoder, g in rows.groupby("decoder", sort=False):
-        ffg = g[g.family == "diagonal"].set_index("image")
+        ffg = g[g.family == "diagonal"]
         for family in (f for f in g.family.unique() if f != "diagonal"):
-            flow = g[g.family == family].set_index("image").loc[ffg.index]
             for gap in GAPS:
-                interval = crossed_interval((flow[gap] - ffg[gap]).to_numpy()[None], LEVEL)
-                found.append({"decoder": decoder, "family": family, "gap": gap, **vars(interval)})
-    return pd.DataFrame(found)
+                found.append({"decoder": decoder, "family": family, "gap": gap, **vars(paired_difference(g[g.family == family], ffg, gap))})
+    return pd.DataFrame(found, columns=["decoder", "family", "gap", "mean", "low", "high", "level", "se"])
 
 
 def table(cells: pd.DataFrame, found: pd.DataFrame) -> pd.DataFrame:
@@ -168,8 +174,7 @@ def table(cells: pd.DataFrame, found: pd.DataFrame) -> pd.DataFrame:
         row = {"decoder": DECODER_NAMES.get(c.decoder, c.decoder), "family": NAMES[c.family]}
         for column, name in (("qstar_elbo", "$\\mathcal{L}[q^*]$"), ("elbo", "$\\mathcal{L}[q]$"),
                              ("approximation_gap", "approximation gap"), ("amortization_gap", "amortization gap")):  # fmt: skip
-            mean, half = getattr(c, column), getattr(c, f"{column}_high") - getattr(c, column)
-            row[name] = f"{mean:.2f} $\\pm$ {half:.2f}"
+            row[name] = with_interval(cell_interval(c, column))
         row["$q^*$ s/image"] = f"{c.qstar_seconds:.2f}"
         row["encoder hours"] = f"{hours[c.decoder, c.family]:.2f}"
         out.append(row)
@@ -209,15 +214,15 @@ def load(table_dir: str | os.PathLike) -> dict[str, pd.DataFrame]:
 
 def numbers(rows: pd.DataFrame, encoders: pd.DataFrame) -> dict[str, Value]:
     """The paper's numbers: per decoder and family, both gaps with their intervals and the q*
-    seconds per image; per decoder and flow, each gap's difference from the FFG's; the images, the
-    encoders' width, schedule and the most and least training hours."""
+    seconds per image; per decoder and flow, each gap's difference from the FFG's; the images, and
+    the encoders' width and schedule."""
     cells, steps = summary(rows), differences(rows)
     macros: dict[str, Value] = {"FamilyImages": int(rows.image.nunique()), "FamilyWidth": int(encoders.width.iloc[0]),
                                 "FamilyEpochs": int(encoders.epochs.iloc[0])}  # fmt: skip
     for c in cells.itertuples():
         key = f"Family{MACRO_KEYS[c.decoder]}Dec{MACRO_KEYS[c.family]}"
         for gap, short in (("approximation_gap", "Approx"), ("amortization_gap", "Amort")):
-            interval = Interval(getattr(c, gap), getattr(c, f"{gap}_low"), getattr(c, f"{gap}_high"), LEVEL, getattr(c, f"{gap}_se"))
+            interval = cell_interval(c, gap)
             macros[f"{key}{short}"], macros[f"{key}{short}Ci"] = number(interval), bounds(interval)
         macros[f"{key}Seconds"] = float(c.qstar_seconds)
     for s in steps.itertuples():
