@@ -112,8 +112,9 @@ def same_decoders(rows: pd.DataFrame, gap_rows: pd.DataFrame, protocol: str, see
 
 def gap_rows(per_family: pd.DataFrame, log_px_rows: pd.DataFrame) -> pd.DataFrame:
     """The matrix's rows, one per decoder, family and image: ``per_family`` (decoder, family, seed
-    (the encoder's), image and :mod:`amortgap.family_rows`' columns: elbo, qstar_elbo, qstar_elbo_se, qstar_seconds and
-    a flow's ``start``) with log p(x) from ``log_px_rows`` (decoder, image, log_px, log_px_se),
+    (the encoder's), image and :mod:`amortgap.family_rows`' columns: elbo, qstar_elbo,
+    qstar_elbo_se, qstar_seconds and a flow's ``start``) with log p(x) from ``log_px_rows``
+    (decoder, image, log_px, log_px_se),
     the ``approximation_gap`` log p(x) - L[q*] and the ``amortization_gap`` L[q*] - L[q]. The FFG's
     ``start`` is "encoder". Sorted by decoder, then family (FFG, planar, Sylvester). Refuses an
     image without log p(x)."""
@@ -121,9 +122,9 @@ def gap_rows(per_family: pd.DataFrame, log_px_rows: pd.DataFrame) -> pd.DataFram
     if rows.log_px.isna().any():
         missing = rows[rows.log_px.isna()].iloc[0]
         raise ValueError(f"no log p(x) of decoder {missing.decoder} on image {missing.image}")
-    start = rows.start if "start" in rows else pd.Series(np.nan, index=rows.index)
     order = {family: i for i, family in enumerate(FAMILIES)}
     rows = rows.sort_values(["decoder", "family"], key=lambda c: c.map(order) if c.name == "family" else c, kind="stable")
+    start = rows.start if "start" in rows else pd.Series(np.nan, index=rows.index)
     return rows.assign(start=start.where(rows.family != "diagonal", "encoder"), approximation_gap=rows.log_px - rows.qstar_elbo,
                        amortization_gap=rows.qstar_elbo - rows.elbo).reset_index(drop=True)  # fmt: skip
 
