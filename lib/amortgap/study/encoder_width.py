@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from ..campaign import CampaignConfig, longer_schedule_check, read_status
+from ..campaign import CampaignConfig, Entry, longer_schedule_check, read_status
 from ..report import Number, Value, bounds, number
 from ..stats import Interval, by_seed_and_image, crossed_interval, mean_se, t_quantile, trend
 from .split import CLASSES
@@ -60,6 +60,21 @@ def pilot(fresh: np.ndarray, joint: np.ndarray, margin: float = PILOT_MARGIN, le
             "passes": bool(lower > -margin)}  # fmt: skip
 
 
+def fresh_encoder(config: CampaignConfig, name: str, decoder: str, root: str | os.PathLike = ".",
+                  family: str | None = None) -> tuple[Entry, dict, int]:  # fmt: skip
+    """Campaign run ``name``'s entry, its ``run.json`` status and its schedule's epochs, refused
+    unless it is a fresh encoder (of ``family``, if given) on ``decoder`` that has reached its
+    schedule's last epoch, where its ``best.pt`` is final."""
+    entry = next((e for e in config.entries if e.run == name), None)
+    if entry is None or entry.decoder != decoder or entry.init != "fresh" or family not in (None, entry.family):
+        raise ValueError(f"{name} is not a campaign run of a fresh {family + ' ' if family else ''}encoder on {decoder}")
+    status = read_status(config.run_dir(name, root))
+    schedule = config.protocols[entry.protocol].epochs
+    if status.get("epoch", 0) < schedule:
+        raise ValueError(f"{name} has not reached its schedule's end yet (epoch {status.get('epoch', 0)} of {schedule}): "
+                         f"python -m amortgap.campaign run --only {name}")  # fmt: skip
+    return entry, status, schedule
+
 def encoders(config: CampaignConfig, decoder: str, runs: list[str], root: str | os.PathLike = ".",
              one_schedule: bool = True) -> pd.DataFrame:  # fmt: skip
     """The campaign ``runs`` named, one row each: ``run``, ``width`` (the encoder's last hidden
@@ -68,19 +83,9 @@ def encoders(config: CampaignConfig, decoder: str, runs: list[str], root: str | 
     (``best.pt``). Each must be a fresh encoder on ``decoder`` whose best weights are final: it has
     trained past its schedule's last epoch (its protocol's). With ``one_schedule``, all must share
     one protocol (the study's; the pilots each try one)."""
-    entries = {}
-    for entry in config.entries:
-        entries.setdefault(entry.run, entry)
     rows = []
     for name in runs:
-        entry = entries.get(name)
-        if entry is None or entry.decoder != decoder or entry.init != "fresh":
-            raise ValueError(f"{name} is not a campaign run of a fresh encoder on {decoder}")
-        status = read_status(config.run_dir(name, root))
-        schedule = config.protocols[entry.protocol].epochs
-        if status.get("epoch", 0) < schedule:
-            raise ValueError(f"{name} has not reached its schedule's end yet (epoch {status.get('epoch', 0)} of {schedule}): "
-                             f"python -m amortgap.campaign run --only {name}")  # fmt: skip
+        entry, status, schedule = fresh_encoder(config, name, decoder, root)
         rows.append({"run": name, "width": int(entry.encoder_hidden[-1]), "seed": entry.seed, "protocol": entry.protocol,
                      "epochs": schedule, "longer": config.last_target(name), "trained": int(status["epoch"]),
                      "weights": config.run_dir(name, root) / "best.pt"})  # fmt: skip

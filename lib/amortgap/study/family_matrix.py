@@ -26,9 +26,10 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from ..campaign import CampaignConfig, read_status
+from ..campaign import CampaignConfig
 from ..report import Value, bounds, number, with_interval
 from ..stats import Interval, by_seed_and_image, crossed_interval
+from .encoder_width import fresh_encoder
 from .gap_table import paired_difference
 
 FAMILIES = ("diagonal", "planar", "sylvester")
@@ -48,9 +49,6 @@ def encoders(config: CampaignConfig, decoders: dict[str, str], runs: dict[str, d
     {decoder key: {family: campaign run}}. Each run must be a fresh encoder of that family on that
     decoder, trained to its schedule's end, and all must share one protocol and hidden layers
     (trained the same way); each decoder needs an FFG encoder (the flows' q* start from its q*)."""
-    entries = {}
-    for entry in config.entries:
-        entries.setdefault(entry.run, entry)
     rows = []
     for key, by_family in runs.items():
         if key not in decoders:
@@ -58,14 +56,7 @@ def encoders(config: CampaignConfig, decoders: dict[str, str], runs: dict[str, d
         if "diagonal" not in by_family:
             raise ValueError(f"decoder {key!r} needs an FFG ('diagonal') encoder: the flows' q* start from its q*")
         for family, name in by_family.items():
-            entry = entries.get(name)
-            if entry is None or entry.decoder != decoders[key] or entry.init != "fresh" or entry.family != family:
-                raise ValueError(f"{name} is not a campaign run of a fresh {family} encoder on {decoders[key]}")
-            status = read_status(config.run_dir(name, root))
-            schedule = config.protocols[entry.protocol].epochs
-            if status.get("epoch", 0) < schedule:
-                raise ValueError(f"{name} has not reached its schedule's end yet (epoch {status.get('epoch', 0)} of {schedule}): "
-                                 f"python -m amortgap.campaign run --only {name}")  # fmt: skip
+            entry, status, schedule = fresh_encoder(config, name, decoders[key], root, family)
             rows.append({"decoder": key, "family": family, "run": name, "seed": entry.seed, "protocol": entry.protocol,
                          "hidden": "x".join(map(str, entry.encoder_hidden)), "width": int(entry.encoder_hidden[-1]), "epochs": schedule,
                          "train_hours": status.get("train_seconds", float("nan")) / 3600,
