@@ -42,6 +42,9 @@ from .wording import in_words
 PILOT_MARGIN = 0.3  # nats of mean ELBO a fresh encoder may fall short of the joint one (one-sided)
 SPLITS = {"train": "training images", "test": "test images"}
 SHORT_SPLITS = {"train": "training", "test": "test"}
+# Macros that the last bits of a CPU move at the test defaults: Fieller's bounds, where the wide
+# width's gap is barely resolved from zero (one bound moved from 45.9 to 49.3 between vector units).
+UNSTABLE = ("RatioCi",)
 
 
 def pilot(fresh: np.ndarray, joint: np.ndarray, margin: float = PILOT_MARGIN, level: float = 0.95) -> dict[str, float | bool]:
