@@ -43,11 +43,13 @@ def log_likelihood(stack: stacked.Stack, x: Tensor, z: Tensor) -> Tensor:
     return bernoulli_log_likelihood(logits, x.unsqueeze(1)).transpose(0, 1)
 
 
-def negative_elbo(stack: stacked.Stack, x: Tensor, eps: Tensor, kl_weight: float = 1.0) -> tuple[Tensor, Tensor]:
+def negative_elbo(stack: stacked.Stack, x: Tensor, eps: Tensor, kl_weight: float = 1.0,
+                  inputs: Tensor | None = None) -> tuple[Tensor, Tensor]:  # fmt: skip
     """sum over members of -(E_q[log p(x|z)] - kl_weight KL(q || p(z))) averaged over the member's
     batch, for x [M, B, D] and eps [S, M, B, d], and the per-datapoint ELBO [M, B]. The KL of a
-    diagonal Gaussian is analytic; for a flow, log q(z) - log p(z) on the same samples."""
-    q = encode(stack, x)
+    diagonal Gaussian is analytic; for a flow, log q(z) - log p(z) on the same samples. The encoder
+    reads x, or ``inputs`` (a lookup table's one-hot image indices)."""
+    q = encode(stack, x if inputs is None else inputs)
     if isinstance(q, FlowDistribution):
         z = q.from_noise(eps)
         kl = (q.log_prob(z) - standard_normal_log_prob(z)).mean(0)

@@ -64,6 +64,31 @@ def test_the_hand_written_gradient_is_autograds(family, case):
 
 
 @pytest.mark.parametrize("family", ["diagonal", "planar", "sylvester"])
+@pytest.mark.parametrize("kl_weight", [0.3, 1.0])
+def test_a_lookup_table_in_the_encoders_place_gets_autograds_gradient(family, kl_weight):
+    """Per-image VI: q's parameters are a table's rows, read by the encoder's one Linear layer from
+    one-hot image indices (``VAEConfig.table_images``), while the likelihood is of the images."""
+    config = models.VAEConfig(**SMALL, family=family, table_images=9)
+    torch.manual_seed(0)
+    stack = stacked.stack_models([models.VAE(config).double() for _ in range(2)])
+    assert [n for n in stack.trainable if n.startswith("encoder")] == ["encoder.0.weight", "encoder.0.bias"]
+    rows = torch.stack([torch.randperm(9)[:5] for _ in range(2)])
+    inputs = torch.nn.functional.one_hot(rows, 9).double()
+    x = torch.bernoulli(torch.full((2, 5, SMALL["data_dim"]), 0.4, dtype=torch.float64))
+    eps = torch.randn(2, 2, 5, SMALL["latent_dim"], dtype=torch.float64)
+    loss, elbo = negative_elbo(stack, x, eps, kl_weight, inputs)
+    loss.backward()
+    grads = {n: torch.empty_like(p) for n, p in stack.trainable.items()}
+    hand = NegativeElbo(stack, grads)(x, eps, kl_weight, inputs)
+    torch.testing.assert_close(hand, elbo, rtol=1e-12, atol=1e-12)
+    for name, p in stack.trainable.items():
+        torch.testing.assert_close(grads[name], p.grad, rtol=1e-10, atol=1e-12, msg=f"{name}'s gradient")
+    unused = torch.ones(2, 9, dtype=torch.bool)
+    unused[torch.arange(2)[:, None], rows] = False
+    assert grads["encoder.0.weight"][unused].abs().max() == 0, "an image outside the batch gets no gradient"
+
+
+@pytest.mark.parametrize("family", ["diagonal", "planar", "sylvester"])
 def test_the_reference_architecture_in_float32_within_float_tolerance(family):
     """The paper's 784-200-200-50 models at batch 100, as the campaign trains them."""
     torch.manual_seed(1)

@@ -65,6 +65,20 @@ def test_save_load_round_trip(tmp_path):
     assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir()), "the temp file is renamed away"
 
 
+def test_a_table_model_saves_and_loads_and_an_amortized_ones_config_reads_as_before(tmp_path):
+    """``table_images`` is left out of an amortized model's stored config, so that every checkpoint
+    written before the field existed compares equal to today's (a training resume checks it)."""
+    assert "table_images" not in SMALL.to_dict() and models.VAEConfig(**SMALL.to_dict()) == SMALL
+    table = models.VAEConfig(**{**SMALL.to_dict(), "table_images": 7})
+    vae = models.VAE(table)
+    assert vae.encoder[0].weight.shape == (2 * 3, 7) and len(vae.encoder) == 1, "one Linear layer on one-hot indices"
+    models.save(vae, tmp_path / "t.pt")
+    again = models.load(tmp_path / "t.pt")
+    assert again.config == table and torch.equal(again.encoder[0].weight, vae.encoder[0].weight)
+    with pytest.raises(ValueError, match="table_images is a number of training images"):
+        models.VAEConfig(table_images=-1)
+
+
 def test_checkpoint_of_another_architecture_is_refused(tmp_path):
     models.save(models.VAE(SMALL), tmp_path / "m.pt")
     with pytest.raises(models.CheckpointError, match="another architecture.*encoder_hidden"):

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from amortgap import models, train
+from amortgap import models, stacked, train
+from amortgap.elbo_gradient import NegativeElbo
 from amortgap.models import CheckpointError
 
 CONFIG = models.VAEConfig(data_dim=64, latent_dim=4, encoder_hidden=(32,), decoder_hidden=(32,))
@@ -201,3 +202,31 @@ def test_a_diverging_run_fails_with_its_epoch_and_writes_no_checkpoint_of_it(tin
     with pytest.raises(FloatingPointError, match="run.pt: the ELBO is not finite after epoch 1.*no checkpoint was written"):
         fit((tiny_data[0], poisoned), train.TrainConfig(epochs=2, batch_size=64, patience=None), checkpoint=path)
     assert not path.exists()
+
+
+def test_a_table_model_learns_each_images_own_posterior_from_its_row(tiny_data):
+    """Per-image VI with the decoder (``VAEConfig.table_images``): row i of the table is the q of
+    training image i, so after training an image's ELBO under its own row beats its ELBO under the
+    rows of other images; the run has no validation ELBO and keeps its last weights."""
+    x = tiny_data[0][:64]
+    config = models.VAEConfig(**{**CONFIG.to_dict(), "table_images": 64})
+    torch.manual_seed(1)
+    result = train.train(models.VAE(config), x, tiny_data[1], train.TrainConfig(epochs=30, batch_size=16, lr=1e-2,
+                         patience=None), progress=False)  # fmt: skip
+    assert result.history.valid_elbo.isna().all() and result.best_epoch is None
+    stack = stacked.stack_models([result.model])
+    eps = torch.randn(16, 1, 64, CONFIG.latent_dim, generator=torch.Generator().manual_seed(0))
+    own = torch.nn.functional.one_hot(torch.arange(64), 64).float()
+    shuffled = own[torch.randperm(64, generator=torch.Generator().manual_seed(1))]
+    with torch.no_grad():
+        loss = NegativeElbo(stack)
+        mine, others = (loss.elbo(x[None], eps, rows[None])[0] for rows in (own, shuffled))
+    assert (mine - others).mean() > 5 and result.history.train_elbo.iloc[-1] > result.history.train_elbo.iloc[0] + 5
+
+
+def test_a_table_model_refuses_other_images_and_an_elbo_of_unseen_ones(tiny_data):
+    config = models.VAEConfig(**{**CONFIG.to_dict(), "table_images": 64})
+    with pytest.raises(ValueError, match="table of 64 images trains on those images, not on 512"):
+        train.train(models.VAE(config), *tiny_data, train.TrainConfig(epochs=1), progress=False)
+    with pytest.raises(ValueError, match="no ELBO of other images"):
+        train.evaluate_elbo(models.VAE(config), tiny_data[1])

@@ -21,7 +21,11 @@ An entry that names a ``decoder`` (a weights file of another run, ``diagonal_cre
 trains an encoder of its own widths (``encoder_hidden``) against a frozen copy of that decoder: the
 width study's fresh encoders, or (``init``) the file's own encoder trained on, or that encoder
 first distilled onto per-image q* (:mod:`amortgap.distill`): the candidates for the best encoder of
-the split of the amortization gap. It waits until its decoder's file (and q* targets) exist.
+the split of the amortization gap. It waits until its decoder's file (and q* targets) exist. An
+entry with ``images`` trains on a random subset of that many training images (drawn with the
+campaign's ``subset_seed``, the same subset for every entry of that size); with ``table`` too, its
+model has no encoder but a lookup table of per-image q (:class:`amortgap.models.VAEConfig`): the
+decoder trained by per-image VI, beside a VAE trained on the same images.
 Entries run in the order given, in single-thread worker processes, never one run in two at once,
 and all stop cleanly at a wall-clock deadline, leaving checkpoints that the next call continues
 from, on this machine or another. No run starts that could not train a worthwhile stretch before
@@ -80,7 +84,9 @@ class Entry(FromSection):
     folder), the model is an encoder of widths ``encoder_hidden`` on a frozen copy of that decoder,
     which starts (``init``) ``fresh`` from the entry's seed, from the file's own encoder (``joint``),
     or from that encoder distilled onto the decoder's q* targets (``distilled``). ``flow_length``,
-    if given, replaces the architecture's number of flow layers (and names the run: ``sylvester4``)."""
+    if given, replaces the architecture's number of flow layers (and names the run: ``sylvester4``).
+    ``images``: train on a random subset of that many training images; ``table``: with a lookup
+    table of per-image q in the encoder's place (per-image VI; needs ``images``)."""
 
     family: str
     seed: int
@@ -91,6 +97,8 @@ class Entry(FromSection):
     encoder_hidden: tuple[int, ...] | None = None
     init: str = "fresh"
     flow_length: int | None = None
+    images: int | None = None
+    table: bool = False
 
     def __post_init__(self) -> None:
         if self.init not in INITS:
@@ -98,6 +106,11 @@ class Entry(FromSection):
         if self.flow_length is not None and (self.family == "diagonal" or self.flow_length < 1):
             raise ValueError(f"an entry's flow_length is a flow's number of layers (at least 1), not {self.flow_length} "
                              f"for a {self.family} encoder")  # fmt: skip
+        if self.images is not None and self.images < 1:
+            raise ValueError(f"an entry's images is the size of its training subset, not {self.images}")
+        if self.table and (self.images is None or self.decoder is not None):
+            raise ValueError("a table entry trains its own decoder with per-image q on a subset: it names images, "
+                             "and no decoder")  # fmt: skip
         if self.init != "fresh" and self.decoder is None:
             raise ValueError(f"an entry that starts from a {self.init} encoder names the decoder file it comes from")
         if self.decoder is not None and (self.encoder_hidden is None or len(Path(self.decoder).parts) < 2):
@@ -108,8 +121,11 @@ class Entry(FromSection):
     def run(self) -> str:
         """The run's name: ``diagonal_cremer_s0``, or for an encoder on a frozen decoder
         ``diagonal_enc200x200_on_diagonal_cremer_s0.best_encoder_s0`` (a fresh one) or
-        ``diagonal_enc200x200_distilled_on_diagonal_cremer_s0.best_refit_s0``."""
+        ``diagonal_enc200x200_distilled_on_diagonal_cremer_s0.best_refit_s0``; on a subset
+        ``diagonal_n1000_cremer_s0``, and its table model ``diagonal_table_n1000_cremer_s0``."""
         family = self.family if self.flow_length is None else f"{self.family}{self.flow_length}"
+        if self.images is not None:
+            family += f"{'_table' * self.table}_n{self.images}"
         if self.decoder is None:
             return f"{family}_{self.protocol}_s{self.seed}"
         widths = "x".join(map(str, self.encoder_hidden)) + ("" if self.init == "fresh" else f"_{self.init}")
@@ -129,6 +145,7 @@ class CampaignConfig(FromSection):
     entries: tuple[Entry, ...] = ()
     targets_dir: str = "results/split/targets"
     distill: DistillConfig = DistillConfig()
+    subset_seed: int = 0  # the training subsets of entries that name ``images``
 
     @classmethod
     def from_section(cls, section: Mapping) -> "CampaignConfig":
@@ -154,10 +171,17 @@ class CampaignConfig(FromSection):
         return Path(root) / self.model_dir / run
 
     def model_config(self, entry: Entry) -> VAEConfig:
-        """The architecture with the entry's family (and encoder widths and flow length, if it names them)."""
+        """The architecture with the entry's family (and encoder widths, flow length and table, if it names them)."""
         return replace(self.architecture, family=entry.family,
                        encoder_hidden=entry.encoder_hidden or self.architecture.encoder_hidden,
-                       flow_length=self.architecture.flow_length if entry.flow_length is None else entry.flow_length)  # fmt: skip
+                       flow_length=self.architecture.flow_length if entry.flow_length is None else entry.flow_length,
+                       table_images=entry.images if entry.table else 0)  # fmt: skip
+
+    def train_images(self, entry: Entry) -> torch.Tensor:
+        """The rows of the training split that ``entry`` trains on: the first ``num_train``, or a
+        random subset of ``images`` of them (sorted; the table's row i is the subset's i-th image)."""
+        rows = torch.arange(self.num_train)
+        return rows if entry.images is None else rows[data.random_subset(self.num_train, entry.images, self.subset_seed)]
 
     def decoder_path(self, entry: Entry, root: str | os.PathLike = ".") -> Path | None:
         """The weights file whose decoder ``entry`` trains against (None: it trains its own)."""
@@ -327,7 +351,7 @@ def _train_entry(config: CampaignConfig, entry: Entry, deadline: float, root: st
                          f"cannot go on to epoch {config.target(entry)}; remove {run_dir} to retrain it from scratch")  # fmt: skip
     protocol = config.protocols[entry.protocol]
     images = data.load("train", split_seed=config.split_seed)
-    train_x = images.x[: config.num_train]
+    train_x = images.x[config.train_images(entry)]
     valid_x = data.load_binarized("valid", protocol.binarization, split_seed=config.split_seed)
     stretch = stretch_record()
     for epochs in sorted({protocol.epochs, config.target(entry)}):
@@ -398,7 +422,7 @@ def _train_to(config: CampaignConfig, entry: Entry, epochs: int, deadline: float
     epoch = int(history.epoch.iloc[-1]) if len(history) else 0
     protocol = config.protocols[entry.protocol]
     if epoch == protocol.epochs and result.finished:
-        save_model(result.model, run_dir / "best.pt")  # the best weights of the protocol's schedule
+        save_model(result.model, run_dir / "best.pt")  # the best weights of the protocol's schedule (a table model's last)
     chosen = protocol_window(history, protocol)
     last = config.last_target(entry.run)
     if "from_epoch" not in stretch:  # no epoch trained: the stretch begins and ends at the checkpoint
@@ -431,11 +455,13 @@ def write_status(run_dir: Path, status: Mapping) -> None:
 
 def protocol_window(history: pd.DataFrame, protocol: TrainConfig, last: int | None = None) -> pd.DataFrame:
     """The epochs of ``history`` among which the protocol chooses its best validation weights: after
-    the KL warm-up (if ``best_after_warmup``), up to the protocol's last epoch (or ``last``)."""
+    the KL warm-up (if ``best_after_warmup``), up to the protocol's last epoch (or ``last``); none for
+    a table model, which has no validation ELBO."""
     if history.empty:
         return history
     first = protocol.warmup_epochs if protocol.best_after_warmup else 0
-    return history[(history.epoch > first) & (history.epoch <= (protocol.epochs if last is None else last))]
+    return history[(history.epoch > first) & (history.epoch <= (protocol.epochs if last is None else last))
+                   & history.valid_elbo.notna()]  # fmt: skip
 
 
 LONGER_TOLERANCE = 0.3  # nats of validation ELBO a longer schedule may add to a protocol that has converged

@@ -129,22 +129,24 @@ class NegativeElbo:
         self.encoder, self.decoder = layers("encoder"), layers("decoder")
 
     @torch.no_grad()
-    def __call__(self, x: Tensor, eps: Tensor, kl_weight: float = 1.0) -> Tensor:
+    def __call__(self, x: Tensor, eps: Tensor, kl_weight: float = 1.0, inputs: Tensor | None = None) -> Tensor:
         """For binary x [M, B, D] and noise eps [S, M, B, d]: the gradient of the loss at
-        ``kl_weight``, left in ``grads``, and the per-datapoint ELBO [M, B] (at KL weight 1)."""
+        ``kl_weight``, left in ``grads``, and the per-datapoint ELBO [M, B] (at KL weight 1). The
+        encoder reads x, or ``inputs`` [M, B, E] where it is a lookup table (one-hot image indices)."""
         if self.grads is None:
             raise ValueError("this NegativeElbo was built without gradient buffers (grads=None): it gives the ELBO alone")
-        return self._pass(x, eps, kl_weight, gradient=True)
+        return self._pass(x, eps, kl_weight, gradient=True, inputs=inputs)
 
     @torch.no_grad()
-    def elbo(self, x: Tensor, eps: Tensor) -> Tensor:
-        """The per-datapoint ELBO [M, B] alone (no gradient), for x [M, B, D] and eps [S, M, B, d]."""
-        return self._pass(x, eps, 1.0, gradient=False)
+    def elbo(self, x: Tensor, eps: Tensor, inputs: Tensor | None = None) -> Tensor:
+        """The per-datapoint ELBO [M, B] alone (no gradient), for x [M, B, D] and eps [S, M, B, d]
+        (and the encoder's ``inputs``, as for a training step)."""
+        return self._pass(x, eps, 1.0, gradient=False, inputs=inputs)
 
-    def _pass(self, x: Tensor, eps: Tensor, kl_weight: float, gradient: bool) -> Tensor:
+    def _pass(self, x: Tensor, eps: Tensor, kl_weight: float, gradient: bool, inputs: Tensor | None) -> Tensor:
         S, M, B, d = eps.shape
         noise = eps.permute(1, 2, 0, 3)  # [M, B, S, d]: a datapoint's samples side by side
-        enc_inputs, out = self._mlp_forward(self.encoder, x)
+        enc_inputs, out = self._mlp_forward(self.encoder, x if inputs is None else inputs)
         flow = None if isinstance(self.family, DiagonalGaussian) else _FLOW_PASSES[type(self.family)](out, noise, self.family.length)
         if flow is not None:
             z = flow.z

@@ -58,7 +58,12 @@ def standard_normal_log_prob(z: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class VAEConfig(FromSection):
-    """Architecture of a Bernoulli VAE (Cremer et al. 2018's default: 784-200-200-(2x50), ELU)."""
+    """Architecture of a Bernoulli VAE (Cremer et al. 2018's default: 784-200-200-(2x50), ELU).
+
+    ``table_images`` = N > 0 replaces the amortized encoder by a lookup table of q's parameters, one
+    row per training image: per-image VI, the decoder trained without an encoder. The table is one
+    Linear layer on an image's one-hot index [N] (``encoder_hidden`` is not used), so that the
+    training step serves it unchanged."""
 
     data_dim: int = 784
     latent_dim: int = 50
@@ -67,6 +72,7 @@ class VAEConfig(FromSection):
     activation: str = "elu"
     family: str = "diagonal"
     flow_length: int = 10
+    table_images: int = 0
 
     def __post_init__(self) -> None:
         if self.family not in FAMILY_NAMES:
@@ -76,6 +82,8 @@ class VAEConfig(FromSection):
         for name in ("data_dim", "latent_dim", "flow_length"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, not {getattr(self, name)}")
+        if self.table_images < 0:
+            raise ValueError(f"table_images is a number of training images (0: an amortized encoder), not {self.table_images}")
         for name in ("encoder_hidden", "decoder_hidden"):
             widths = tuple(int(w) for w in getattr(self, name))
             if any(w < 1 for w in widths):
@@ -83,7 +91,15 @@ class VAEConfig(FromSection):
             object.__setattr__(self, name, widths)
 
     def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        """The fields as a checkpoint stores them; an amortized encoder's ``table_images`` (0) is left
+        out, so that a checkpoint written before the field existed still reads as the same architecture."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()
+                if k != "table_images" or v}  # fmt: skip
+
+    @property
+    def encoder_inputs(self) -> int:
+        """The encoder's input size: an image [data_dim], or a one-hot image index [table_images]."""
+        return self.table_images or self.data_dim
 
 
 def mlp(sizes: list[int], activation: str) -> nn.Sequential:
@@ -110,7 +126,8 @@ class Encoder(nn.Sequential):
 
 
 class VAE(nn.Module):
-    """Bernoulli-likelihood VAE with an amortized encoder (of ``config.family``) and a N(0, I) prior."""
+    """Bernoulli-likelihood VAE with an amortized encoder (of ``config.family``) and a N(0, I) prior,
+    or, with ``config.table_images``, a lookup table of per-image q in the encoder's place."""
 
     def __init__(self, config: VAEConfig = VAEConfig()) -> None:
         super().__init__()
@@ -118,11 +135,13 @@ class VAE(nn.Module):
         self.latent_dim = config.latent_dim
         c = config
         self.family = make_family(c.family, c.flow_length)
-        self.encoder = Encoder(c.data_dim, c.encoder_hidden, c.latent_dim, c.activation, self.family)
+        self.encoder = Encoder(c.encoder_inputs, () if c.table_images else c.encoder_hidden, c.latent_dim, c.activation,
+                               self.family)  # fmt: skip
         self.decoder = mlp([c.latent_dim, *c.decoder_hidden, c.data_dim], c.activation)
 
     def encode(self, x: Tensor) -> Distribution:
-        """q(z|x) for x [B, D], a member of ``self.family`` predicted by the encoder."""
+        """q(z|x) for x [B, D], a member of ``self.family`` predicted by the encoder (a table model:
+        for one-hot image indices x [B, table_images], the images' rows)."""
         return self.encoder(x)
 
     def log_prior(self, z: Tensor) -> Tensor:

@@ -10,6 +10,10 @@ stopping and checkpoint: its randomness (shuffling, dynamic binarization, repara
 comes from its own generator, seeded with its ``TrainConfig.seed`` and saved in its checkpoint, and
 validation draws from a generator seeded afresh, so it neither depends on nor disturbs training.
 A member that stops early leaves the stack.
+
+A table model (``VAEConfig.table_images``: per-image VI, no encoder) trains on exactly its table's
+images: each batch's encoder input is its images' one-hot indices. It has no q for a validation
+image, so its validation ELBO is NaN and its result is the weights of its last epoch.
 """
 
 from __future__ import annotations
@@ -199,6 +203,8 @@ class _Member:
 def mean_elbo(stack: stacked.Stack, x: Tensor, batch_size: int = 1000, seed: int = 0) -> Tensor:
     """Each member's mean single-sample ELBO over the same x [N, D]: [M]. The noise comes from a
     generator seeded with ``seed`` (the same for every member, and the global RNG untouched)."""
+    if stack.template.config.table_images:
+        raise ValueError("a table model has q only for its own training images, by index: no ELBO of other images")
     generator = torch.Generator(x.device).manual_seed(seed)
     d, M = stack.template.latent_dim, stack.size
     loss = NegativeElbo(stack)
@@ -327,21 +333,26 @@ def _train_epoch(group: list[_Member], train_x: Tensor, valid_x: Tensor, epoch: 
     dynamic = config.binarization == "dynamic"
     dtype = next(iter(stack.params.values())).dtype
     n, bs, d = train_x.shape[0], config.batch_size, stack.template.latent_dim
+    table = stack.template.config.table_images
+    if table and table != n:
+        raise ValueError(f"a table of {table} images trains on those images, not on {n}")
     batches = math.ceil(n / bs)
     orders = [torch.randperm(n, generator=m.generator, device=train_x.device) for m in group]
     elbo_sum = torch.zeros(len(group), device=train_x.device)
     for b in range(batches):
-        xs, noise = [], []
+        xs, noise, rows = [], [], []
         for member, order in zip(group, orders):
-            xb = train_x[order[b * bs : (b + 1) * bs]]
+            rows.append(order[b * bs : (b + 1) * bs])
+            xb = train_x[rows[-1]]
             xs.append(binarize(xb, "dynamic", member.generator) if dynamic else xb)
             noise.append(torch.randn(config.samples, len(xb), d, generator=member.generator, device=xb.device))
-        elbo = loss(torch.stack(xs).to(dtype), torch.stack(noise, 1), config.kl_weight(epoch, b, batches))
+        inputs = torch.nn.functional.one_hot(torch.stack(rows), n).to(dtype) if table else None
+        elbo = loss(torch.stack(xs).to(dtype), torch.stack(noise, 1), config.kl_weight(epoch, b, batches), inputs)
         adam.step(lr)
         elbo_sum += elbo.sum(-1)
-    valid = mean_elbo(stack, valid_x, config.valid_batch_size).tolist()
+    valid = [math.nan] * len(group) if table else mean_elbo(stack, valid_x, config.valid_batch_size).tolist()
     for member, train_sum, valid_elbo in zip(group, elbo_sum.tolist(), valid):
-        if not math.isfinite(train_sum) or not math.isfinite(valid_elbo):
+        if not math.isfinite(train_sum) or not (table or math.isfinite(valid_elbo)):
             if member.checkpoint is None:
                 name, kept = f"member {group.index(member)}", "nothing was saved"
             else:
@@ -357,7 +368,7 @@ def _train_epoch(group: list[_Member], train_x: Tensor, valid_x: Tensor, epoch: 
                               "exp_avg": stacked.member_tensor(state["exp_avg"], i).clone(memory_format=torch.contiguous_format),
                               "exp_avg_sq": stacked.member_tensor(state["exp_avg_sq"], i).clone(memory_format=torch.contiguous_format)}
                        for name, state in adam.state().items()}  # fmt: skip
-        if not config.best_after_warmup or epoch + 1 > config.warmup_epochs:
+        if not table and (not config.best_after_warmup or epoch + 1 > config.warmup_epochs):
             _track_best(member, valid[i], epoch + 1)
         if epoch + 1 in config.snapshot_epochs:
             member.snapshots[epoch + 1] = {k: v.detach().clone() for k, v in member.model.state_dict().items()}
