@@ -18,6 +18,7 @@ import pandas as pd
 import yaml
 
 from amortgap import campaign, report
+from amortgap.ais import AISConfig
 from amortgap.qstar import QStarConfig
 
 FAMILY_NAMES = {"diagonal": "FFG", "planar": "flow"}
@@ -41,6 +42,7 @@ def settings(params: dict) -> pd.DataFrame:
     m, g, c, w, r, e, v, o = (params[s] for s in ("model_setup", "gap_table", "convergence", "width_sweep",
                                                   "refinement", "certification", "validation", "oracle"))  # fmt: skip
     q = QStarConfig()  # the library's defaults; the stages set only its samples and step cap
+    a = AISConfig()  # the library's defaults; the stages set only its steps and chains
     sp, ew, pc = params["split"], params["encoder_width"], params["campaign"]["protocols"]
     si = sp["images"]
     widths, ew_protocol = encoder_widths(params)
@@ -66,6 +68,10 @@ def settings(params: dict) -> pd.DataFrame:
          f"{gd['qstar']['num_samples']}, {gd['qstar']['max_steps']}; {g['refine_steps']}"),
         ("every stage", "q* search: Adam lr; ELBO window, patience; lr x decay; stop below lr",
          f"{q.lr:g}; {q.window} steps, {q.patience} windows; x {q.lr_decay:g}; {q.min_lr:g}"),
+        ("every stage", "AIS transitions: HMC leapfrog steps; step size, adapted per image towards an acceptance "
+         "rate (x factor per transition); schedule of the inverse temperatures",
+         f"{a.leapfrog_steps}; {a.step_size:g} towards {a.target_acceptance:g} (x {a.adapt_factor:g}); "
+         f"{a.schedule} (delta {a.sigmoid_delta:g})"),
         ("convergence", "epochs; images per split; AIS steps x chains",
          f"{_list(c['epochs'])}; {c['num_points']}; {cd['ais']['steps']} x {cd['ais']['chains']}"),
         ("convergence", "control run; its epoch", f"{c['control_run']}; {c['control_epoch']}".replace("_", " ")),

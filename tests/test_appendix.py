@@ -14,13 +14,27 @@ appendix = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(appendix)
 
 
+def ais_sections(value) -> list[dict]:
+    """Every AIS setting in a params tree: a mapping with steps and chains."""
+    if isinstance(value, dict):
+        own = [value] if {"steps", "chains"} <= set(value) else []
+        return own + [found for v in value.values() for found in ais_sections(v)]
+    if isinstance(value, list):
+        return [found for v in value for found in ais_sections(v)]
+    return []
+
+
 def test_every_experiment_stage_has_its_settings_from_params():
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     table = appendix.settings(params)
     assert set(table.index) == {"model setup", "gap table", "convergence", "split", "encoder width", "width sweep", "refinement",
                                 "certification", "validation", "oracle", "every stage"}
-    # the q* search's stopping rule, which the stages leave at the library's defaults
-    assert table.loc["every stage"].value == f"{QStarConfig().lr:g}; 50 steps, 2 windows; x 0.3; 0.0003"
+    # the q* search's stopping rule and AIS's transitions, which the stages leave at the library's defaults
+    every = table.loc["every stage"].set_index("setting").value
+    assert every.iloc[0] == f"{QStarConfig().lr:g}; 50 steps, 2 windows; x 0.3; 0.0003"
+    assert every.iloc[1] == "5; 0.05 towards 0.65 (x 1.02); sigmoid (delta 4)"
+    assert not set().union(*(set(ais) for ais in ais_sections(params))) - {"steps", "chains"}, \
+        "a stage sets an AIS knob beside steps and chains: the appendix's 'every stage' row would not hold"
     gap = table.loc["gap table"].set_index("setting").value
     assert gap["random images per split (flow q*)"] == f"{params['gap_table']['num_points']} ({params['gap_table']['flow_points']})"
     params["gap_table"]["num_points"] = 7
