@@ -56,7 +56,8 @@ plateau = [pd.read_csv(path) for path in sorted((root / history_dir).glob("refer
 # %%
 campaign_config = campaign.load_config(root / campaign_params)
 cremer = campaign_config.protocols["cremer"]
-runs = campaign.read_runs(campaign_config, root)
+full = {entry.run for entry in campaign_config.entries if entry.images is None}  # trained on the whole training split
+runs = {run: found for run, found in campaign.read_runs(campaign_config, root).items() if run in full}
 protocols = campaign.protocol_table(campaign_config, runs)
 print(f"Cremer's schedule here: {cremer.stages} stages of {cremer.stage_base}**i epochs ({cremer.epochs} in all) from lr "
       f"{cremer.lr:g} down to {cremer.lr * cremer.lr_decay:g}, KL warm-up over {cremer.warmup_epochs} epochs, batches of "
@@ -111,7 +112,8 @@ numbers = {
     "CampaignPatience": cremer.patience,
     "CampaignMinDelta": f"{cremer.min_delta:g}",
 }
-cremer_runs = protocols[(protocols.seed == seed) & (protocols.protocol == "cremer") & protocols.best_epoch.notna()]
+cremer_runs = protocols[(protocols.seed == seed) & (protocols.protocol == "cremer") & protocols.best_epoch.notna()
+                        & protocols.run.isin(full)]  # fmt: skip
 for family, name in (("diagonal", "Ffg"), ("planar", "Flow")):
     if family not in set(cremer_runs.family):  # not yet past its warm-up: the paper says so
         numbers |= {f"Campaign{name}{macro}": "(not yet trained)" for macro in

@@ -142,6 +142,9 @@ def test_a_subset_entry_and_its_table_model_name_their_runs_and_train_on_one_ran
     assert torch.equal(rows, config.train_images(vae)) and len(rows) == 50 and rows.unique().numel() == 50
     assert rows.max() > 300 and torch.equal(rows, rows.sort().values), "a random subset of the whole split, sorted"
     assert torch.equal(config.train_images(campaign.Entry(family="diagonal", seed=0)), torch.arange(400))
+    with pytest.raises(ValueError, match="a subset of 500 images of the 400"):
+        campaign.CampaignConfig.from_section({"num_train": 400, "protocols": {"p": PROTOCOL},
+                                              "entries": [{"family": "diagonal", "seed": 0, "protocol": "p", "images": 500}]})
     for bad, message in (({"table": True}, "names images"), ({"images": 0}, "size of its training subset"),
                          ({"images": 50, "table": True, "decoder": "r/best.pt", "encoder_hidden": (8,)}, "and no decoder")):
         with pytest.raises(ValueError, match=message):
@@ -232,6 +235,19 @@ def test_an_entry_starts_fresh_joint_or_distilled_and_only_on_a_decoder(tmp_path
         campaign.Entry(family="diagonal", seed=0, decoder="r/best.pt", encoder_hidden=(8,), init="warm")
     with pytest.raises(ValueError, match="names the decoder file"):
         campaign.Entry(family="diagonal", seed=0, init="joint")
+
+
+def test_a_table_model_has_no_encoder_to_start_another_from(tmp_path):
+    architecture = models.VAEConfig(latent_dim=3, encoder_hidden=(16,), decoder_hidden=(16,))
+    config = campaign.CampaignConfig(architecture=architecture, protocols={"p": train.TrainConfig.from_section(PROTOCOL)},
+                                     model_dir="m")  # fmt: skip
+    (tmp_path / "m" / "r").mkdir(parents=True)
+    models.save(models.VAE(models.VAEConfig(**{**architecture.to_dict(), "table_images": 5})), tmp_path / "m" / "r" / "best.pt")
+    joint = campaign.Entry(family="diagonal", seed=0, protocol="p", decoder="r/best.pt", encoder_hidden=(16,), init="joint")
+    with pytest.raises(ValueError, match="a table model, which has none"):
+        config.initial_model(joint, tmp_path)
+    fresh = config.initial_model(campaign.Entry(family="diagonal", seed=0, protocol="p", decoder="r/best.pt", encoder_hidden=(16,)), tmp_path)
+    assert fresh.config.table_images == 0, "a fresh encoder on a table model's decoder reads images"
 
 
 def test_an_encoder_entry_names_its_decoder_file_and_widths(tmp_path):

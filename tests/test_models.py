@@ -77,6 +77,11 @@ def test_a_table_model_saves_and_loads_and_an_amortized_ones_config_reads_as_bef
     assert again.config == table and torch.equal(again.encoder[0].weight, vae.encoder[0].weight)
     with pytest.raises(ValueError, match="table_images is a number of training images"):
         models.VAEConfig(table_images=-1)
+    square = models.VAE(models.VAEConfig(**{**SMALL.to_dict(), "table_images": 12}))  # as many images as pixels
+    images = torch.tensor([[1.0, 1.0] + [0.0] * 10, [0.0] * 12])
+    with pytest.raises(ValueError, match="looked up by one-hot image indices \\[B, 12\\]"):
+        square.encode(images)
+    assert square.encode(torch.eye(12)[[3, 4]]).batch_shape == (2,)
 
 
 def test_checkpoint_of_another_architecture_is_refused(tmp_path):

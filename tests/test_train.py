@@ -204,29 +204,54 @@ def test_a_diverging_run_fails_with_its_epoch_and_writes_no_checkpoint_of_it(tin
     assert not path.exists()
 
 
-def test_a_table_model_learns_each_images_own_posterior_from_its_row(tiny_data):
+TABLE = models.VAEConfig(**{**CONFIG.to_dict(), "table_images": 64})
+
+
+def test_table_models_learn_each_images_own_posterior_from_its_row_and_keep_their_last_weights(tiny_data):
     """Per-image VI with the decoder (``VAEConfig.table_images``): row i of the table is the q of
     training image i, so after training an image's ELBO under its own row beats its ELBO under the
-    rows of other images; the run has no validation ELBO and keeps its last weights."""
-    x = tiny_data[0][:64]
-    config = models.VAEConfig(**{**CONFIG.to_dict(), "table_images": 64})
+    rows of other images, for each of two stacked members (own seeds, so own batch orders) on
+    dynamically binarized images; a run has no validation ELBO and keeps its last weights."""
+    x = tiny_data[0][:64] * 0.9 + 0.05
+    configs = [train.TrainConfig(epochs=30, batch_size=16, lr=1e-2, patience=None, binarization="dynamic", seed=seed,
+                                 snapshot_epochs=(30,)) for seed in (1, 2)]  # fmt: skip
     torch.manual_seed(1)
-    result = train.train(models.VAE(config), x, tiny_data[1], train.TrainConfig(epochs=30, batch_size=16, lr=1e-2,
-                         patience=None), progress=False)  # fmt: skip
-    assert result.history.valid_elbo.isna().all() and result.best_epoch is None
-    stack = stacked.stack_models([result.model])
-    eps = torch.randn(16, 1, 64, CONFIG.latent_dim, generator=torch.Generator().manual_seed(0))
+    results = train.train_stack([models.VAE(TABLE) for _ in configs], x, tiny_data[1], configs, progress=False)
     own = torch.nn.functional.one_hot(torch.arange(64), 64).float()
     shuffled = own[torch.randperm(64, generator=torch.Generator().manual_seed(1))]
-    with torch.no_grad():
-        loss = NegativeElbo(stack)
-        mine, others = (loss.elbo(x[None], eps, rows[None])[0] for rows in (own, shuffled))
-    assert (mine - others).mean() > 5 and result.history.train_elbo.iloc[-1] > result.history.train_elbo.iloc[0] + 5
+    eps = torch.randn(16, 1, 64, CONFIG.latent_dim, generator=torch.Generator().manual_seed(0))
+    target = torch.bernoulli(x, generator=torch.Generator().manual_seed(3))
+    for result in results:
+        assert result.history.valid_elbo.isna().all() and result.best_epoch is None
+        assert all(torch.equal(a, b) for a, b in zip(result.model.state_dict().values(), result.snapshots[30].values()))
+        loss = NegativeElbo(stacked.stack_models([result.model]))
+        mine, others = (loss.elbo(target[None], eps, rows[None])[0] for rows in (own, shuffled))
+        assert (mine - others).mean() > 5 and result.history.train_elbo.iloc[-1] > result.history.train_elbo.iloc[0] + 5
 
 
-def test_a_table_model_refuses_other_images_and_an_elbo_of_unseen_ones(tiny_data):
-    config = models.VAEConfig(**{**CONFIG.to_dict(), "table_images": 64})
+def test_a_table_run_resumes_to_the_uninterrupted_weights(tiny_data, tmp_path):
+    x, config = tiny_data[0][:64], train.TrainConfig(epochs=6, batch_size=16, lr=3e-3, warmup_epochs=2, patience=None)
+    torch.manual_seed(1)
+    whole = train.train(models.VAE(TABLE), x, tiny_data[1], config, progress=False)
+
+    def interrupt(row):
+        if row["epoch"] == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        torch.manual_seed(1)
+        train.train(models.VAE(TABLE), x, tiny_data[1], config, checkpoint=tmp_path / "t.pt", callback=interrupt, progress=False)
+    torch.manual_seed(1)
+    resumed = train.train(models.VAE(TABLE), x, tiny_data[1], config, checkpoint=tmp_path / "t.pt", resume=True, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()))
+    assert whole.history.train_elbo.tolist() == resumed.history.train_elbo.tolist()
+
+
+def test_a_table_model_refuses_other_images_a_plateau_schedule_and_an_elbo_of_unseen_ones(tiny_data):
     with pytest.raises(ValueError, match="table of 64 images trains on those images, not on 512"):
-        train.train(models.VAE(config), *tiny_data, train.TrainConfig(epochs=1), progress=False)
+        train.train(models.VAE(TABLE), *tiny_data, train.TrainConfig(epochs=1), progress=False)
+    with pytest.raises(ValueError, match="no plateau"):
+        train.train(models.VAE(TABLE), tiny_data[0][:64], tiny_data[1], train.TrainConfig(epochs=1, lr_schedule="plateau"),
+                    progress=False)  # fmt: skip
     with pytest.raises(ValueError, match="no ELBO of other images"):
-        train.evaluate_elbo(models.VAE(config), tiny_data[1])
+        train.evaluate_elbo(models.VAE(TABLE), tiny_data[1])

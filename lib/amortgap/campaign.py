@@ -157,6 +157,8 @@ class CampaignConfig(FromSection):
         for entry in entries:
             if entry.protocol not in protocols:
                 raise ValueError(f"entry {entry} names protocol {entry.protocol!r}; the protocols are {sorted(protocols)}")
+            if entry.images is not None and entry.images > config.num_train:
+                raise ValueError(f"entry {entry} asks for a subset of {entry.images} images of the {config.num_train} it trains from")
             if entry.epochs is not None and entry.epochs < protocols[entry.protocol].epochs:
                 raise ValueError(f"entry {entry} asks for {entry.epochs} epochs, fewer than its protocol's "
                                  f"{protocols[entry.protocol].epochs}: the early-stopped model needs the whole schedule")  # fmt: skip
@@ -179,7 +181,9 @@ class CampaignConfig(FromSection):
 
     def train_images(self, entry: Entry) -> torch.Tensor:
         """The rows of the training split that ``entry`` trains on: the first ``num_train``, or a
-        random subset of ``images`` of them (sorted; the table's row i is the subset's i-th image)."""
+        random subset of ``images`` of them (sorted; the table's row i is the subset's i-th image).
+        The subset is ``subset_seed``'s, which the run's name does not carry: a finished run stands
+        for the subset it trained on (a resume under another seed is refused: its data differ)."""
         rows = torch.arange(self.num_train)
         return rows if entry.images is None else rows[data.random_subset(self.num_train, entry.images, self.subset_seed)]
 
@@ -210,6 +214,8 @@ class CampaignConfig(FromSection):
         if model.config.encoder_hidden != source.config.encoder_hidden or model.family.__class__ is not source.family.__class__:
             raise ValueError(f"{entry.run} starts from the encoder of {decoder}, which has widths "
                              f"{source.config.encoder_hidden} and family {source.config.family}, not the entry's")  # fmt: skip
+        if source.config.table_images:
+            raise ValueError(f"{entry.run} starts from the encoder of {decoder}, a table model, which has none")
         model.encoder.load_state_dict(source.encoder.state_dict())
         if entry.init == "joint":
             return model
@@ -351,7 +357,7 @@ def _train_entry(config: CampaignConfig, entry: Entry, deadline: float, root: st
                          f"cannot go on to epoch {config.target(entry)}; remove {run_dir} to retrain it from scratch")  # fmt: skip
     protocol = config.protocols[entry.protocol]
     images = data.load("train", split_seed=config.split_seed)
-    train_x = images.x[config.train_images(entry)]
+    train_x = images.x[: config.num_train] if entry.images is None else images.x[config.train_images(entry)]
     valid_x = data.load_binarized("valid", protocol.binarization, split_seed=config.split_seed)
     stretch = stretch_record()
     for epochs in sorted({protocol.epochs, config.target(entry)}):

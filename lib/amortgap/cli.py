@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-valid", type=int, default=data.NUM_VALID,
                    help="training images held out for validation (seeded split)")
     _common_args(p)
-    add_config_args(p, models.VAEConfig, skip=("data_dim",))
+    add_config_args(p, models.VAEConfig, skip=("data_dim", "table_images"))
     add_config_args(p, train.TrainConfig)
 
     e = sub.add_parser("evaluate", help="decompose the inference gap of a trained VAE, per datapoint",

@@ -62,8 +62,9 @@ class VAEConfig(FromSection):
 
     ``table_images`` = N > 0 replaces the amortized encoder by a lookup table of q's parameters, one
     row per training image: per-image VI, the decoder trained without an encoder. The table is one
-    Linear layer on an image's one-hot index [N] (``encoder_hidden`` is not used), so that the
-    training step serves it unchanged."""
+    Linear layer on an image's one-hot index [N] (``encoder_hidden`` is not used): image i's
+    parameters are its weight column plus a bias that all images share, so that the training step
+    serves it unchanged."""
 
     data_dim: int = 784
     latent_dim: int = 50
@@ -100,6 +101,11 @@ class VAEConfig(FromSection):
     def encoder_inputs(self) -> int:
         """The encoder's input size: an image [data_dim], or a one-hot image index [table_images]."""
         return self.table_images or self.data_dim
+
+
+def _one_hot(x: Tensor, n: int) -> bool:
+    """Whether every row of x [B, n] is a one-hot vector."""
+    return x.shape[-1] == n and bool(((x == 0) | (x == 1)).all()) and bool((x.sum(-1) == 1).all())
 
 
 def mlp(sizes: list[int], activation: str) -> nn.Sequential:
@@ -142,6 +148,9 @@ class VAE(nn.Module):
     def encode(self, x: Tensor) -> Distribution:
         """q(z|x) for x [B, D], a member of ``self.family`` predicted by the encoder (a table model:
         for one-hot image indices x [B, table_images], the images' rows)."""
+        if self.config.table_images and not _one_hot(x, self.config.table_images):
+            raise ValueError(f"a table model's q is looked up by one-hot image indices [B, {self.config.table_images}]: "
+                             "it has no q for an image itself")  # fmt: skip
         return self.encoder(x)
 
     def log_prior(self, z: Tensor) -> Tensor:

@@ -154,7 +154,8 @@ class TrainConfig(FromSection):
 
 @dataclass
 class TrainResult:
-    """The trained model (best validation weights after the warm-up), one history row per epoch, the
+    """The trained model (best validation weights after the warm-up; a table model's, having no
+    validation ELBO: its last epoch's), one history row per epoch, the
     weights after each reached epoch of ``TrainConfig.snapshot_epochs`` (epoch -> state dict), the
     epoch of the best weights when the patience rule fired (None if it never did; with
     ``after_patience="stop"`` those are the model's weights), the best epoch, and whether the run is
@@ -270,6 +271,11 @@ def train_stack(
     if differ:
         raise ValueError(f"models train in one stack only with the same settings but seed; {sorted(differ)} differ")
     config = configs[0]
+    table = models[0].config.table_images
+    if table and table != len(train_x):
+        raise ValueError(f"a table of {table} images trains on those images, not on {len(train_x)}")
+    if table and config.lr_schedule == "plateau":
+        raise ValueError("a table model has no validation ELBO, so no plateau of it can set its learning rate")
     device = next(models[0].parameters()).device
     train_x, valid_x = train_x.to(device), valid_x.to(device)
     # static: binarized once, kept as bytes (a quarter of the memory each batch's gather reads)
@@ -334,8 +340,6 @@ def _train_epoch(group: list[_Member], train_x: Tensor, valid_x: Tensor, epoch: 
     dtype = next(iter(stack.params.values())).dtype
     n, bs, d = train_x.shape[0], config.batch_size, stack.template.latent_dim
     table = stack.template.config.table_images
-    if table and table != n:
-        raise ValueError(f"a table of {table} images trains on those images, not on {n}")
     batches = math.ceil(n / bs)
     orders = [torch.randperm(n, generator=m.generator, device=train_x.device) for m in group]
     elbo_sum = torch.zeros(len(group), device=train_x.device)
