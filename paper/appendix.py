@@ -193,9 +193,9 @@ def compute(results: Path, runs: pd.DataFrame) -> pd.DataFrame:
                      f"{t.train_seconds.sum() / 60:.1f}"))
     rows.append(("encoders on frozen decoders", len(design), f"{design.epochs.min()}-{design.epochs.max()}", "n/a"))
     for run in runs.itertuples():
-        rows.append((f"campaign run {run.run.replace('_', ' ')} ({STATUS_WORDS[run.status]})", 1, f"{run.epoch} of {run.last_epoch}",
+        rows.append((f"run {run.run.replace('_', ' ')} ({STATUS_WORDS[run.status]})", 1, f"{run.epoch} of {run.last_epoch}",
                      f"{60 * run.hours:.0f}"))
-    return pd.DataFrame(rows, columns=["models", "count", "epochs", "training minutes"]).set_index("models")
+    return pd.DataFrame(rows, columns=["models", "count", "epochs", "minutes"]).set_index("models")
 
 
 def main() -> None:
@@ -215,7 +215,9 @@ def main() -> None:
     path = args.out / "settings_table.tex"
     text = report.write_table(path, settings(params)).replace(" x ", r" $\times$ ")
     path.write_text(text.replace(r"\begin{tabular}{lrr}", r"\begin{tabular}{lp{0.5\linewidth}p{0.3\linewidth}}"))
-    report.write_table(args.out / "compute_table.tex", compute(args.results, runs))
+    path = args.out / "compute_table.tex"
+    text = report.write_table(path, compute(args.results, runs))  # a run's long name wraps in its column
+    path.write_text(text.replace(r"\begin{tabular}{lrrr}", r"\begin{tabular}{" + column % 0.68 + "rrr}"))
 
 
 if __name__ == "__main__":

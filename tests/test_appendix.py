@@ -56,8 +56,8 @@ def test_compute_counts_models_and_their_epochs(tmp_path):
     runs = pd.DataFrame([{"run": "diagonal_cremer_s0", "status": "finished", "epoch": 3280, "last_epoch": 3280, "hours": 2.5},
                          {"run": "planar_cremer_s1", "status": "paused", "epoch": 100, "last_epoch": 3280, "hours": 0.2}])
     table = appendix.compute(tmp_path, runs)
-    assert table.loc["campaign run diagonal cremer s0 (trained)"].tolist() == [1, "3280 of 3280", "150"]
-    assert table.loc["campaign run planar cremer s1 (in training)"].tolist() == [1, "100 of 3280", "12"]
+    assert table.loc["run diagonal cremer s0 (trained)"].tolist() == [1, "3280 of 3280", "150"]
+    assert table.loc["run planar cremer s1 (in training)"].tolist() == [1, "100 of 3280", "12"]
     assert table.loc["reference, FFG encoder"].tolist() == [2, "40-52", "3.0"]
     assert table.loc["reference, planar-flow encoder"].tolist() == [1, "61-61", "4.0"]
     assert table.loc["joint sweep, width 16"].tolist() == [2, "30-33", "3.0"]  # one row per model, not per image
