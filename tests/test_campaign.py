@@ -136,8 +136,10 @@ def test_a_subset_entry_and_its_table_model_name_their_runs_and_train_on_one_ran
     config = campaign.CampaignConfig(architecture=models.VAEConfig(latent_dim=3, encoder_hidden=(16,), decoder_hidden=(16,)),
                                      protocols={"p": train.TrainConfig.from_section(PROTOCOL)}, num_train=400)  # fmt: skip
     vae, table = (campaign.Entry(family="diagonal", seed=0, protocol="p", images=50, table=t) for t in (False, True))
-    assert (vae.run, table.run) == ("diagonal_n50_p_s0", "diagonal_table_n50_p_s0")
+    scaled = campaign.Entry(family="diagonal", seed=0, protocol="p", images=50, table=True, table_scale=30)
+    assert (vae.run, table.run, scaled.run) == ("diagonal_n50_p_s0", "diagonal_table1_n50_p_s0", "diagonal_table30_n50_p_s0")
     assert (config.model_config(vae).table_images, config.model_config(table).table_images) == (0, 50)
+    assert config.model_config(scaled).table_scale == 30 and "table_scale" not in config.model_config(vae).to_dict()
     rows = config.train_images(table)
     assert torch.equal(rows, config.train_images(vae)) and len(rows) == 50 and rows.unique().numel() == 50
     assert rows.max() > 300 and torch.equal(rows, rows.sort().values), "a random subset of the whole split, sorted"
@@ -146,7 +148,8 @@ def test_a_subset_entry_and_its_table_model_name_their_runs_and_train_on_one_ran
         campaign.CampaignConfig.from_section({"num_train": 400, "protocols": {"p": PROTOCOL},
                                               "entries": [{"family": "diagonal", "seed": 0, "protocol": "p", "images": 500}]})
     for bad, message in (({"table": True}, "names images"), ({"images": 0}, "size of its training subset"),
-                         ({"images": 50, "table": True, "decoder": "r/best.pt", "encoder_hidden": (8,)}, "and no decoder")):
+                         ({"images": 50, "table": True, "decoder": "r/best.pt", "encoder_hidden": (8,)}, "and no decoder"),
+                         ({"images": 50, "table_scale": 3.0}, "an entry without a table has none")):
         with pytest.raises(ValueError, match=message):
             campaign.Entry(family="diagonal", seed=0, **bad)
 
@@ -155,10 +158,10 @@ def test_a_subset_entry_and_its_table_model_name_their_runs_and_train_on_one_ran
 def test_a_table_model_trains_its_decoder_by_per_image_vi_and_keeps_its_last_weights(tmp_path):
     """A table entry runs the whole protocol on its subset (no validation ELBO: ``best.pt`` is the
     last epoch's weights, the e12 snapshot), resumable like any run."""
-    entries = [{"family": "diagonal", "seed": 0, "protocol": "p", "images": 60, "table": True}]
+    entries = [{"family": "diagonal", "seed": 0, "protocol": "p", "images": 60, "table": True, "table_scale": 10.0}]
     config = campaign.load_config(write_params(tmp_path, entries))
     campaign.run_campaign(config, deadline=time.time() + HOUR, workers=1, root=str(tmp_path))
-    run = config.run_dir("diagonal_table_n60_p_s0", tmp_path)
+    run = config.run_dir("diagonal_table10_n60_p_s0", tmp_path)
     status = campaign.read_status(run)
     assert status["status"] == "finished" and status["epoch"] == 12 and status["best_epoch"] is None
     best, last = models.load(run / "best.pt"), models.load(run / "train.snapshots/e12.pt")

@@ -139,3 +139,19 @@ def test_a_dict_without_format_is_not_a_checkpoint(tmp_path):
     torch.save({"weights": torch.zeros(2)}, tmp_path / "m.pt")
     with pytest.raises(models.CheckpointError, match="format"):
         models.load(tmp_path / "m.pt")
+
+
+def test_a_tables_input_scale_multiplies_the_step_on_its_rows_and_it_starts_at_the_bias():
+    """Scaling the one-hot input by s makes row i's q s W[:, i] + b: Adam moves W by about its rate
+    per step, so q moves by about s times it; an amortized model has no scale to set."""
+    config = models.VAEConfig(**{**SMALL.to_dict(), "table_images": 5, "table_scale": 30.0})
+    vae = models.VAE(config)
+    assert torch.equal(vae.encoder[0].weight, torch.zeros(6, 5)), "every image's q starts as the bias's"
+    with torch.no_grad():
+        vae.encoder[0].weight[:, 2] = 0.1
+    loc = vae.encode(torch.eye(5)[[2]]).base_dist.loc
+    torch.testing.assert_close(loc, 30.0 * 0.1 + vae.encoder[0].bias[:3].unsqueeze(0))
+    with pytest.raises(ValueError, match="for a model without a table"):
+        models.VAEConfig(table_scale=2.0)
+    with pytest.raises(ValueError, match="positive"):
+        models.VAEConfig(table_images=5, table_scale=0.0)

@@ -5,7 +5,7 @@ import torch
 
 from amortgap import models, stacked, train
 from amortgap.elbo_gradient import NegativeElbo
-from amortgap.models import CheckpointError
+from amortgap.models import CheckpointError, table_input
 
 CONFIG = models.VAEConfig(data_dim=64, latent_dim=4, encoder_hidden=(32,), decoder_hidden=(32,))
 
@@ -255,3 +255,22 @@ def test_a_table_model_refuses_other_images_a_plateau_schedule_and_an_elbo_of_un
                     progress=False)  # fmt: skip
     with pytest.raises(ValueError, match="no ELBO of other images"):
         train.evaluate_elbo(models.VAE(TABLE), tiny_data[1])
+
+
+def test_a_tables_input_scale_is_its_rows_rate_multiplier(tiny_data):
+    """At a rate made for a decoder, a table's rows (one gradient per epoch each) barely move; their
+    input scale multiplies the step Adam takes on them: what an image's own row is worth (its ELBO
+    under its row against under other images' rows) grows with it."""
+    x, config = tiny_data[0][:64], train.TrainConfig(epochs=8, batch_size=16, lr=1e-3, patience=None)
+    own = torch.nn.functional.one_hot(torch.arange(64), 64).float()
+    shuffled = own[torch.randperm(64, generator=torch.Generator().manual_seed(1))]
+    eps = torch.randn(16, 1, 64, CONFIG.latent_dim, generator=torch.Generator().manual_seed(0))
+    worth = {}
+    for scale in (1.0, 10.0):
+        torch.manual_seed(1)
+        model = models.VAE(models.VAEConfig(**{**TABLE.to_dict(), "table_scale": scale}))
+        trained = train.train(model, x, tiny_data[1], config, progress=False).model
+        loss = NegativeElbo(stacked.stack_models([trained]))
+        mine, others = (loss.elbo(x[None], eps, table_input(rows, trained.config)[None])[0] for rows in (own, shuffled))
+        worth[scale] = float((mine - others).mean())
+    assert worth[10.0] > 5 * worth[1.0] > 0, worth  # about 10x: the step on a row, and so its early gain

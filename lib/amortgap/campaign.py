@@ -86,7 +86,8 @@ class Entry(FromSection):
     or from that encoder distilled onto the decoder's q* targets (``distilled``). ``flow_length``,
     if given, replaces the architecture's number of flow layers (and names the run: ``sylvester4``).
     ``images``: train on a random subset of that many training images; ``table``: with a lookup
-    table of per-image q in the encoder's place (per-image VI; needs ``images``)."""
+    table of per-image q in the encoder's place (per-image VI; needs ``images``), its one-hot input
+    scaled by ``table_scale`` (:class:`amortgap.models.VAEConfig`)."""
 
     family: str
     seed: int
@@ -99,6 +100,7 @@ class Entry(FromSection):
     flow_length: int | None = None
     images: int | None = None
     table: bool = False
+    table_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.init not in INITS:
@@ -108,6 +110,8 @@ class Entry(FromSection):
                              f"for a {self.family} encoder")  # fmt: skip
         if self.images is not None and self.images < 1:
             raise ValueError(f"an entry's images is the size of its training subset, not {self.images}")
+        if self.table_scale != 1.0 and not self.table:
+            raise ValueError(f"table_scale scales a table's input: an entry without a table has none, not {self.table_scale}")
         if self.table and (self.images is None or self.decoder is not None):
             raise ValueError("a table entry trains its own decoder with per-image q on a subset: it names images, "
                              "and no decoder")  # fmt: skip
@@ -122,10 +126,10 @@ class Entry(FromSection):
         """The run's name: ``diagonal_cremer_s0``, or for an encoder on a frozen decoder
         ``diagonal_enc200x200_on_diagonal_cremer_s0.best_encoder_s0`` (a fresh one) or
         ``diagonal_enc200x200_distilled_on_diagonal_cremer_s0.best_refit_s0``; on a subset
-        ``diagonal_n1000_cremer_s0``, and its table model ``diagonal_table_n1000_cremer_s0``."""
+        ``diagonal_n1000_cremer_s0``, and a table model ``diagonal_table30_n1000_cremer_s0`` (its scale)."""
         family = self.family if self.flow_length is None else f"{self.family}{self.flow_length}"
         if self.images is not None:
-            family += f"{'_table' * self.table}_n{self.images}"
+            family += f"{f'_table{self.table_scale:g}' * self.table}_n{self.images}"
         if self.decoder is None:
             return f"{family}_{self.protocol}_s{self.seed}"
         widths = "x".join(map(str, self.encoder_hidden)) + ("" if self.init == "fresh" else f"_{self.init}")
@@ -177,7 +181,7 @@ class CampaignConfig(FromSection):
         return replace(self.architecture, family=entry.family,
                        encoder_hidden=entry.encoder_hidden or self.architecture.encoder_hidden,
                        flow_length=self.architecture.flow_length if entry.flow_length is None else entry.flow_length,
-                       table_images=entry.images if entry.table else 0)  # fmt: skip
+                       table_images=entry.images if entry.table else 0, table_scale=entry.table_scale)  # fmt: skip
 
     def train_images(self, entry: Entry) -> torch.Tensor:
         """The rows of the training split that ``entry`` trains on: the first ``num_train``, or a

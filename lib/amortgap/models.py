@@ -64,7 +64,11 @@ class VAEConfig(FromSection):
     row per training image: per-image VI, the decoder trained without an encoder. The table is one
     Linear layer on an image's one-hot index [N] (``encoder_hidden`` is not used): image i's
     parameters are its weight column plus a bias that all images share, so that the training step
-    serves it unchanged."""
+    serves it unchanged. The one-hot input is scaled by ``table_scale`` (:func:`table_input`): Adam
+    moves a weight by about its rate per step, so a row's q moves by about ``table_scale`` times the
+    rate, while the decoder keeps its own. A row has a gradient only when its image is in the batch,
+    once per epoch, so at the decoder's rate it would hardly move. The table starts at zero: every
+    image's q is the bias's."""
 
     data_dim: int = 784
     latent_dim: int = 50
@@ -74,6 +78,7 @@ class VAEConfig(FromSection):
     family: str = "diagonal"
     flow_length: int = 10
     table_images: int = 0
+    table_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.family not in FAMILY_NAMES:
@@ -85,6 +90,9 @@ class VAEConfig(FromSection):
                 raise ValueError(f"{name} must be positive, not {getattr(self, name)}")
         if self.table_images < 0:
             raise ValueError(f"table_images is a number of training images (0: an amortized encoder), not {self.table_images}")
+        if self.table_scale <= 0 or (self.table_scale != 1.0 and not self.table_images):
+            raise ValueError(f"table_scale scales a table model's one-hot input (positive), not {self.table_scale}"
+                             f"{'' if self.table_images else ' for a model without a table'}")
         for name in ("encoder_hidden", "decoder_hidden"):
             widths = tuple(int(w) for w in getattr(self, name))
             if any(w < 1 for w in widths):
@@ -92,15 +100,24 @@ class VAEConfig(FromSection):
             object.__setattr__(self, name, widths)
 
     def to_dict(self) -> dict:
-        """The fields as a checkpoint stores them; an amortized encoder's ``table_images`` (0) is left
-        out, so that a checkpoint written before the field existed still reads as the same architecture."""
+        """The fields as a checkpoint stores them; an amortized encoder's table fields are left out, so
+        that a checkpoint written before they existed still reads as the same architecture."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()
-                if k != "table_images" or v}  # fmt: skip
+                if k not in TABLE_FIELDS or self.table_images}  # fmt: skip
 
     @property
     def encoder_inputs(self) -> int:
         """The encoder's input size: an image [data_dim], or a one-hot image index [table_images]."""
         return self.table_images or self.data_dim
+
+
+TABLE_FIELDS = ("table_images", "table_scale")
+
+
+def table_input(one_hot: Tensor, config: VAEConfig) -> Tensor:
+    """The table's encoder input for one-hot image indices [..., table_images]: scaled by
+    ``config.table_scale`` (see :class:`VAEConfig`)."""
+    return one_hot * config.table_scale
 
 
 def _one_hot(x: Tensor, n: int) -> bool:
@@ -144,6 +161,8 @@ class VAE(nn.Module):
         self.encoder = Encoder(c.encoder_inputs, () if c.table_images else c.encoder_hidden, c.latent_dim, c.activation,
                                self.family)  # fmt: skip
         self.decoder = mlp([c.latent_dim, *c.decoder_hidden, c.data_dim], c.activation)
+        if c.table_images:
+            nn.init.zeros_(self.encoder[0].weight)
 
     def encode(self, x: Tensor) -> Distribution:
         """q(z|x) for x [B, D], a member of ``self.family`` predicted by the encoder (a table model:
@@ -151,7 +170,7 @@ class VAE(nn.Module):
         if self.config.table_images and not _one_hot(x, self.config.table_images):
             raise ValueError(f"a table model's q is looked up by one-hot image indices [B, {self.config.table_images}]: "
                              "it has no q for an image itself")  # fmt: skip
-        return self.encoder(x)
+        return self.encoder(table_input(x, self.config) if self.config.table_images else x)
 
     def log_prior(self, z: Tensor) -> Tensor:
         """log p(z), [..., d] -> [...]."""

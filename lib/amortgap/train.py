@@ -39,7 +39,7 @@ from . import stacked
 from .data import Binarization, binarize
 from .adam import FlatAdam
 from .elbo_gradient import NegativeElbo
-from .models import VAE, CheckpointError, atomic_save, safe_load
+from .models import VAE, CheckpointError, atomic_save, safe_load, table_input
 from .models import save as save_model
 from .parts import tensor_digest
 from .progress import bar as progress_bar
@@ -350,7 +350,7 @@ def _train_epoch(group: list[_Member], train_x: Tensor, valid_x: Tensor, epoch: 
             xb = train_x[rows[-1]]
             xs.append(binarize(xb, "dynamic", member.generator) if dynamic else xb)
             noise.append(torch.randn(config.samples, len(xb), d, generator=member.generator, device=xb.device))
-        inputs = torch.nn.functional.one_hot(torch.stack(rows), n).to(dtype) if table else None
+        inputs = table_input(torch.nn.functional.one_hot(torch.stack(rows), n).to(dtype), stack.template.config) if table else None
         elbo = loss(torch.stack(xs).to(dtype), torch.stack(noise, 1), config.kl_weight(epoch, b, batches), inputs)
         adam.step(lr)
         elbo_sum += elbo.sum(-1)
